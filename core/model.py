@@ -1,0 +1,445 @@
+"""The one model of a DataFlow: manifests, the CRD schema, the operator and the runner.
+
+Field names are the contract's (camelCase, as users write them in YAML).
+Every validation error is reported as ``<field path>: <reason>``, for example
+``spec.sink.uniqueBy: required when mode is upsert``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from .errors import ConfigError
+
+API_GROUP = "activedataflow.io"
+API_VERSION = "v1alpha1"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+CRON_MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def field_error(field: str, message: str) -> PydanticCustomError:
+    """An error about ``field`` of the model being validated (for cross-field rules).
+
+    The formatter appends ``field`` to the error's location, so a rule checked on
+    ``spec.sink`` reads ``spec.sink.uniqueBy: required when mode is upsert``.
+    """
+    return PydanticCustomError("adf_field", "{message}", {"field": field, "message": message})
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+class SecretKeyRef(Model):
+    name: str = Field(min_length=1, description="Secret in the DataFlow's namespace")
+    key: str = Field(default="url", min_length=1, description="key of the Secret holding the URL")
+
+
+class Connection(Model):
+    """Where a source or sink connects: a plain URL, or a Secret holding it."""
+
+    url: str | None = Field(default=None, description="SQLAlchemy or redis:// URL (no secrets)")
+    secretRef: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Connection:
+        if (self.url is None) == (self.secretRef is None):
+            raise field_error("url", "exactly one of url or secretRef is required")
+        return self
+
+
+# --------------------------------------------------------------------------- sources
+
+WhereOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null", "like"]
+
+
+class Where(Model):
+    """One condition; conditions are ANDed. Values are always bound parameters."""
+
+    column: str
+    op: WhereOp = "="
+    value: Any = None
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> Where:
+        if self.op in ("in", "not in"):
+            if not isinstance(self.value, list) or not self.value:
+                raise field_error("value", f"a non-empty list is required with op '{self.op}'")
+        elif self.op in ("is null", "is not null"):
+            if self.value is not None:
+                raise field_error("value", f"must be omitted with op '{self.op}'")
+        elif self.value is None:
+            raise field_error("value", f"required with op '{self.op}' (use 'is null' to match nulls)")
+        elif isinstance(self.value, list | dict):
+            raise field_error("value", f"a scalar is required with op '{self.op}'")
+        return self
+
+
+class Incremental(Model):
+    cursorColumn: str = Field(description="only rows past the last committed cursor are read")
+    initialValue: Any = Field(default=None, description="start from here on the first run")
+
+
+class SqlSource(Model):
+    type: Literal["sql"]
+    connection: Connection
+    table: str = Field(min_length=1)
+    schema_: str | None = Field(default=None, alias="schema")
+    columns: list[str] | None = None
+    where: list[Where] = Field(default_factory=list)
+    orderBy: list[str] = Field(
+        default_factory=list, description="keyset order; defaults to the table's primary key"
+    )
+    limit: int | None = Field(default=None, ge=1)
+    batchSize: int = Field(default=5000, ge=1, le=1_000_000)
+    incremental: Incremental | None = None
+
+
+class RedisSource(Model):
+    type: Literal["redis"]
+    connection: Connection
+    stream: str | None = Field(default=None, description="read entries of this stream (XRANGE)")
+    keyPattern: str | None = Field(default=None, description="read hashes/JSON values of matching keys")
+    batchSize: int = Field(default=5000, ge=1, le=1_000_000)
+    limit: int | None = Field(default=None, ge=1)
+    incremental: bool = Field(default=False, description="streams: resume after the last committed id")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RedisSource:
+        if (self.stream is None) == (self.keyPattern is None):
+            raise field_error("stream", "exactly one of stream or keyPattern is required")
+        return self
+
+
+Source = Annotated[SqlSource | RedisSource, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+class TransformStep(Model):
+    """Exactly one of the keys; steps apply in order."""
+
+    rename: dict[str, str] | None = None
+    select: list[str] | None = None
+    drop: list[str] | None = None
+    set: dict[str, str] | None = Field(default=None, description="column: expression")
+    filter: str | None = Field(default=None, description="keep rows where the expression is true")
+    python: str | None = Field(default=None, description="module:function shipped in the image")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TransformStep:
+        given = [k for k in ("rename", "select", "drop", "set", "filter", "python") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "adf_step",
+                "each step needs exactly one of rename, select, drop, set, filter, python (got {given})",
+                {"given": ", ".join(given) or "none"},
+            )
+        if self.python is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.python):
+            raise field_error("python", "expected 'module.path:function'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("rename", "select", "drop", "set", "filter", "python") if getattr(self, k) is not None)
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class SqlSink(Model):
+    type: Literal["sql"]
+    connection: Connection
+    table: str = Field(min_length=1)
+    schema_: str | None = Field(default=None, alias="schema")
+    mode: Literal["insert", "upsert"] = "insert"
+    uniqueBy: list[str] = Field(default_factory=list)
+    updateOnly: list[str] | None = Field(default=None, description="columns updated on conflict (default: all)")
+    batchSize: int = Field(default=5000, ge=1, le=1_000_000)
+    transaction: Literal["batch", "run", "none"] = "batch"
+
+    @model_validator(mode="after")
+    def _upsert_needs_keys(self) -> SqlSink:
+        if self.mode == "upsert" and not self.uniqueBy:
+            raise field_error("uniqueBy", "required when mode is upsert")
+        if self.updateOnly is not None and self.mode != "upsert":
+            raise field_error("updateOnly", "only allowed when mode is upsert")
+        if self.updateOnly and set(self.updateOnly) & set(self.uniqueBy):
+            both = sorted(set(self.updateOnly) & set(self.uniqueBy))
+            raise field_error("updateOnly", f"must not repeat uniqueBy columns ({', '.join(both)})")
+        return self
+
+
+class RedisSink(Model):
+    type: Literal["redis"]
+    connection: Connection
+    keyTemplate: str = Field(description="for example 'order:{id}'; placeholders are column names")
+    format: Literal["hash", "json"] = "hash"
+    ttlSeconds: int | None = Field(default=None, ge=1)
+    batchSize: int = Field(default=5000, ge=1, le=1_000_000)
+
+    @field_validator("keyTemplate")
+    @classmethod
+    def _has_placeholder(cls, v: str) -> str:
+        if not re.search(r"\{[A-Za-z_]\w*\}", v):
+            raise ValueError("needs at least one {column} placeholder so every row gets its own key")
+        return v
+
+
+Sink = Annotated[SqlSink | RedisSink, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class Retries(Model):
+    limit: int = Field(default=0, ge=0, le=100)
+    backoffSeconds: int = Field(default=30, ge=0)
+
+
+class Runtime(Model):
+    type: Literal["cronjob", "heartbeat"] = "cronjob"
+    timeoutSeconds: int | None = Field(default=None, ge=1)
+    retries: Retries = Field(default_factory=Retries)
+
+
+class DataFlowSpec(Model):
+    description: str = ""
+    schedule: str | None = None
+    interval: str | None = None
+    timeZone: str | None = None
+    suspend: bool = False
+    concurrencyPolicy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
+    startingDeadlineSeconds: int | None = Field(default=None, ge=0)
+    successfulRunsHistoryLimit: int = Field(default=3, ge=0)
+    failedRunsHistoryLimit: int = Field(default=1, ge=0)
+    runtime: Runtime = Field(default_factory=Runtime)
+    source: Source
+    transform: list[TransformStep] = Field(default_factory=list)
+    sink: Sink
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from .schedule import parse_cron
+
+        parse_cron(v)  # raises ValueError with the reason
+        return v
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parse_interval(v)
+        return v
+
+    @field_validator("timeZone")
+    @classmethod
+    def _tz(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone '{v}'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> DataFlowSpec:
+        if (self.schedule is None) == (self.interval is None):
+            raise field_error("schedule", "exactly one of schedule or interval is required")
+        if self.interval is not None and self.runtime.type == "cronjob" and parse_interval(self.interval) % 60:
+            raise field_error("interval", "must be whole minutes when runtime.type is cronjob")
+        return self
+
+    @property
+    def interval_seconds(self) -> int | None:
+        return None if self.interval is None else parse_interval(self.interval)
+
+
+def parse_interval(text: str) -> int:
+    """``15m`` / ``1h30m`` / ``90s`` -> seconds. At least one second."""
+    m = INTERVAL.match(text.strip()) if text else None
+    if not text or not m or not any(m.groupdict().values()):
+        raise ValueError(f"'{text}' is not an interval like 15m, 1h30m or 90s")
+    seconds = int(m["h"] or 0) * 3600 + int(m["m"] or 0) * 60 + int(m["s"] or 0)
+    if seconds < 1:
+        raise ValueError("must be at least 1s")
+    return seconds
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    name: str = Field(min_length=1, max_length=52)
+    namespace: str = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    uid: str | None = None
+    generation: int | None = None
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns(cls, v: str) -> str:
+        if not DNS1123_SUBDOMAIN.match(v):
+            raise ValueError(f"'{v}' is not a valid name: lower case letters, digits, '-' and '.'")
+        return v
+
+
+class DataFlow(BaseModel):
+    """A DataFlow resource as a user writes it (status is ignored)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    apiVersion: Literal["activedataflow.io/v1alpha1"] = GROUP_VERSION
+    kind: Literal["DataFlow"] = "DataFlow"
+    metadata: Metadata
+    spec: DataFlowSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.metadata.namespace, self.metadata.name)
+
+    def spec_dict(self) -> dict[str, Any]:
+        """The spec as the user wrote it (aliases, defaults filled in), JSON-safe."""
+        return self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def format_validation_error(err: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[str]:
+    """One ``path: reason`` line per error, with the contract's field names."""
+    lines: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = [*prefix, *_clean_loc(e["loc"])]
+        msg = e["msg"]
+        ctx = e.get("ctx") or {}
+        if e["type"] == "adf_field":
+            loc.append(ctx["field"])
+        elif e["type"] == "missing":
+            msg = "required"
+        elif e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif e["type"] == "union_tag_invalid":
+            loc.append("type")
+            msg = f"unknown type {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+        elif e["type"] == "union_tag_not_found":
+            loc.append("type")
+            msg = "required"
+        elif e["type"] == "literal_error":
+            msg = f"must be one of {ctx.get('expected')}"
+        msg = msg.removeprefix("Value error, ")
+        lines.append(f"{'.'.join(str(p) for p in loc) or '(manifest)'}: {msg}")
+    return lines
+
+
+def _clean_loc(loc: Iterable[Any]) -> list[str | int]:
+    # Discriminated unions add the tag ('sql'/'redis') to the location; drop it.
+    out: list[str | int] = []
+    for part in loc:
+        if part in ("sql", "redis") and out and out[-1] in ("source", "sink"):
+            continue
+        if part == "schema_":
+            part = "schema"
+        out.append(part)
+    return out
+
+
+def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
+    """Validate one manifest object (a dict from YAML or the Kubernetes API)."""
+    where = f"{source}: " if source else ""
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{where}expected a mapping, got {type(obj).__name__}")
+    if obj.get("kind") != "DataFlow":
+        raise ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}")
+    try:
+        return DataFlow.model_validate(obj)
+    except ValidationError as err:
+        lines = format_validation_error(err)
+        first = lines[0]
+        more = f" (and {len(lines) - 1} more: {'; '.join(lines[1:4])})" if len(lines) > 1 else ""
+        exc = ConfigError(f"{where}{first}{more}")
+        exc.field = first.partition(": ")[0]
+        exc.all_errors = lines  # type: ignore[attr-defined]
+        raise exc from None
+
+
+def iter_manifest_documents(text: str, *, source: str = "") -> Iterator[dict[str, Any]]:
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source or 'manifest'}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
+    for doc in docs:
+        if doc is None:
+            continue
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            yield from doc.get("items") or []
+        else:
+            yield doc
+
+
+def load_manifests(path: str | Path) -> list[DataFlow]:
+    """All DataFlows of a multi-document YAML file; other kinds are skipped."""
+    p = Path(path)
+    try:
+        text = p.read_text() if str(path) != "-" else __import__("sys").stdin.read()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read manifest: {err.strerror}") from None
+    flows = [
+        parse_dataflow(doc, source=str(path))
+        for doc in iter_manifest_documents(text, source=str(path))
+        if not isinstance(doc, dict) or doc.get("kind") in ("DataFlow", None)
+    ]
+    if not flows:
+        raise ConfigError(f"{path}: no DataFlow found in the manifest")
+    seen: set[tuple[str, str]] = set()
+    for f in flows:
+        if f.key in seen:
+            raise ConfigError(f"{path}: DataFlow {f.namespace}/{f.name} appears twice", field="metadata.name")
+        seen.add(f.key)
+    return flows

@@ -1,0 +1,1 @@
+"""Storage backends for flow and run records, chosen by URL."""

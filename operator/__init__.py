@@ -1,0 +1,1 @@
+"""The kopf operator (importable only as ``activedataflow.operator``)."""

@@ -1,0 +1,1 @@
+"""Executing flows: connectors, transforms, the FlowExecutor, heartbeat."""

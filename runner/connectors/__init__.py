@@ -1,0 +1,1 @@
+"""Source and sink connectors (SQL through SQLAlchemy, Redis)."""

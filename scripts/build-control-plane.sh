@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Builds the real Kubernetes control plane used by the end-to-end tests:
+# etcd, kube-apiserver, kube-controller-manager (from the Go module proxy
+# with `go build`) and helm (`go install`). Binaries are cached outside the
+# clone, in ${ADF_CACHE:-~/.cache/activedataflow}/bin, so CI's fresh clone on
+# the same machine reuses them. Idempotent: only missing binaries are built.
+set -euo pipefail
+
+K8S_VERSION="${ADF_K8S_VERSION:-v1.36.3}"
+ETCD_VERSION="${ADF_ETCD_VERSION:-v3.5.21}"
+HELM_VERSION="${ADF_HELM_VERSION:-v3.19.0}"
+CACHE="${ADF_CACHE:-$HOME/.cache/activedataflow}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export CGO_ENABLED=0
+
+log() { echo "[build-control-plane] $*" >&2; }
+
+build_k8s() {
+  local work="$CACHE/build/k8s-$K8S_VERSION"
+  mkdir -p "$work"
+  cd "$work"
+  if [ ! -f go.mod ]; then
+    log "preparing module for k8s.io/kubernetes $K8S_VERSION"
+    local staging_version="v0.${K8S_VERSION#v1.}"
+    go mod download -json "k8s.io/kubernetes@$K8S_VERSION" >/dev/null
+    local modfile
+    modfile="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$K8S_VERSION.mod"
+    {
+      echo "module adf.local/k8sbuild"
+      echo
+      echo "go 1.24.0"
+      echo
+      echo "replace ("
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging_version"'#p' "$modfile"
+      echo ")"
+    } > go.mod.tmp
+    mv go.mod.tmp go.mod
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
+           "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION"
+  fi
+  for cmd in kube-apiserver kube-controller-manager; do
+    if [ ! -x "$BIN/$cmd" ]; then
+      log "go build $cmd $K8S_VERSION (takes several minutes on 2 cores)"
+      go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}" \
+        -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+      mv "$BIN/$cmd.tmp" "$BIN/$cmd"
+    fi
+  done
+}
+
+build_etcd() {
+  [ -x "$BIN/etcd" ] && return 0
+  local work="$CACHE/build/etcd-$ETCD_VERSION"
+  mkdir -p "$work"
+  cd "$work"
+  if [ ! -f go.mod ]; then
+    go mod init adf.local/etcdbuild >/dev/null 2>&1
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+  fi
+  log "go build etcd $ETCD_VERSION"
+  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
+  mv "$BIN/etcd.tmp" "$BIN/etcd"
+}
+
+build_helm() {
+  [ -x "$BIN/helm" ] && return 0
+  log "go install helm $HELM_VERSION"
+  GOBIN="$BIN" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
+what="${1:-all}"
+case "$what" in
+  etcd) build_etcd ;;
+  k8s) build_k8s ;;
+  helm) build_helm ;;
+  all) build_etcd; build_helm; build_k8s ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm]" >&2; exit 2 ;;
+esac
+ls -la "$BIN" >&2
