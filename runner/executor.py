@@ -1,0 +1,365 @@
+"""The FlowExecutor: one run of one flow, from claim to final status.
+
+Lifecycle (the Rails FlowExecutor's): ``pending -> in_progress -> success | failed``.
+
+1. **claim** the flow atomically in the store (under ``Forbid`` no second run of
+   the flow can be active; under ``Replace`` the active run is failed first and
+   its runner notices at its next lease renewal);
+2. **start** the run (``in_progress``), keep its lease alive from a background
+   thread while it works, and reflect it into Kubernetes when running there;
+3. read the source batch by batch, transform, write to the sink; after every
+   batch the sink checkpoints and, once it says the rows are durable, the
+   incremental cursor covering them is committed to the store. A failed run
+   therefore never skips rows, and a re-run with ``upsert`` duplicates nothing;
+4. **finish**: ``success`` (with the final cursor in the same store
+   transaction) or ``failed`` (sink rolled back, error message and a bounded
+   backtrace recorded, secrets redacted).
+
+Retries (``spec.runtime.retries``) run in-process: each attempt is its own run
+record with ``attempt`` counting up, after ``backoffSeconds * 2**(n-1)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ..errors import ConnectorError, UserError, redact
+from ..model import DataFlow, parse_dataflow
+from ..schedule import next_run, utcnow
+from ..store.base import Counts, FlowRecord, FlowUpsert, RunRecord, Store, Trigger
+
+log = logging.getLogger("activedataflow.runner")
+
+__all__ = ["FlowExecutor", "Progress", "RunOutcome", "dataflow_from_record", "run_name_for"]
+
+
+class Progress(Protocol):
+    """Receives progress of one run (a terminal bar, log lines, or nothing)."""
+
+    def started(self, flow: DataFlow, run: RunRecord) -> None: ...
+
+    def advanced(self, read: int, written: int, failed: int) -> None: ...
+
+    def finished(self, run: RunRecord) -> None: ...
+
+
+class _NoProgress:
+    def started(self, flow: DataFlow, run: RunRecord) -> None:
+        pass
+
+    def advanced(self, read: int, written: int, failed: int) -> None:
+        pass
+
+    def finished(self, run: RunRecord) -> None:
+        pass
+
+
+@dataclass
+class RunOutcome:
+    """What happened when a flow was asked to run."""
+
+    flow: str
+    namespace: str
+    run: RunRecord | None = None  # the last attempt; None if not claimed
+    skipped: str | None = None  # why nothing ran (not due, already running...)
+    attempts: list[RunRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.run is not None and self.run.status == "failed"
+
+
+def run_name_for(flow: str, slot: datetime, attempt: int = 1) -> str:
+    """``<flow>-<unix minutes>`` (as CronJob names its Jobs); retries add ``-<attempt>``."""
+    base = f"{flow}-{int(slot.timestamp() // 60)}"
+    return base if attempt == 1 else f"{base}-{attempt}"
+
+
+def dataflow_from_record(record: FlowRecord) -> DataFlow:
+    return parse_dataflow(
+        {
+            "apiVersion": "activedataflow.io/v1alpha1",
+            "kind": "DataFlow",
+            "metadata": {"name": record.name, "namespace": record.namespace},
+            "spec": record.spec,
+        },
+        source=f"flow {record.namespace}/{record.name}",
+    )
+
+
+class _Lease:
+    """Renews a run's lease from a daemon thread; ``lost`` is set if the store refuses."""
+
+    def __init__(self, store: Store, run_id: str, seconds: float) -> None:
+        self.store, self.run_id, self.seconds = store, run_id, seconds
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{run_id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                if not self.store.renew_lease(self.run_id, now=utcnow(), lease_seconds=self.seconds):
+                    self.lost.set()
+                    return
+            except Exception as err:  # a store hiccup: keep trying until the lease would lapse
+                log.warning("renewing lease of run %s failed: %s", self.run_id, redact(str(err)))
+
+
+class RunAborted(Exception):
+    pass
+
+
+class FlowExecutor:
+    """Runs flows against one store. Thread-safe for different flows."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        reflector: Any = None,
+        runner_id: str | None = None,
+        lease_seconds: float = 60.0,
+        progress_factory: Callable[[], Progress] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.reflector = reflector
+        self.runner_id = runner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self.progress_factory = progress_factory or _NoProgress
+        self.sleep = sleep
+
+    # ------------------------------------------------------------------ public
+
+    def register(self, flow: DataFlow) -> FlowRecord:
+        """Store (create or update) the flow record of a DataFlow."""
+        existing = self.store.get_flow(flow.name, flow.namespace)
+        next_at = None
+        if existing is not None and existing.last_run_at is not None:
+            next_at = next_run(flow.spec, after=utcnow(), last_run_at=existing.last_run_at)
+        return self.store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
+
+    def run(self, record: FlowRecord, *, trigger: Trigger = "schedule", force: bool = False) -> RunOutcome:
+        """Run the flow if it is due (or ``force``), with retries. Never raises for a failed run."""
+        flow = dataflow_from_record(record)
+        outcome = RunOutcome(record.name, record.namespace)
+        now = utcnow()
+        slot = now if force else (record.next_run_at or now)
+        if not force and self._missed_deadline(flow, record, now):
+            self.store.set_next_run(record.name, record.namespace, next_run(flow.spec, after=now, last_run_at=now))
+            outcome.skipped = (
+                f"missed the tick at {slot.isoformat()} by more than startingDeadlineSeconds "
+                f"({flow.spec.startingDeadlineSeconds}s); waiting for the next one"
+            )
+            return outcome
+        retries = flow.spec.runtime.retries
+        for attempt in range(1, retries.limit + 2):
+            run = self._claim(flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt)
+            if run is None:
+                if attempt == 1:
+                    outcome.skipped = self._why_not_claimed(record, now)
+                break
+            run = self._execute(flow, run)
+            outcome.run = run
+            outcome.attempts.append(run)
+            if run.status == "success" or attempt > retries.limit:
+                break
+            delay = retries.backoffSeconds * 2 ** (attempt - 1)
+            log.info("flow %s/%s attempt %d failed; retrying in %ss", flow.namespace, flow.name, attempt, delay)
+            self.sleep(delay)
+            record = self.store.get_flow(record.name, record.namespace) or record
+        return outcome
+
+    # ------------------------------------------------------------------ steps
+
+    @staticmethod
+    def _missed_deadline(flow: DataFlow, record: FlowRecord, now: datetime) -> bool:
+        deadline = flow.spec.startingDeadlineSeconds
+        if deadline is None or record.next_run_at is None:
+            return False
+        return now - record.next_run_at > timedelta(seconds=deadline)
+
+    def _why_not_claimed(self, record: FlowRecord, now: datetime) -> str:
+        current = self.store.get_flow(record.name, record.namespace)
+        if current is None:
+            return "flow no longer exists"
+        if not current.enabled:
+            return "flow is suspended or disabled"
+        if self.store.active_runs(record.name, record.namespace):
+            return "another run of this flow is active (concurrencyPolicy Forbid)"
+        if current.next_run_at is not None and current.next_run_at > now:
+            return f"not due until {current.next_run_at.isoformat()}"
+        return "claimed by another runner"
+
+    def _claim(
+        self, flow: DataFlow, record: FlowRecord, *, trigger: Trigger, force: bool, slot: datetime, attempt: int
+    ) -> RunRecord | None:
+        now = utcnow()
+        if flow.spec.concurrencyPolicy == "Replace":
+            for active in self.store.active_runs(flow.name, flow.namespace):
+                with contextlib.suppress(Exception):
+                    self.store.finish_run(
+                        active.id,
+                        status="failed",
+                        now=now,
+                        counts=Counts(active.records_read, active.records_written, active.records_failed),
+                        error_message="replaced by a newer run (concurrencyPolicy Replace)",
+                    )
+        return self.store.claim(
+            flow.name,
+            flow.namespace,
+            now=now,
+            runner_id=self.runner_id,
+            lease_seconds=self.lease_seconds,
+            trigger=trigger,
+            run_name=run_name_for(flow.name, slot, attempt),
+            scheduled_for=slot,
+            next_run_at=next_run(flow.spec, after=now, last_run_at=now),
+            require_due=not force,
+            attempt=attempt,
+        )
+
+    def _reflect(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self.reflector is None:
+            return
+        try:
+            getattr(self.reflector, method)(*args, **kwargs)
+        except Exception as err:  # reflection never fails a run
+            log.warning("could not reflect run into Kubernetes: %s", redact(str(err)))
+
+    def _execute(self, flow: DataFlow, run: RunRecord) -> RunRecord:
+        progress = self.progress_factory()
+        run = self.store.start_run(run.id, now=utcnow(), lease_seconds=self.lease_seconds)
+        record = self.store.get_flow(flow.name, flow.namespace)
+        assert record is not None
+        self._reflect("run_started", record, run)
+        progress.started(flow, run)
+        counts = Counts()
+        cursor: Any = record.cursor
+        try:
+            with _Lease(self.store, run.id, self.lease_seconds) as lease:
+                counts, cursor = self._move_rows(flow, run, record.cursor, progress, lease)
+            final = self.store.finish_run(
+                run.id, status="success", now=utcnow(), counts=counts, cursor=cursor, commit_cursor=True
+            )
+        except Exception as err:
+            counts = getattr(err, "counts", counts)
+            message = redact(str(err) if isinstance(err, UserError | RunAborted) else f"{type(err).__name__}: {err}")
+            final = self.store.finish_run(
+                run.id,
+                status="failed",
+                now=utcnow(),
+                counts=counts,
+                error_message=message or type(err).__name__,
+                error_backtrace=redact(traceback.format_exc()),
+            )
+            log.error("flow %s/%s run %s failed: %s", flow.namespace, flow.name, final.run_name, message)
+        progress.finished(final)
+        record = self.store.get_flow(flow.name, flow.namespace) or record
+        self._reflect("run_finished", record, final, cursor=record.cursor, next_run_at=record.next_run_at)
+        with contextlib.suppress(Exception):
+            self.store.prune_runs(
+                flow.name, flow.namespace, keep_success=_history("ADF_KEEP_SUCCESSFUL_RUNS", 100),
+                keep_failed=_history("ADF_KEEP_FAILED_RUNS", 100),
+            )
+        return final
+
+    def _move_rows(
+        self, flow: DataFlow, run: RunRecord, cursor: Any, progress: Progress, lease: _Lease
+    ) -> tuple[Counts, Any]:
+        from .connections import resolve_url
+        from .connectors import open_sink, open_source
+        from .transforms import compile_transforms
+
+        spec = flow.spec
+        src_url = resolve_url(spec.source.connection, namespace=flow.namespace, field="spec.source.connection")
+        sink_url = resolve_url(spec.sink.connection, namespace=flow.namespace, field="spec.sink.connection")
+        read = written = failed = 0
+        errors: list[str] = []
+        source = open_source(spec.source, src_url)
+        sink = None
+        try:
+            columns = source.open(cursor)
+            pipeline = compile_transforms(spec.transform, columns)
+            sink = open_sink(spec.sink, sink_url)
+            sink.open(pipeline.columns)
+            row_errors: list[str] = []
+
+            def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
+                row_errors.append(str(err))
+
+            for batch in source.batches():
+                if lease.lost.is_set():
+                    raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
+                read += len(batch.rows)
+                rows = pipeline.apply(batch.rows, on_error=on_row_error)
+                sink.write(rows)
+                durable = sink.checkpoint()
+                if batch.cursor is not None and _incremental(flow):
+                    cursor = batch.cursor
+                    if durable:
+                        self.store.commit_cursor(flow.name, flow.namespace, cursor)
+                failed = sink.stats.failed + len(row_errors)
+                errors = (row_errors + sink.stats.errors)[:5]
+                self._check_failures(spec, failed, errors)
+                written = sink.stats.written
+                progress.advanced(read, written, failed)
+                self.store.update_counts(run.id, Counts(read, written, failed))
+            sink.commit()
+            written = sink.stats.written
+            failed = sink.stats.failed + len(row_errors)
+            self._check_failures(spec, failed, errors)
+            return Counts(read, written, failed), cursor
+        except BaseException as err:
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    sink.rollback()
+            err.counts = Counts(read, sink.stats.written if sink else written, failed)  # type: ignore[attr-defined]
+            raise
+        finally:
+            if sink is not None:
+                with contextlib.suppress(Exception):
+                    sink.close()
+            with contextlib.suppress(Exception):
+                source.close()
+
+    @staticmethod
+    def _check_failures(spec: Any, failed: int, errors: list[str]) -> None:
+        limit = getattr(spec.sink, "maxFailedRecords", 0) or 0
+        if failed > limit:
+            first = "; ".join(errors[:3])
+            raise ConnectorError(
+                f"{failed} record(s) failed, more than spec.sink.maxFailedRecords ({limit}): {first}"
+            )
+
+
+def _incremental(flow: DataFlow) -> bool:
+    src = flow.spec.source
+    return bool(getattr(src, "incremental", None))
+
+
+def _history(var: str, default: int) -> int:
+    try:
+        return max(1, int(os.environ.get(var, default)))
+    except ValueError:
+        return default

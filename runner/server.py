@@ -1,0 +1,113 @@
+"""`adf serve`: the HTTP heartbeat endpoint (the Rails engine's, kept compatible).
+
+``POST /heartbeat`` runs every due flow and answers ``200 {flows_due,
+flows_triggered, timestamp}``. The token comes from ``ADF_HEARTBEAT_TOKEN`` and
+is sent as ``Authorization: Bearer <token>`` or ``X-Heartbeat-Token: <token>``
+(401 otherwise); ``ADF_HEARTBEAT_ALLOW`` is a comma-separated list of IPs and
+CIDRs, v4 and v6 (403 for other clients; empty allows all). A failure inside
+the heartbeat answers 500 with the (redacted) reason. ``GET /healthz`` answers
+200 when the store is reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import ConfigError, UserError, redact
+
+log = logging.getLogger("activedataflow.server")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+__all__ = ["make_app", "parse_allowlist", "serve"]
+
+
+def parse_allowlist(text: str | None) -> list[Network]:
+    nets: list[Network] = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"ADF_HEARTBEAT_ALLOW: '{part}' is not an IP address or CIDR") from None
+    return nets
+
+
+def client_allowed(remote: str | None, allow: Sequence[Network]) -> bool:
+    if not allow:
+        return True
+    if not remote:
+        return False
+    try:
+        addr = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == net.version and addr in net for net in allow)
+
+
+def _presented_token(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.headers.get("X-Heartbeat-Token")
+
+
+def make_app(executor: Any, *, token: str, allow: Sequence[Network]) -> web.Application:
+    from .heartbeat import heartbeat
+
+    lock = asyncio.Lock()  # one heartbeat at a time per process; flows are claimed atomically anyway
+
+    async def post_heartbeat(request: web.Request) -> web.Response:
+        if not client_allowed(request.remote, allow):
+            log.warning("heartbeat from %s refused: not in ADF_HEARTBEAT_ALLOW", request.remote)
+            return web.json_response({"error": "forbidden"}, status=403)
+        presented = _presented_token(request)
+        if not presented or not hmac.compare_digest(presented.encode(), token.encode()):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            async with lock:
+                result = await asyncio.to_thread(heartbeat, executor)
+        except Exception as err:
+            log.exception("heartbeat failed")
+            return web.json_response({"error": redact(str(err))}, status=500)
+        return web.json_response(result.as_json())
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            await asyncio.to_thread(executor.store.ping)
+        except Exception as err:
+            return web.json_response({"status": "unavailable", "error": redact(str(err))}, status=503)
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_post("/heartbeat", post_heartbeat)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def serve(store_url: str | None, *, host: str, port: int) -> None:
+    from ..store import open_store
+    from .executor import FlowExecutor
+    from .reflect import reflector_from_env
+
+    token = os.environ.get("ADF_HEARTBEAT_TOKEN", "")
+    if not token:
+        raise UserError("ADF_HEARTBEAT_TOKEN: required (the token clients send as 'Authorization: Bearer ...')")
+    allow = parse_allowlist(os.environ.get("ADF_HEARTBEAT_ALLOW"))
+    store = open_store(store_url)
+    store.ping()
+    executor = FlowExecutor(store, reflector=reflector_from_env())
+    log.warning("adf serve: POST http://%s:%d/heartbeat (store %s)", host, port, store.url_for_display)
+    web.run_app(make_app(executor, token=token, allow=allow), host=host, port=port, print=None)
