@@ -130,6 +130,11 @@ class RedisSource(Model):
     connection: Connection
     stream: str | None = Field(default=None, description="read entries of this stream (XRANGE)")
     keyPattern: str | None = Field(default=None, description="read hashes/JSON values of matching keys")
+    columns: list[str] | None = Field(
+        default=None,
+        description="fields to read (default: those of the first entry/key); '_id' is the stream entry id, "
+        "'_key' the key",
+    )
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     limit: int | None = Field(default=None, ge=1)
     incremental: bool = Field(default=False, description="streams: resume after the last committed id")
@@ -188,6 +193,9 @@ class SqlSink(Model):
     updateOnly: list[str] | None = Field(default=None, description="columns updated on conflict (default: all)")
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     transaction: Literal["batch", "run", "none"] = "batch"
+    maxFailedRecords: int = Field(
+        default=0, ge=0, description="rows the sink may reject (constraint/type errors) before the run fails"
+    )
 
     @model_validator(mode="after")
     def _upsert_needs_keys(self) -> SqlSink:
@@ -208,6 +216,9 @@ class RedisSink(Model):
     format: Literal["hash", "json"] = "hash"
     ttlSeconds: int | None = Field(default=None, ge=1)
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
+    maxFailedRecords: int = Field(
+        default=0, ge=0, description="rows the sink may reject (no key value, wrong type) before the run fails"
+    )
 
     @field_validator("keyTemplate")
     @classmethod
