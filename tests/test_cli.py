@@ -1,0 +1,156 @@
+"""The `adf` command line, driven as a subprocess: commands, output and every exit status."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, manifest, sqlite_fact, sqlite_orders
+
+
+@pytest.fixture
+def dbs(tmp_path: Path) -> tuple[str, str, str]:
+    """(source url, sink url, store url) on SQLite files."""
+    sqlite_orders(tmp_path / "shop.db", ORDERS)
+    sqlite_fact(tmp_path / "wh.db")
+    return (f"sqlite:///{tmp_path / 'shop.db'}", f"sqlite:///{tmp_path / 'wh.db'}", f"sqlite:///{tmp_path / 'adf.db'}")
+
+
+def fact_rows(tmp_path: Path) -> dict[int, tuple[int, int]]:
+    with sqlite3.connect(tmp_path / "wh.db") as db:
+        return {r[0]: (r[1], r[2]) for r in db.execute("SELECT id, customer, amount_cents FROM fact_orders")}
+
+
+def test_run_moves_transformed_rows_and_exits_0(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    result = adf("--store", store, "run", str(manifest(tmp_path, source_url=src, sink_url=sink)))
+    assert result.returncode == 0, result.stderr
+    assert "shop/paid-orders: success" in result.stdout
+    assert fact_rows(tmp_path) == EXPECTED_FACT
+
+
+def test_run_prints_plain_progress_lines_when_not_a_terminal(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    result = adf("--store", store, "run", str(manifest(tmp_path, source_url=src, sink_url=sink)))
+    assert "run paid-orders-" in result.stderr and "started" in result.stderr
+    assert "rows/s" in result.stderr
+    assert "\x1b[" not in result.stderr  # no terminal control codes in logs
+
+
+def test_second_run_of_incremental_flow_reads_only_new_rows(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink)
+    assert adf("--store", store, "run", str(path)).returncode == 0
+    with sqlite3.connect(tmp_path / "shop.db") as db:
+        db.execute("INSERT INTO orders VALUES (8, 17, '2.00', 'paid', '2026-01-01 10:00:07')")
+    second = adf("--store", store, "run", str(path), "-o", "json")
+    assert second.returncode == 0, second.stderr
+    run = json.loads(second.stdout)[0]["run"]
+    assert run["records_read"] == 1 and run["records_written"] == 1
+    assert fact_rows(tmp_path)[8] == (17, 200)
+
+
+def test_invalid_manifest_exits_2_naming_the_field(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink)
+    path.write_text(path.read_text().replace("    uniqueBy: [id]\n", ""))
+    result = adf("--store", store, "run", str(path))
+    assert result.returncode == 2
+    assert "spec.sink.uniqueBy: required when mode is upsert" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_column_in_expression_exits_2_before_running(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink)
+    path.write_text(path.read_text().replace("row.amount > 0", "row.amont > 0"))
+    result = adf("--store", store, "run", str(path))
+    assert result.returncode == 1
+    assert "amont" in result.stdout + result.stderr
+
+
+def test_failing_run_exits_1_with_the_error(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink, sink_table="fact_ordrs")
+    result = adf("--store", store, "run", str(path))
+    assert result.returncode == 1
+    assert "fact_ordrs" in result.stderr
+    runs = json.loads(adf("--store", store, "runs", "paid-orders", "-o", "json").stdout)
+    assert runs[0]["status"] == "failed" and "fact_ordrs" in runs[0]["error_message"]
+
+
+def test_unknown_flow_exits_2(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'adf.db'}"
+    for args in (["runs", "nosuch"], ["heartbeat", "--flow", "nosuch"]):
+        result = adf("--store", store, *args)
+        assert result.returncode == 2, args
+        assert "nosuch" in result.stderr
+
+
+def test_unreachable_store_exits_2_quickly_without_the_password() -> None:
+    started = time.monotonic()
+    result = adf("--store", "postgresql+psycopg://adf:s3cr3t-pw@127.0.0.1:1/adf", "flows")
+    assert result.returncode == 2
+    assert time.monotonic() - started < 15
+    assert "127.0.0.1:1" in result.stderr
+    assert "s3cr3t-pw" not in result.stderr + result.stdout
+
+
+def test_store_url_from_environment(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    assert adf("apply", str(manifest(tmp_path, source_url=src, sink_url=sink)), env={"ADF_STORE_URL": store}
+               ).returncode == 0
+    listed = json.loads(adf("--store", store, "flows", "-o", "json").stdout)
+    assert [(f["namespace"], f["name"]) for f in listed] == [("shop", "paid-orders")]
+
+
+def test_apply_then_heartbeat_runs_due_flows_once(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    first = adf("--store", store, "apply", str(manifest(tmp_path, source_url=src, sink_url=sink)))
+    assert first.returncode == 0 and "dataflow shop/paid-orders created" in first.stdout
+    beat = adf("--store", store, "heartbeat", "-o", "json")
+    assert beat.returncode == 0, beat.stderr
+    summary = json.loads(beat.stdout)
+    assert (summary["flows_due"], summary["flows_triggered"]) == (1, 1)
+    assert summary["runs"][0]["run"]["trigger"] == "heartbeat"
+    again = json.loads(adf("--store", store, "heartbeat", "-o", "json").stdout)
+    assert (again["flows_due"], again["flows_triggered"]) == (0, 0)
+    assert fact_rows(tmp_path) == EXPECTED_FACT
+
+
+def test_heartbeat_force_runs_a_flow_that_is_not_due(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    adf("--store", store, "run", str(manifest(tmp_path, source_url=src, sink_url=sink)))
+    not_due = json.loads(adf("--store", store, "heartbeat", "--flow", "paid-orders", "-n", "shop", "-o", "json").stdout)
+    assert not_due["flows_triggered"] == 0
+    forced = adf("--store", store, "heartbeat", "--flow", "paid-orders", "-n", "shop", "--force", "-o", "json")
+    assert json.loads(forced.stdout)["runs"][0]["run"]["trigger"] == "manual"
+
+
+def test_runs_table_lists_newest_first(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink)
+    adf("--store", store, "run", str(path))
+    adf("--store", store, "run", str(path), "--flow", "paid-orders")
+    table = adf("--store", store, "runs")
+    assert table.returncode == 0
+    header, *lines = [ln for ln in table.stdout.splitlines() if ln.strip()]
+    for col in ("FLOW", "STATUS", "READ", "WRITTEN", "DURATION"):
+        assert col in header
+    assert len(lines) == 2 and all("success" in ln for ln in lines)
+
+
+def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
+    result = adf("demo", "--rows", "2000", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "demo/paid-orders: success" in result.stdout
+    assert (tmp_path / "adf.db").exists()  # the default store, sqlite:///adf.db
+    with sqlite3.connect(tmp_path / "adf-demo" / "warehouse.db") as db:
+        written = db.execute("SELECT COUNT(*) FROM fact_orders").fetchone()[0]
+    with sqlite3.connect(tmp_path / "adf-demo" / "shop.db") as db:
+        expected = db.execute("SELECT COUNT(*) FROM orders WHERE status = 'paid' AND amount > 0").fetchone()[0]
+    assert written == expected > 0
