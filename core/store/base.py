@@ -40,6 +40,10 @@ BACKTRACE_LIMIT = 8192  # characters of error_backtrace kept (the tail, where th
 ERROR_MESSAGE_LIMIT = 2048
 
 
+class UnknownRun(LookupError):
+    """No run record with that id exists in the store (a programming error, not a user's)."""
+
+
 def check_transition(current: str, new: str) -> None:
     from ..errors import IllegalTransition
 
@@ -223,7 +227,13 @@ class Store(abc.ABC):
         and another run is active with an unexpired lease; or ``run_name`` is
         given and a run of that name already exists (a second runner for the
         same slot). On success the flow's ``next_run_at`` becomes ``next_run_at``
-        in the same transaction, so other claimers no longer see it due.
+        (if given; None keeps the stored value) in the same transaction, so other
+        claimers no longer see it due. ``created_at`` of the run is ``now``.
+
+        Active runs of the flow whose lease already expired are failed first (as
+        :meth:`reap_expired` would), so a dead runner never blocks a new claim.
+        A due claim (``require_due``) on PostgreSQL/MySQL skips a flow row that
+        another runner is claiming at this instant (``SKIP LOCKED``) and returns None.
         """
 
     @abc.abstractmethod
@@ -231,7 +241,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def start_run(self, run_id: str, *, now: datetime, lease_seconds: float) -> RunRecord:
-        """pending -> in_progress; sets started_at and renews the lease."""
+        """pending -> in_progress; sets started_at and renews the lease.
+
+        Like every run method: UnknownRun if no such run, IllegalTransition if the
+        lifecycle forbids the change (e.g. the run was already failed by a reaper)."""
 
     @abc.abstractmethod
     def renew_lease(self, run_id: str, *, now: datetime, lease_seconds: float) -> bool:
@@ -250,22 +263,25 @@ class Store(abc.ABC):
         cursor: Any = None,
         commit_cursor: bool = False,
     ) -> RunRecord:
-        """in_progress|pending -> success|failed. Sets ended_at, duration, counts and the
-        flow's last_run_at/last_run_status; with ``commit_cursor`` also the flow cursor,
-        in the same transaction. Backtrace is bounded (:func:`bound_backtrace`)."""
+        """in_progress|pending -> success|failed. Sets ended_at, duration (since started_at;
+        None if never started), counts, clears the lease, and sets the flow's
+        last_run_at (the run's started_at, else ``now``) and last_run_status; with
+        ``commit_cursor`` also the flow cursor, in the same transaction. Backtrace is
+        bounded (:func:`bound_backtrace`), error_message to ERROR_MESSAGE_LIMIT."""
 
     @abc.abstractmethod
     def update_counts(self, run_id: str, counts: Counts) -> None:
-        """Progress of an in_progress run (for status reflection)."""
+        """Progress of an in_progress run (for status reflection). IllegalTransition otherwise."""
 
     @abc.abstractmethod
-    def active_runs(self, name: str, namespace: str) -> list[RunRecord]: ...
+    def active_runs(self, name: str, namespace: str) -> list[RunRecord]:
+        """Pending and in_progress runs of the flow, oldest first (whether or not their lease expired)."""
 
     @abc.abstractmethod
     def list_runs(
         self, name: str | None = None, namespace: str | None = None, *, limit: int = 50
     ) -> list[RunRecord]:
-        """Newest first (by created_at)."""
+        """Newest first (by created_at, then by claim order). ``None`` filters nothing."""
 
     @abc.abstractmethod
     def reap_expired(self, now: datetime) -> list[RunRecord]:

@@ -1,0 +1,62 @@
+"""Helpers shared by the SQL and the Redis backends: time, JSON values, messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .base import ERROR_MESSAGE_LIMIT, RunRecord
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def aware_utc(value: datetime, what: str = "datetime") -> datetime:
+    """``value`` as timezone-aware UTC; a naive datetime is a programming error (its zone is unknown)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware (UTC), got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+def optional_utc(value: datetime | None, what: str = "datetime") -> datetime | None:
+    return None if value is None else aware_utc(value, what)
+
+
+def to_micros(value: datetime) -> int:
+    """Exact microseconds since the epoch (no float rounding)."""
+    return (aware_utc(value) - EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int | str) -> datetime:
+    return EPOCH + timedelta(microseconds=int(value))
+
+
+def lease_until(now: datetime, lease_seconds: float) -> datetime:
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    return aware_utc(now, "now") + timedelta(seconds=lease_seconds)
+
+
+def check_json(value: Any, what: str = "cursor") -> str:
+    """``value`` serialised as JSON; ValueError naming ``what`` if it is not a JSON value."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{what} must be a JSON value (null, bool, number, string, list, object): {err}") from None
+
+
+def bound_message(message: str | None) -> str | None:
+    if message is None or len(message) <= ERROR_MESSAGE_LIMIT:
+        return message
+    return message[: ERROR_MESSAGE_LIMIT - 3] + "..."
+
+
+def lease_lost_message(run: RunRecord) -> str:
+    """The error of a run whose runner stopped renewing its lease (it died or lost the store)."""
+    when = run.lease_expires_at.isoformat() if run.lease_expires_at else "unknown time"
+    return f"runner lost: lease expired at {when} (runner {run.runner_id or 'unknown'})"
+
+
+def duration(started_at: datetime | None, ended_at: datetime) -> float | None:
+    return None if started_at is None else max(0.0, (ended_at - started_at).total_seconds())

@@ -1,0 +1,503 @@
+"""The SQL backend: SQLite (default), PostgreSQL and MySQL/MariaDB through SQLAlchemy 2 Core.
+
+Claiming is atomic per database: PostgreSQL and MySQL/MariaDB lock the flow row
+with ``SELECT ... FOR UPDATE SKIP LOCKED`` (a runner never waits for another
+runner's claim, it moves on); SQLite serialises writers with ``BEGIN IMMEDIATE``
+transactions (the pysqlite event-hook recipe from the SQLAlchemy documentation)
+and a busy timeout.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.pool import StaticPool
+
+from ..errors import StoreUnavailable, UnknownFlow, redact
+from ..schedule import utcnow
+from .base import (
+    ACTIVE_STATUSES,
+    Counts,
+    FlowRecord,
+    FlowUpsert,
+    RunRecord,
+    Store,
+    Trigger,
+    UnknownRun,
+    bound_backtrace,
+    check_transition,
+)
+from .common import (
+    aware_utc,
+    bound_message,
+    check_json,
+    duration,
+    lease_lost_message,
+    lease_until,
+    optional_utc,
+)
+from .schema import flows, runs
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, never waited for
+SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
+_LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
+_MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
+
+
+def create_store_engine(url: sa.URL) -> Engine:
+    """An engine with connect timeouts; for SQLite, one that lets us emit BEGIN ourselves."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        memory = url.database in (None, "", ":memory:")
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # pysqlite must not emit BEGIN itself
+            cur = dbapi_connection.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            immediate = conn.get_execution_options().get("adf_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    options: dict[str, Any] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
+    if backend in ("mysql", "mariadb"):
+        options["isolation_level"] = "READ COMMITTED"
+        options["pool_recycle"] = 3600
+    return sa.create_engine(url, **options)
+
+
+class SqlStore(Store):
+    """Flow and run records in two tables (``flows``, ``runs``) managed by Alembic."""
+
+    def __init__(self, url: sa.URL) -> None:
+        self.url = url
+        self.backend = url.get_backend_name()
+        self.url_for_display = url.render_as_string(hide_password=True)
+        self._engine = create_store_engine(url)
+        self._write_engine = self._engine.execution_options(adf_write=True)
+        self._lock_rows = self.backend in _LOCKING_BACKENDS
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self.url_for_display!r})"
+
+    # ----------------------------------------------------------------- plumbing
+    def _unavailable(self, err: BaseException) -> StoreUnavailable:
+        orig = getattr(err, "orig", None) or err
+        reason = redact(str(orig).strip().splitlines()[0]) if str(orig).strip() else type(orig).__name__
+        return StoreUnavailable(f"cannot reach the store at {self.url_for_display}: {reason}")
+
+    @contextmanager
+    def _tx(self, *, write: bool = True) -> Iterator[Connection]:
+        """One transaction; connection failures become StoreUnavailable naming the address."""
+        engine = self._write_engine if write else self._engine
+        try:
+            conn = engine.connect()
+        except sa.exc.DBAPIError as err:
+            raise self._unavailable(err) from None
+        with conn:
+            try:
+                with conn.begin():
+                    yield conn
+            except sa.exc.DBAPIError as err:
+                if err.connection_invalidated:
+                    raise self._unavailable(err) from None
+                raise
+
+    def _flow_query(self, name: str, namespace: str, *, lock: bool = False, skip_locked: bool = False) -> sa.Select:
+        q = sa.select(flows).where(flows.c.namespace == namespace, flows.c.name == name)
+        if lock and self._lock_rows:
+            q = q.with_for_update(skip_locked=skip_locked)
+        return q
+
+    def _flow_id(self, c: Connection, name: str, namespace: str) -> int:
+        flow_id = c.execute(sa.select(flows.c.id).where(flows.c.namespace == namespace, flows.c.name == name)).scalar()
+        if flow_id is None:
+            raise UnknownFlow(f"no flow '{name}' in namespace '{namespace}' in the store {self.url_for_display}")
+        return int(flow_id)
+
+    @staticmethod
+    def _flow_record(row: Row[Any]) -> FlowRecord:
+        return FlowRecord(
+            name=row.name,
+            namespace=row.namespace,
+            spec=row.spec,
+            description=row.description,
+            enabled=bool(row.enabled),
+            schedule=row.schedule,
+            interval_seconds=row.interval_seconds,
+            time_zone=row.time_zone,
+            concurrency_policy=row.concurrency_policy,
+            last_run_at=row.last_run_at,
+            last_run_status=row.last_run_status,
+            next_run_at=row.next_run_at,
+            cursor=row.cursor,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+    _run_columns = (runs, flows.c.name.label("flow_name"), flows.c.namespace.label("flow_namespace"))
+
+    def _run_query(self) -> sa.Select:
+        return sa.select(*self._run_columns).select_from(runs.join(flows, runs.c.flow_id == flows.c.id))
+
+    @staticmethod
+    def _run_record(row: Row[Any]) -> RunRecord:
+        return RunRecord(
+            id=str(row.id),
+            flow_name=row.flow_name,
+            namespace=row.flow_namespace,
+            status=row.status,
+            trigger=row.trigger,
+            attempt=row.attempt,
+            run_name=row.run_name,
+            scheduled_for=row.scheduled_for,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            duration_seconds=row.duration_seconds,
+            error_message=row.error_message,
+            error_backtrace=row.error_backtrace,
+            records_read=row.records_read,
+            records_written=row.records_written,
+            records_failed=row.records_failed,
+            runner_id=row.runner_id,
+            lease_expires_at=row.lease_expires_at,
+            created_at=row.created_at,
+        )
+
+    @staticmethod
+    def _pk(run_id: str) -> int | None:
+        return int(run_id) if isinstance(run_id, str) and run_id.isdigit() else None
+
+    def _load_run(self, c: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
+        pk = self._pk(run_id)
+        q = self._run_query().where(runs.c.id == pk)
+        if lock and self._lock_rows:
+            q = q.with_for_update(of=runs)
+        row = c.execute(q).first() if pk is not None else None
+        if row is None:
+            raise UnknownRun(f"no run with id {run_id!r} in the store {self.url_for_display}")
+        return self._run_record(row)
+
+    # ----------------------------------------------------------------- lifecycle
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest Alembic revision, one process at a time."""
+        with self._migrate_lock:
+            if self._migrated:
+                return
+            with self._tx() as c:  # SQLite: BEGIN IMMEDIATE serialises concurrent migrations
+                if self.backend == "postgresql":
+                    c.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK_KEY})
+                elif self.backend in ("mysql", "mariadb"):
+                    c.execute(sa.text("SELECT GET_LOCK('adf_store_migrate', 60)"))
+                try:
+                    config = Config()
+                    config.set_main_option("script_location", str(MIGRATIONS))
+                    config.attributes["connection"] = c
+                    command.upgrade(config, "head")
+                finally:
+                    if self.backend in ("mysql", "mariadb"):
+                        c.execute(sa.text("SELECT RELEASE_LOCK('adf_store_migrate')"))
+            self._migrated = True
+
+    def ping(self) -> None:
+        with self._tx(write=False) as c:
+            c.execute(sa.text("SELECT 1"))
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ----------------------------------------------------------------- flows
+    def upsert_flow(self, flow: FlowUpsert) -> FlowRecord:
+        next_run_at = optional_utc(flow.next_run_at, "next_run_at")
+        check_json(flow.spec, "spec")
+        now = utcnow()
+        values: dict[str, Any] = {
+            "description": flow.description or "",
+            "spec": flow.spec,
+            "enabled": flow.enabled,
+            "schedule": flow.schedule,
+            "interval_seconds": flow.interval_seconds,
+            "time_zone": flow.time_zone,
+            "concurrency_policy": flow.concurrency_policy,
+            "updated_at": now,
+        }
+        for attempt in (1, 2):
+            try:
+                with self._tx() as c:
+                    row = c.execute(self._flow_query(flow.name, flow.namespace, lock=True)).first()
+                    if row is None:
+                        c.execute(flows.insert().values(
+                            name=flow.name, namespace=flow.namespace, next_run_at=next_run_at, created_at=now,
+                            **values))
+                    else:
+                        if next_run_at is not None:
+                            values["next_run_at"] = next_run_at
+                        c.execute(flows.update().where(flows.c.id == row.id).values(**values))
+                    return self._flow_record(c.execute(self._flow_query(flow.name, flow.namespace)).one())
+            except sa.exc.IntegrityError:
+                if attempt == 2:  # a concurrent insert of the same flow won: now it is an update
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_flow(self, name: str, namespace: str = "default") -> FlowRecord | None:
+        with self._tx(write=False) as c:
+            row = c.execute(self._flow_query(name, namespace)).first()
+        return None if row is None else self._flow_record(row)
+
+    def list_flows(self, namespace: str | None = None) -> list[FlowRecord]:
+        q = sa.select(flows).order_by(flows.c.namespace, flows.c.name)
+        if namespace is not None:
+            q = q.where(flows.c.namespace == namespace)
+        with self._tx(write=False) as c:
+            return [self._flow_record(r) for r in c.execute(q)]
+
+    def _update_flow(self, name: str, namespace: str, **values: Any) -> None:
+        with self._tx() as c:
+            flow_id = self._flow_id(c, name, namespace)
+            c.execute(flows.update().where(flows.c.id == flow_id).values(updated_at=utcnow(), **values))
+
+    def set_enabled(self, name: str, namespace: str, enabled: bool) -> None:
+        self._update_flow(name, namespace, enabled=enabled)
+
+    def delete_flow(self, name: str, namespace: str = "default") -> bool:
+        with self._tx() as c:
+            try:
+                flow_id = self._flow_id(c, name, namespace)
+            except UnknownFlow:
+                return False
+            c.execute(runs.delete().where(runs.c.flow_id == flow_id))
+            c.execute(flows.delete().where(flows.c.id == flow_id))
+            return True
+
+    def due_flows(self, now: datetime, namespace: str | None = None) -> list[FlowRecord]:
+        now = aware_utc(now, "now")
+        never_run_first = sa.case((flows.c.next_run_at.is_(None), 0), else_=1)
+        q = (
+            sa.select(flows)
+            .where(flows.c.enabled.is_(True), sa.or_(flows.c.next_run_at.is_(None), flows.c.next_run_at <= now))
+            .order_by(never_run_first, flows.c.next_run_at, flows.c.namespace, flows.c.name)
+        )
+        if namespace is not None:
+            q = q.where(flows.c.namespace == namespace)
+        with self._tx(write=False) as c:
+            return [self._flow_record(r) for r in c.execute(q)]
+
+    def set_next_run(self, name: str, namespace: str, next_run_at: datetime | None) -> None:
+        self._update_flow(name, namespace, next_run_at=optional_utc(next_run_at, "next_run_at"))
+
+    def commit_cursor(self, name: str, namespace: str, cursor: Any) -> None:
+        check_json(cursor)
+        self._update_flow(name, namespace, cursor=cursor)
+
+    # ----------------------------------------------------------------- runs
+    def claim(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        now: datetime,
+        runner_id: str,
+        lease_seconds: float,
+        trigger: Trigger = "schedule",
+        run_name: str | None = None,
+        scheduled_for: datetime | None = None,
+        next_run_at: datetime | None = None,
+        require_due: bool = True,
+        attempt: int = 1,
+    ) -> RunRecord | None:
+        now = aware_utc(now, "now")
+        expires = lease_until(now, lease_seconds)
+        scheduled_for = optional_utc(scheduled_for, "scheduled_for")
+        next_run_at = optional_utc(next_run_at, "next_run_at")
+        with self._tx() as c:
+            # A due claim skips a flow another runner is claiming right now; a manual one waits its turn.
+            flow = c.execute(self._flow_query(name, namespace, lock=True, skip_locked=require_due)).first()
+            if flow is None or not flow.enabled:
+                return None
+            if require_due and flow.next_run_at is not None and flow.next_run_at > now:
+                return None
+            self._fail_expired(c, now, flow_id=flow.id)
+            if flow.concurrency_policy != "Allow":
+                active = c.execute(
+                    sa.select(sa.func.count()).select_from(runs).where(
+                        runs.c.flow_id == flow.id,
+                        runs.c.status.in_(ACTIVE_STATUSES),
+                        sa.or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at > now),
+                    )
+                ).scalar_one()
+                if active:
+                    return None
+            if run_name is not None:
+                taken = c.execute(
+                    sa.select(runs.c.id).where(runs.c.flow_id == flow.id, runs.c.run_name == run_name)
+                ).first()
+                if taken is not None:
+                    return None
+            run_id = c.execute(
+                runs.insert().values(
+                    flow_id=flow.id, status="pending", trigger=trigger, attempt=attempt, run_name=run_name,
+                    scheduled_for=scheduled_for, records_read=0, records_written=0, records_failed=0,
+                    runner_id=runner_id, lease_expires_at=expires, created_at=now,
+                )
+            ).inserted_primary_key[0]
+            if next_run_at is not None:
+                c.execute(flows.update().where(flows.c.id == flow.id).values(next_run_at=next_run_at))
+            return self._load_run(c, str(run_id))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx(write=False) as c:
+            try:
+                return self._load_run(c, run_id)
+            except UnknownRun:
+                return None
+
+    def start_run(self, run_id: str, *, now: datetime, lease_seconds: float) -> RunRecord:
+        now = aware_utc(now, "now")
+        expires = lease_until(now, lease_seconds)
+        with self._tx() as c:
+            run = self._load_run(c, run_id, lock=True)
+            check_transition(run.status, "in_progress")
+            c.execute(runs.update().where(runs.c.id == int(run.id)).values(
+                status="in_progress", started_at=now, lease_expires_at=expires))
+            return self._load_run(c, run_id)
+
+    def renew_lease(self, run_id: str, *, now: datetime, lease_seconds: float) -> bool:
+        expires = lease_until(now, lease_seconds)
+        pk = self._pk(run_id)
+        if pk is None:
+            return False
+        with self._tx() as c:
+            done = c.execute(runs.update().where(runs.c.id == pk, runs.c.status.in_(ACTIVE_STATUSES)).values(
+                lease_expires_at=expires))
+            return done.rowcount == 1
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: Literal["success", "failed"],
+        now: datetime,
+        counts: Counts,
+        error_message: str | None = None,
+        error_backtrace: str | None = None,
+        cursor: Any = None,
+        commit_cursor: bool = False,
+    ) -> RunRecord:
+        now = aware_utc(now, "now")
+        if commit_cursor:
+            check_json(cursor)
+        with self._tx() as c:
+            run = self._load_run(c, run_id, lock=True)
+            check_transition(run.status, status)
+            c.execute(runs.update().where(runs.c.id == int(run.id)).values(
+                status=status, ended_at=now, duration_seconds=duration(run.started_at, now),
+                records_read=counts.records_read, records_written=counts.records_written,
+                records_failed=counts.records_failed, error_message=bound_message(error_message),
+                error_backtrace=bound_backtrace(error_backtrace), lease_expires_at=None,
+            ))
+            flow_values: dict[str, Any] = {"last_run_at": run.started_at or now, "last_run_status": status}
+            if commit_cursor:
+                flow_values["cursor"] = cursor
+            c.execute(flows.update().where(
+                flows.c.namespace == run.namespace, flows.c.name == run.flow_name).values(**flow_values))
+            return self._load_run(c, run_id)
+
+    def update_counts(self, run_id: str, counts: Counts) -> None:
+        with self._tx() as c:
+            run = self._load_run(c, run_id, lock=True)
+            if run.status != "in_progress":
+                check_transition(run.status, "in_progress")  # raises: counts of a finished run are final
+            c.execute(runs.update().where(runs.c.id == int(run.id)).values(
+                records_read=counts.records_read, records_written=counts.records_written,
+                records_failed=counts.records_failed))
+
+    def active_runs(self, name: str, namespace: str) -> list[RunRecord]:
+        q = (
+            self._run_query()
+            .where(flows.c.namespace == namespace, flows.c.name == name, runs.c.status.in_(ACTIVE_STATUSES))
+            .order_by(runs.c.created_at, runs.c.id)
+        )
+        with self._tx(write=False) as c:
+            return [self._run_record(r) for r in c.execute(q)]
+
+    def list_runs(self, name: str | None = None, namespace: str | None = None, *, limit: int = 50) -> list[RunRecord]:
+        q = self._run_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        if name is not None:
+            q = q.where(flows.c.name == name)
+        if namespace is not None:
+            q = q.where(flows.c.namespace == namespace)
+        with self._tx(write=False) as c:
+            return [self._run_record(r) for r in c.execute(q)]
+
+    def _fail_expired(
+        self, c: Connection, now: datetime, *, flow_id: int | None = None
+    ) -> list[tuple[int, RunRecord]]:
+        """Fail the active runs whose lease expired before ``now`` (each only once, even with racing reapers)."""
+        q = self._run_query().where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.lease_expires_at <= now)
+        if flow_id is not None:
+            q = q.where(runs.c.flow_id == flow_id)
+        failed: list[tuple[int, RunRecord]] = []
+        for row in c.execute(q.order_by(runs.c.id)).all():
+            run = self._run_record(row)
+            message = lease_lost_message(run)
+            done = c.execute(
+                runs.update()
+                .where(runs.c.id == row.id, runs.c.status == run.status, runs.c.lease_expires_at <= now)
+                .values(status="failed", ended_at=now, duration_seconds=duration(run.started_at, now),
+                        error_message=message, lease_expires_at=None)
+            )
+            if done.rowcount != 1:
+                continue  # renewed or finished meanwhile
+            c.execute(flows.update().where(flows.c.id == row.flow_id).values(
+                last_run_at=run.started_at or now, last_run_status="failed"))
+            failed.append((row.flow_id, self._load_run(c, run.id)))
+        return failed
+
+    def reap_expired(self, now: datetime) -> list[RunRecord]:
+        now = aware_utc(now, "now")
+        with self._tx() as c:
+            failed = self._fail_expired(c, now)
+            if failed:  # the flow is due again: its run never completed
+                flow_ids = sorted({flow_id for flow_id, _ in failed})
+                c.execute(flows.update().where(flows.c.id.in_(flow_ids)).values(next_run_at=now))
+            return [run for _, run in failed]
+
+    def prune_runs(self, name: str, namespace: str, *, keep_success: int, keep_failed: int) -> int:
+        with self._tx() as c:
+            flow_id = self._flow_id(c, name, namespace)
+            doomed: list[int] = []
+            for status, keep in (("success", keep_success), ("failed", keep_failed)):
+                ids = c.execute(
+                    sa.select(runs.c.id)
+                    .where(runs.c.flow_id == flow_id, runs.c.status == status)
+                    .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+                ).scalars().all()
+                doomed.extend(ids[max(keep, 0):])
+            for start in range(0, len(doomed), 500):
+                c.execute(runs.delete().where(runs.c.id.in_(doomed[start : start + 500])))
+            return len(doomed)
+
