@@ -446,10 +446,12 @@ class RedisStore(Store):
         new: str,
         change: Callable[[RunRecord], dict[str, str | None]],
         flow_change: Callable[[RunRecord], dict[str, str | None]] | None = None,
+        *,
+        progress: bool = False,
     ) -> RunRecord:
         """Move a run to ``new`` atomically (WATCH on the run and its flow), writing ``change(run)``.
 
-        ``new`` equal to the current status (a progress update) needs the run in_progress.
+        ``progress``: no status change, the run must already be ``new``.
         """
         run_key = self._run_key(run_id)
         flow_addr = self.r.hget(run_key, "flow") if run_id else None
@@ -459,7 +461,7 @@ class RedisStore(Store):
 
         def write(pipe: Any) -> None:
             run = self._load_run(pipe, run_id)
-            if new != run.status or new != "in_progress":
+            if not (progress and run.status == new):
                 check_transition(run.status, new)
             fields = {"status": new, **change(run)}
             flow_exists = pipe.exists(flow_key)
@@ -548,7 +550,7 @@ class RedisStore(Store):
 
     @_mapped
     def update_counts(self, run_id: str, counts: Counts) -> None:
-        self._transition(run_id, "in_progress", lambda run: self._counts(counts))
+        self._transition(run_id, "in_progress", lambda run: self._counts(counts), progress=True)
 
     @_mapped
     def active_runs(self, name: str, namespace: str) -> list[RunRecord]:

@@ -1,0 +1,63 @@
+"""The store under test, once per backend: SQLite, PostgreSQL, Redis, memory:// and MariaDB."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from activedataflow.store import Store, open_store
+from activedataflow.store.redis_store import RedisStore
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("memory", id="memory"),
+    pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
+]
+
+
+@pytest.fixture
+def mysql_url(mysql_server: str) -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test (dropped afterwards)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mysql_server)
+    with admin.begin() as c:
+        c.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        yield sa.make_url(mysql_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture
+def memory_url() -> str:
+    """memory:// with the process-wide emulator emptied first."""
+    store = open_store("memory://", migrate=False)
+    assert isinstance(store, RedisStore)
+    store.r.flushall()
+    return "memory://"
+
+
+def url_of(request: pytest.FixtureRequest, backend: str) -> str:
+    fixture = {"sqlite": "sqlite_url", "postgresql": "pg_url", "redis": "redis_url", "memory": "memory_url",
+               "mysql": "mysql_url"}[backend]
+    return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest) -> str:
+    return url_of(request, request.param)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = open_store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
