@@ -1,1 +1,46 @@
-"""Source and sink connectors (SQL through SQLAlchemy, Redis)."""
+"""Source and sink connectors (SQL through SQLAlchemy, Redis), chosen by the spec's ``type``.
+
+The FlowExecutor resolves the connection URL (:func:`activedataflow.runner.connections.resolve_url`)
+and asks for a connector; connecting happens in ``open`` so every error a user
+can cause surfaces there, naming the field::
+
+    source = open_source(spec.source, src_url)      # not connected yet
+    columns = source.open(committed_cursor)         # connect, check table/columns
+    sink = open_sink(spec.sink, sink_url)
+    sink.open(output_columns)
+    for batch in source.batches(): ...              # see base.py for the commit protocol
+"""
+
+from __future__ import annotations
+
+from ...errors import ConfigError
+from ...model import RedisSink, RedisSource, SqlSink, SqlSource
+from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
+
+__all__ = ["Batch", "Row", "SinkStats", "SinkWriter", "SourceReader", "open_sink", "open_source"]
+
+
+def open_source(spec: SqlSource | RedisSource, url: str, *, field: str = "spec.source") -> SourceReader:
+    """The reader for ``spec`` at ``url`` (resolved, may hold a password); call ``.open(cursor)`` next."""
+    if isinstance(spec, SqlSource):
+        from .sql import SqlSourceReader
+
+        return SqlSourceReader(spec, url, field=field)
+    if isinstance(spec, RedisSource):
+        from .redis import RedisSourceReader
+
+        return RedisSourceReader(spec, url, field=field)
+    raise ConfigError(f"unknown source type {getattr(spec, 'type', None)!r}", field=f"{field}.type")
+
+
+def open_sink(spec: SqlSink | RedisSink, url: str, *, field: str = "spec.sink") -> SinkWriter:
+    """The writer for ``spec`` at ``url``; call ``.open(columns)`` next."""
+    if isinstance(spec, SqlSink):
+        from .sql import SqlSinkWriter
+
+        return SqlSinkWriter(spec, url, field=field)
+    if isinstance(spec, RedisSink):
+        from .redis import RedisSinkWriter
+
+        return RedisSinkWriter(spec, url, field=field)
+    raise ConfigError(f"unknown sink type {getattr(spec, 'type', None)!r}", field=f"{field}.type")

@@ -1,0 +1,724 @@
+"""SQL source and sink through SQLAlchemy 2 Core (SQLite, PostgreSQL, MySQL/MariaDB).
+
+Source (:class:`SqlSourceReader`): a reflected table, structured ``where``
+conditions compiled to bound parameters only (identifiers are checked against
+the reflected table, values never become SQL text), and **keyset pagination**:
+``WHERE (k1, k2) > (:k1, :k2) ORDER BY k1, k2 LIMIT :n`` — never OFFSET. The
+keyset is ``orderBy`` (default: the primary key), extended with the primary
+key when it does not already contain a unique key; with ``incremental`` it is
+``(cursorColumn, primary key)`` and reading resumes strictly after the
+committed cursor. Pages run in short read-only transactions; one page is held
+in memory at a time.
+
+Sink (:class:`SqlSinkWriter`): buffers rows and flushes every ``batchSize``
+rows through a :class:`WriteStrategy` chosen by dialect (:func:`register_write_strategy`;
+the default, :class:`ExecutemanyStrategy`, runs one prepared INSERT /
+native upsert statement with ``executemany``). Each flush runs inside a
+SAVEPOINT; when it fails on data (constraint or type errors) the buffer is
+split in halves until the bad rows are isolated: they are counted in
+``stats.failed`` (first few errors kept), the good rows are written. More
+failed rows than ``maxFailedRecords`` raise :class:`ConnectorError`.
+
+Cursor values (``Batch.cursor``) are JSON-safe and round-trip exactly:
+:func:`encode_cursor_value` / :func:`decode_cursor_value`.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import datetime as dt
+import decimal
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from ...errors import ConfigError, ConnectorError, redact
+from ...model import SqlSink, SqlSource, Where
+from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
+
+__all__ = [
+    "ExecutemanyStrategy",
+    "SinkTarget",
+    "SqlSinkWriter",
+    "SqlSourceReader",
+    "WriteStrategy",
+    "build_write_statement",
+    "create_sql_engine",
+    "decode_cursor_value",
+    "encode_cursor_value",
+    "register_write_strategy",
+]
+
+log = logging.getLogger("activedataflow.connectors.sql")
+
+CONNECT_TIMEOUT_SECONDS = 10
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+DRIVER_FOR_BARE_SCHEME = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+
+
+# --------------------------------------------------------------------------- cursor values
+
+
+def encode_cursor_value(value: Any) -> Any:
+    """A JSON-safe form of a column value that :func:`decode_cursor_value` turns back into an equal value.
+
+    JSON scalars stay as they are; Decimal, datetime, date, time, bytes and UUID
+    become one-key objects (``{"$decimal": "12.30"}``) so that nothing is lost.
+    """
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else {"$float": repr(value)}
+    if isinstance(value, decimal.Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, uuid.UUID):
+        return {"$uuid": str(value)}
+    raise TypeError(f"a {type(value).__name__} value cannot be used as a cursor")
+
+
+_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "$decimal": decimal.Decimal,
+    "$datetime": dt.datetime.fromisoformat,
+    "$date": dt.date.fromisoformat,
+    "$time": dt.time.fromisoformat,
+    "$timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "$bytes": base64.b64decode,
+    "$uuid": uuid.UUID,
+    "$float": float,
+}
+
+
+def decode_cursor_value(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1:
+        (tag, payload), = value.items()
+        if tag in _DECODERS:
+            return _DECODERS[tag](payload)
+    return value
+
+
+# --------------------------------------------------------------------------- engines and errors
+
+
+def _parse_url(url: str, field: str) -> URL:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConnectorError(f"not a database URL: {redact(url)!r}", field=field) from None
+    if parsed.drivername in DRIVER_FOR_BARE_SCHEME:
+        parsed = parsed.set(drivername=DRIVER_FOR_BARE_SCHEME[parsed.drivername])
+    return parsed
+
+
+def display_url(url: URL) -> str:
+    return redact(url.render_as_string(hide_password=True))
+
+
+def _address(url: URL) -> str:
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database or ':memory:'}"
+    port = url.port or DEFAULT_PORTS.get(url.get_backend_name(), "")
+    return f"{url.host or 'localhost'}:{port}" + (f"/{url.database}" if url.database else "")
+
+
+def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Engine:
+    """An engine for a source or sink URL, with a connect timeout and clear errors.
+
+    ``readonly``: every transaction is read-only (PostgreSQL ``postgresql_readonly``,
+    SQLite ``PRAGMA query_only``, MySQL ``SET SESSION TRANSACTION READ ONLY``).
+    Writers on SQLite get explicit ``BEGIN`` so SAVEPOINTs work with pysqlite.
+    A SQLite file that does not exist is an error (it would be created empty).
+    """
+    parsed = _parse_url(url, field)
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, Any] = {}
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
+            raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
+        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
+    elif "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    try:
+        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=False)
+    except sa.exc.NoSuchModuleError:
+        raise ConnectorError(
+            f"unsupported database URL scheme {parsed.drivername!r} "
+            "(expected sqlite:///, postgresql+psycopg://, mysql+pymysql://)",
+            field=field,
+        ) from None
+    except ImportError as err:
+        raise ConnectorError(f"the driver for {parsed.drivername!r} is not installed ({err.name})",
+                             field=field) from None
+    engine.update_execution_options(adf_display_url=display_url(parsed), adf_address=_address(parsed))
+
+    if backend == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (savepoints work)
+            if readonly:
+                dbapi_conn.execute("PRAGMA query_only = ON")
+
+        @sa.event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    elif backend in ("mysql", "mariadb") and readonly:
+
+        @sa.event.listens_for(engine, "connect")
+        def _mysql_readonly(dbapi_conn: Any, _record: Any) -> None:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION READ ONLY")
+
+    return engine
+
+
+def connect(engine: sa.Engine, *, field: str) -> sa.Connection:
+    """Connect, or raise ConnectorError naming the address (never the password), within the connect timeout."""
+    try:
+        return engine.connect()
+    except sa.exc.DBAPIError as err:
+        raise ConnectorError(
+            f"cannot connect to {engine.get_execution_options()['adf_address']}: {_db_message(err)}", field=field
+        ) from None
+
+
+def _db_message(err: BaseException, limit: int = 300) -> str:
+    """The driver's message, on one line, without secrets or SQLAlchemy's SQL/background-link noise."""
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _not_found(kind: str, name: str, where: str, existing: Sequence[str]) -> str:
+    listed = ", ".join(existing) if existing else "none"
+    return f"{kind} {name!r} not found in {where}; {kind}s: {listed}"
+
+
+def reflect_table(conn: sa.Connection, name: str, schema: str | None, *, field: str) -> sa.Table:
+    """The reflected table, or ConnectorError listing the tables that exist (URL shown without password)."""
+    try:
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+    except sa.exc.NoSuchTableError:
+        pass
+    insp = sa.inspect(conn)
+    where = conn.get_execution_options().get("adf_display_url", "the database")
+    if schema is not None and schema not in insp.get_schema_names():
+        raise ConnectorError(_not_found("schema", schema, where, insp.get_schema_names()),
+                             field=field.rsplit(".", 1)[0] + ".schema")
+    tables = sorted(insp.get_table_names(schema=schema)) + sorted(insp.get_view_names(schema=schema))
+    qualified = f"{schema}.{name}" if schema else name
+    raise ConnectorError(_not_found("table", qualified, where, tables), field=field)
+
+
+def check_column(table: sa.Table, name: str, *, field: str) -> sa.Column[Any]:
+    if name not in table.c:
+        raise ConnectorError(_not_found("column", name, f"table {table.fullname}", list(table.c.keys())), field=field)
+    return table.c[name]
+
+
+def _unique_keys(table: sa.Table, conn: sa.Connection) -> list[tuple[str, ...]]:
+    """Column sets with a primary key, unique constraint or unique index, primary key first."""
+    keys: list[tuple[str, ...]] = []
+    pk = tuple(c.name for c in table.primary_key.columns)
+    if pk:
+        keys.append(pk)
+    insp = sa.inspect(conn)
+    for uc in insp.get_unique_constraints(table.name, schema=table.schema):
+        keys.append(tuple(uc["column_names"]))
+    for ix in insp.get_indexes(table.name, schema=table.schema):
+        if ix.get("unique") and all(c is not None for c in ix["column_names"]):
+            keys.append(tuple(c for c in ix["column_names"] if c is not None))
+    return keys
+
+
+def _coerce(value: Any, column: sa.Column[Any], *, field: str) -> Any:
+    """A manifest value (YAML/JSON) as the column's Python type, so the bound parameter is typed correctly."""
+    try:
+        ptype = column.type.python_type
+    except NotImplementedError:
+        return value
+    try:
+        if isinstance(value, str):
+            if ptype is dt.datetime:
+                return dt.datetime.fromisoformat(value)
+            if ptype is dt.date:
+                return dt.date.fromisoformat(value)
+            if ptype is dt.time:
+                return dt.time.fromisoformat(value)
+            if ptype is decimal.Decimal:
+                return decimal.Decimal(value)
+        elif ptype is decimal.Decimal and isinstance(value, int | float) and not isinstance(value, bool):
+            return decimal.Decimal(str(value))
+        elif ptype is dt.datetime and type(value) is dt.date:
+            return dt.datetime.combine(value, dt.time())
+    except (ValueError, decimal.InvalidOperation):
+        raise ConfigError(f"{value!r} is not a valid {ptype.__name__} for column {column.name}", field=field) from None
+    return value
+
+
+# --------------------------------------------------------------------------- source
+
+
+def _where_clause(table: sa.Table, i: int, cond: Where, prefix: str) -> sa.ColumnElement[bool]:
+    col = check_column(table, cond.column, field=f"{prefix}.where[{i}].column")
+    vfield = f"{prefix}.where[{i}].value"
+    op = cond.op
+    if op == "is null":
+        return col.is_(None)
+    if op == "is not null":
+        return col.is_not(None)
+    if op in ("in", "not in"):
+        values = [_coerce(v, col, field=vfield) for v in cond.value]
+        return col.in_(values) if op == "in" else col.not_in(values)
+    value = _coerce(cond.value, col, field=vfield)
+    if op == "like":
+        return col.like(sa.bindparam(None, str(value), type_=sa.String()))
+    comparisons: dict[str, Callable[[Any], sa.ColumnElement[bool]]] = {
+        "=": col.__eq__, "!=": col.__ne__, "<": col.__lt__, "<=": col.__le__, ">": col.__gt__, ">=": col.__ge__,
+    }
+    return comparisons[op](value)
+
+
+class SqlSourceReader(SourceReader):
+    """Reads a table in keyset pages of ``batchSize`` rows (see the module docstring)."""
+
+    def __init__(self, spec: SqlSource, url: str, *, field: str = "spec.source") -> None:
+        self.spec = spec
+        self.url = url
+        self.field = field
+        self.columns: tuple[str, ...] = ()
+        self.keys: tuple[str, ...] = ()  # the keyset, in order
+        self.incremental = spec.incremental is not None
+        self._engine: sa.Engine | None = None
+        self._conn: sa.Connection | None = None
+        self._first: sa.Select[Any] | None = None
+        self._after: sa.Select[Any] | None = None
+        self._start: dict[str, Any] = {}
+        self._start_inclusive = False
+        self._key_positions: list[int] = []
+        self._trim = False
+
+    # -- setup
+    def open(self, cursor: Any = None) -> tuple[str, ...]:
+        spec, f = self.spec, self.field
+        self._engine = create_sql_engine(self.url, field=f"{f}.connection", readonly=True)
+        self._conn = connect(self._engine, field=f"{f}.connection")
+        if self._engine.dialect.name == "postgresql":
+            self._conn = self._conn.execution_options(postgresql_readonly=True)
+        with self._conn.begin():
+            table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
+            unique_keys = _unique_keys(table, self._conn)
+        out = [check_column(table, c, field=f"{f}.columns[{i}]").name for i, c in enumerate(spec.columns or [])]
+        if not out:
+            out = list(table.c.keys())
+        self.columns = tuple(out)
+        self.keys = self._keyset(table, unique_keys)
+        fetch = list(out) + [k for k in self.keys if k not in out]
+        self._trim = len(fetch) > len(out)
+        self._key_positions = [fetch.index(k) for k in self.keys]
+
+        conditions = [_where_clause(table, i, w, f) for i, w in enumerate(spec.where)]
+        if spec.incremental is not None and table.c[spec.incremental.cursorColumn].nullable:
+            # a row without a cursor value cannot be placed after a cursor: never read incrementally
+            conditions.append(table.c[spec.incremental.cursorColumn].is_not(None))
+        key_cols = [table.c[k] for k in self.keys]
+        base = sa.select(*[table.c[c] for c in fetch]).where(*conditions).order_by(*key_cols)
+        limit = sa.bindparam("adf_limit", type_=sa.Integer())
+        self._first = base.limit(limit)
+        self._after = base.where(self._after_clause(key_cols, len(key_cols), inclusive=False)).limit(limit)
+        self._start, self._start_inclusive = self._resume_point(table, cursor)
+        if self._start:
+            n = len(self._start)
+            self._first = base.where(self._after_clause(key_cols, n, inclusive=self._start_inclusive)).limit(limit)
+        return self.columns
+
+    def _keyset(self, table: sa.Table, unique_keys: list[tuple[str, ...]]) -> tuple[str, ...]:
+        spec, f = self.spec, self.field
+        keys = [check_column(table, c, field=f"{f}.orderBy[{i}]").name for i, c in enumerate(spec.orderBy)]
+        if spec.incremental is not None:
+            cur = check_column(table, spec.incremental.cursorColumn, field=f"{f}.incremental.cursorColumn").name
+            keys = [cur, *(k for k in keys if k != cur)]
+        pk = {c.name for c in table.primary_key.columns}
+        if not any(set(u) <= set(keys) for u in unique_keys):
+            if not unique_keys:
+                raise ConnectorError(
+                    f"table {table.fullname} has no primary key or unique key; keyset pagination needs orderBy "
+                    "columns that end in a unique key",
+                    field=f"{f}.orderBy",
+                )
+            keys += [k for k in unique_keys[0] if k not in keys]
+        cursor_col = spec.incremental.cursorColumn if spec.incremental else None
+        for k in keys:
+            if k != cursor_col and k not in pk and table.c[k].nullable:
+                raise ConnectorError(
+                    f"column {k!r} is nullable; keyset pagination needs NOT NULL order columns "
+                    "(order by the primary key, or a unique key)",
+                    field=f"{f}.orderBy",
+                )
+        return tuple(keys)
+
+    def _resume_point(self, table: sa.Table, cursor: Any) -> tuple[dict[str, Any], bool]:
+        """Where reading starts: strictly after a full committed cursor, or from a prefix / initialValue (inclusive)."""
+        inc = self.spec.incremental
+        if inc is None:
+            return {}, False
+        if isinstance(cursor, dict) and cursor:
+            values: dict[str, Any] = {}
+            for k in self.keys:
+                if k not in cursor:
+                    break
+                values[k] = _coerce(decode_cursor_value(cursor[k]), table.c[k], field=f"{self.field}.incremental")
+            if values:  # a cursor of an older keyset (orderBy changed): re-read its last rows, skip none
+                return values, len(values) < len(self.keys)
+        elif cursor is not None:  # a bare value of the cursor column: re-read rows equal to it, skip none
+            col = table.c[self.keys[0]]
+            return {col.name: _coerce(decode_cursor_value(cursor), col, field=f"{self.field}.incremental")}, True
+        if inc.initialValue is not None:
+            col = table.c[inc.cursorColumn]
+            return {col.name: _coerce(inc.initialValue, col, field=f"{self.field}.incremental.initialValue")}, True
+        return {}, False
+
+    @staticmethod
+    def _after_clause(key_cols: list[sa.Column[Any]], n: int, *, inclusive: bool) -> sa.ColumnElement[bool]:
+        params = [sa.bindparam(f"adf_k{i}", type_=c.type) for i, c in enumerate(key_cols[:n])]
+        if n == 1:
+            return key_cols[0] >= params[0] if inclusive else key_cols[0] > params[0]
+        left, right = sa.tuple_(*key_cols[:n]), sa.tuple_(*params)
+        return left >= right if inclusive else left > right
+
+    # -- reading
+    def batches(self) -> Iterator[Batch]:
+        assert self._conn is not None and self._first is not None and self._after is not None, "open() first"
+        remaining = self.spec.limit
+        stmt = self._first
+        params: dict[str, Any] = {f"adf_k{i}": v for i, v in enumerate(self._start.values())}
+        batch_size = self.spec.batchSize
+        while remaining is None or remaining > 0:
+            page = batch_size if remaining is None else min(batch_size, remaining)
+            params["adf_limit"] = page
+            rows = self._fetch(stmt, params)
+            if not rows:
+                return
+            last = rows[-1]
+            key_values = [last[p] for p in self._key_positions]
+            params = {f"adf_k{i}": v for i, v in enumerate(key_values)}
+            stmt = self._after
+            if remaining is not None:
+                remaining -= len(rows)
+            out = [r[: len(self.columns)] for r in rows] if self._trim else rows
+            cursor = (
+                {k: encode_cursor_value(v) for k, v in zip(self.keys, key_values, strict=True)}
+                if self.incremental else None
+            )
+            yield Batch(self.columns, out, cursor)
+            if len(rows) < page:
+                return
+
+    def _fetch(self, stmt: sa.Select[Any], params: dict[str, Any]) -> list[Row]:
+        """One page, in its own short read-only transaction."""
+        assert self._conn is not None
+        try:
+            with self._conn.begin():
+                return [tuple(r) for r in self._conn.execute(stmt, params)]
+        except sa.exc.DBAPIError as err:
+            raise ConnectorError(f"reading {self.spec.table} failed: {_db_message(err)}", field=self.field) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+# --------------------------------------------------------------------------- sink: write strategies
+
+
+@dataclass(frozen=True)
+class SinkTarget:
+    """Everything a write strategy needs to know about the target, resolved and checked at open."""
+
+    table: sa.Table
+    columns: tuple[str, ...]  # the row tuples' positions
+    mode: str  # insert | upsert
+    unique_by: tuple[str, ...]
+    update_columns: tuple[str, ...]  # set on conflict (upsert)
+    dialect: str
+
+
+def build_write_statement(target: SinkTarget) -> sa.Insert:
+    """The one INSERT (or native upsert) statement for ``target``, with a bound parameter per column."""
+    table = target.table
+    if target.mode == "insert":
+        return sa.insert(table)
+    if target.dialect in ("postgresql", "sqlite"):
+        ins = (postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table)
+        if not target.update_columns:
+            return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
+        return ins.on_conflict_do_update(
+            index_elements=list(target.unique_by), set_={c: ins.excluded[c] for c in target.update_columns}
+        )
+    if target.dialect in ("mysql", "mariadb"):
+        my = mysql.insert(table)
+        if not target.update_columns:  # keep the row: assign a key column to itself
+            return my.on_duplicate_key_update({target.unique_by[0]: table.c[target.unique_by[0]]})
+        return my.on_duplicate_key_update({c: my.inserted[c] for c in target.update_columns})
+    raise ConnectorError(f"upsert is not supported on {target.dialect} (SQLite, PostgreSQL and MySQL are)",
+                         field="spec.sink.mode")
+
+
+class WriteStrategy(abc.ABC):
+    """How one buffer of rows reaches the table, inside the sink's transaction and SAVEPOINT.
+
+    ``write`` must write all rows or raise (the sink rolls back the SAVEPOINT and
+    isolates bad rows by calling ``write`` on smaller slices). Fast paths per
+    dialect (COPY into a staging table...) register with :func:`register_write_strategy`.
+    """
+
+    def __init__(self, target: SinkTarget) -> None:
+        self.target = target
+
+    @abc.abstractmethod
+    def write(self, conn: sa.Connection, rows: Sequence[Row]) -> None: ...
+
+    def close(self, conn: sa.Connection) -> None:  # noqa: B027 - optional hook
+        """Release what the strategy created (staging tables, prepared statements)."""
+
+
+class ExecutemanyStrategy(WriteStrategy):
+    """One prepared statement, built once, run with the driver's executemany."""
+
+    def __init__(self, target: SinkTarget) -> None:
+        super().__init__(target)
+        self.statement = build_write_statement(target)
+
+    def write(self, conn: sa.Connection, rows: Sequence[Row]) -> None:
+        cols = self.target.columns
+        conn.execute(self.statement, [dict(zip(cols, r, strict=True)) for r in rows])
+
+
+_STRATEGIES: dict[str, Callable[[SinkTarget], WriteStrategy]] = {}
+
+
+def register_write_strategy(dialect: str, factory: Callable[[SinkTarget], WriteStrategy]) -> None:
+    """Use ``factory`` for sinks on ``dialect`` (``postgresql``, ``sqlite``, ``mysql``) instead of executemany."""
+    _STRATEGIES[dialect] = factory
+
+
+def write_strategy_for(target: SinkTarget) -> WriteStrategy:
+    return _STRATEGIES.get(target.dialect, ExecutemanyStrategy)(target)
+
+
+# --------------------------------------------------------------------------- sink
+
+
+def _is_data_error(err: BaseException) -> bool:
+    """A failure caused by the rows (constraint, type, value), not by the connection or the schema."""
+    if isinstance(err, sa.exc.IntegrityError | sa.exc.DataError):
+        return True
+    if isinstance(err, sa.exc.StatementError) and not isinstance(err, sa.exc.DBAPIError):
+        return isinstance(err.orig, TypeError | ValueError | ArithmeticError)
+    if isinstance(err, sa.exc.ProgrammingError):  # psycopg: a value it cannot adapt
+        return "cannot adapt" in str(err.orig) or "can't adapt" in str(err.orig)
+    return False
+
+
+class SqlSinkWriter(SinkWriter):
+    """Insert or upsert into a table; ``transaction: batch | run | none`` (see runner/connectors/base.py).
+
+    * ``batch``: everything written since the last checkpoint commits at the checkpoint;
+    * ``run``: one transaction for the run, committed by :meth:`commit`;
+    * ``none``: every flush commits on its own.
+    """
+
+    def __init__(self, spec: SqlSink, url: str, *, field: str = "spec.sink") -> None:
+        self.spec = spec
+        self.url = url
+        self.field = field
+        self.stats = SinkStats()
+        self.max_failed = getattr(spec, "maxFailedRecords", 0) or 0
+        self.target: SinkTarget | None = None
+        self.strategy: WriteStrategy | None = None
+        self._engine: sa.Engine | None = None
+        self._conn: sa.Connection | None = None
+        self._tx: sa.RootTransaction | None = None
+        self._buffer: list[Row] = []
+        self._committed_written = 0
+        self._row_number = 0  # rows handed to the sink so far, for error messages without keys
+
+    def open(self, columns: Sequence[str]) -> None:
+        spec, f = self.spec, self.field
+        self._engine = create_sql_engine(self.url, field=f"{f}.connection")
+        self._conn = connect(self._engine, field=f"{f}.connection")
+        try:
+            with self._conn.begin():
+                table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
+                unique_keys = _unique_keys(table, self._conn)
+            self.target = self._target(table, tuple(columns), unique_keys)
+            self.strategy = write_strategy_for(self.target)
+        except BaseException:
+            self.close()
+            raise
+
+    def _target(self, table: sa.Table, columns: tuple[str, ...], unique_keys: list[tuple[str, ...]]) -> SinkTarget:
+        spec, f = self.spec, self.field
+        if len(set(columns)) != len(columns):
+            dup = sorted({c for c in columns if columns.count(c) > 1})
+            raise ConnectorError(f"the flow writes column(s) {', '.join(dup)} twice", field=f"{f}.table")
+        for c in columns:
+            if c not in table.c:
+                raise ConnectorError(
+                    _not_found("column", c, f"table {table.fullname}", list(table.c.keys()))
+                    + " (the column comes from the source or a transform)",
+                    field=f"{f}.table",
+                )
+        written = ", ".join(columns)
+        for i, c in enumerate(spec.uniqueBy):
+            check_column(table, c, field=f"{f}.uniqueBy[{i}]")
+            if c not in columns:
+                raise ConnectorError(f"column {c!r} is not among the columns the flow writes ({written})",
+                                     field=f"{f}.uniqueBy[{i}]")
+        if spec.updateOnly is not None:
+            for i, c in enumerate(spec.updateOnly):
+                check_column(table, c, field=f"{f}.updateOnly[{i}]")
+                if c not in columns:
+                    raise ConnectorError(f"column {c!r} is not among the columns the flow writes ({written})",
+                                         field=f"{f}.updateOnly[{i}]")
+            update = tuple(spec.updateOnly)
+        else:
+            update = tuple(c for c in columns if c not in spec.uniqueBy)
+        if spec.mode == "upsert" and not any(set(u) == set(spec.uniqueBy) for u in unique_keys):
+            existing = "; ".join("(" + ", ".join(u) + ")" for u in unique_keys) or "none"
+            raise ConnectorError(
+                f"table {table.fullname} has no primary key or unique index on ({', '.join(spec.uniqueBy)}); "
+                f"upsert needs one to detect existing rows (create a unique index on those columns). "
+                f"Unique keys: {existing}",
+                field=f"{f}.uniqueBy",
+            )
+        assert self._engine is not None
+        return SinkTarget(table, columns, spec.mode, tuple(spec.uniqueBy), update, self._engine.dialect.name)
+
+    # -- writing
+    def write(self, rows: list[Row]) -> None:
+        self._buffer.extend(rows)
+        size = self.spec.batchSize
+        while len(self._buffer) >= size:
+            chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._flush(chunk)
+
+    def _flush(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        conn = self._conn
+        assert conn is not None, "open() first"
+        if self._tx is None:
+            self._tx = conn.begin()
+        first_row = self._row_number
+        self._row_number += len(rows)
+        self._write_isolating(conn, rows, first_row)
+        if self.spec.transaction == "none":
+            self._commit_tx()
+
+    def _write_isolating(self, conn: sa.Connection, rows: list[Row], first_row: int) -> None:
+        """Write ``rows`` in a SAVEPOINT; on a data error split them until the bad rows are found."""
+        assert self.strategy is not None
+        try:
+            with conn.begin_nested():
+                self.strategy.write(conn, rows)
+        except sa.exc.StatementError as err:
+            if not _is_data_error(err):
+                raise ConnectorError(f"writing to {self.spec.table} failed: {_db_message(err)}",
+                                     field=self.field) from None
+            if len(rows) == 1:
+                self._row_failed(rows[0], first_row, err)
+                return
+            mid = len(rows) // 2
+            self._write_isolating(conn, rows[:mid], first_row)
+            self._write_isolating(conn, rows[mid:], first_row + mid)
+            return
+        self.stats.written += len(rows)
+
+    def _row_failed(self, row: Row, number: int, err: BaseException) -> None:
+        assert self.target is not None
+        cols = self.target.columns
+        ident = self.target.unique_by or cols[:1]
+        where = ", ".join(f"{c}={row[cols.index(c)]!r}" for c in ident)
+        self.stats.add_error(f"row {number + 1} ({where}): {_db_message(err, 240)}")
+        if self.stats.failed > self.max_failed:
+            raise ConnectorError(
+                f"{self.stats.failed} row(s) failed, more than maxFailedRecords ({self.max_failed}); "
+                f"first: {self.stats.errors[0]}",
+                field=f"{self.field}.maxFailedRecords",
+            )
+
+    def _commit_tx(self) -> None:
+        if self._tx is not None:
+            try:
+                self._tx.commit()
+            except sa.exc.DBAPIError as err:
+                raise ConnectorError(f"commit to {self.spec.table} failed: {_db_message(err)}",
+                                     field=self.field) from None
+            finally:
+                self._tx = None
+        self._committed_written = self.stats.written
+
+    def checkpoint(self) -> bool:
+        self._flush_buffer()
+        if self.spec.transaction == "run":
+            return False
+        self._commit_tx()
+        return True
+
+    def commit(self) -> None:
+        self._flush_buffer()
+        self._commit_tx()
+
+    def _flush_buffer(self) -> None:
+        rows, self._buffer = self._buffer, []
+        self._flush(rows)
+
+    def rollback(self) -> None:
+        self._buffer = []
+        if self._tx is not None:
+            tx, self._tx = self._tx, None
+            if tx.is_active:
+                tx.rollback()
+        self.stats.written = self._committed_written
+
+    def close(self) -> None:
+        if self._conn is not None:
+            if self._tx is not None:
+                self.rollback()
+            if self.strategy is not None:
+                try:
+                    self.strategy.close(self._conn)
+                except sa.exc.DBAPIError as err:
+                    log.warning("closing the write strategy failed: %s", _db_message(err))
+            self._conn.close()
+            self._conn = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
