@@ -535,9 +535,19 @@ def write_strategy_for(target: SinkTarget) -> WriteStrategy:
 # --------------------------------------------------------------------------- sink
 
 
+# MySQL/MariaDB errors caused by a row's values that PyMySQL reports as OperationalError/InternalError:
+# NULL into NOT NULL, duplicate key, out of range, truncated, incorrect datetime/value, too long, no default,
+# foreign key, CHECK constraint (MySQL 3819, MariaDB 4025)
+MYSQL_DATA_ERROR_CODES = frozenset({1048, 1062, 1264, 1265, 1292, 1364, 1366, 1406, 1451, 1452, 3819, 4025})
+
+
 def _is_data_error(err: BaseException) -> bool:
     """A failure caused by the rows (constraint, type, value), not by the connection or the schema."""
     if isinstance(err, sa.exc.IntegrityError | sa.exc.DataError):
+        return True
+    orig_args = getattr(getattr(err, "orig", None), "args", ())
+    code = orig_args[0] if orig_args else None
+    if isinstance(err, sa.exc.DBAPIError) and isinstance(code, int) and code in MYSQL_DATA_ERROR_CODES:
         return True
     if isinstance(err, sa.exc.StatementError) and not isinstance(err, sa.exc.DBAPIError):
         return isinstance(err.orig, TypeError | ValueError | ArithmeticError)
