@@ -1,0 +1,71 @@
+"""Running the operator: configuration from the environment, kopf settings, ``kopf.run``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import kopf
+
+from .handlers import Context, OperatorConfig
+from .kube import RestKube, load_api_client
+
+__all__ = ["configure_settings", "run_operator", "watch_namespaces"]
+
+PREFIX = "activedataflow.io"
+FINALIZER = f"{PREFIX}/finalizer"
+
+
+def watch_namespaces(namespaces: list[str] | None) -> list[str] | None:
+    """The namespaces to watch: the argument, else ``ADF_WATCH_NAMESPACES`` (comma list); None = all."""
+    if namespaces:
+        return namespaces
+    listed = [n.strip() for n in os.environ.get("ADF_WATCH_NAMESPACES", "").split(",") if n.strip()]
+    return listed or None
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's bookkeeping under our own prefix, in annotations (the CRD's status schema is
+    structural, so kopf's ``status.kopf`` would be pruned), and let the handlers post the Events."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300  # re-list now and then: never miss a change for long
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 30
+
+
+def run_operator(
+    *,
+    namespaces: list[str] | None,
+    store_url: str | None,
+    standalone: bool = True,
+    liveness: str | None = None,
+) -> None:
+    """Run the operator until SIGINT/SIGTERM. ``namespaces`` None: ADF_WATCH_NAMESPACES, else cluster-wide.
+
+    ``standalone`` (the default) skips kopf's peering: one operator replica runs.
+    ``liveness`` is a kopf liveness endpoint such as ``http://0.0.0.0:8080/healthz``.
+    Raises UserError for bad configuration (an invalid store URL, no kubeconfig).
+    """
+    from . import main
+
+    config = OperatorConfig.from_env(store_url=store_url)
+    ctx = Context(config, RestKube(load_api_client()))  # a malformed store URL fails here (exit 2)
+    watched = watch_namespaces(namespaces)
+    if not logging.getLogger().handlers:
+        kopf.configure(verbose=bool(os.environ.get("ADF_DEBUG")))
+    try:
+        kopf.run(
+            registry=main.registry,
+            standalone=standalone,
+            clusterwide=watched is None,
+            namespaces=watched or (),
+            liveness_endpoint=liveness,
+            memo=kopf.Memo(ctx=ctx),
+        )
+    finally:
+        ctx.close()

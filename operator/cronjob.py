@@ -1,0 +1,348 @@
+"""Pure builders of the CronJob and Job manifests that run DataFlows.
+
+No I/O here: a DataFlow (the pydantic model) and the operator's runner settings
+go in, Kubernetes manifests (plain dicts) come out.
+
+Names (deterministic, so a restarted operator finds what it made):
+
+* ``runtime.type: cronjob`` -> one CronJob per flow, ``df-<flow>`` (``df`` is the
+  DataFlow short name). CronJob names are at most 52 characters (the controller
+  appends ``-<unix minutes>`` to name its Jobs), so a long flow name is cut and a
+  hash of the full name appended.
+* ``runtime.type: heartbeat`` -> one CronJob per namespace, ``adf-heartbeat``,
+  running ``adf heartbeat --namespace NS`` (every due heartbeat flow).
+* run-now -> a Job ``<cronjob>-manual-<hash>``; the hash covers the annotation
+  value (and the flow, since heartbeat flows share a CronJob).
+
+Interval -> cron mapping (``runtime.type: cronjob`` only; a heartbeat flow's
+interval is checked by the heartbeat itself):
+
+==================  =================  ===========================================
+interval            cron               rule
+==================  =================  ===========================================
+1m                  ``* * * * *``
+N minutes, 60 % N   ``*/N * * * *``    5m, 10m, 15m, 20m, 30m ...
+1h                  ``0 * * * *``
+N hours, 24 % N     ``0 */N * * *``    2h, 3h, 4h, 6h, 8h, 12h
+24h                 ``0 0 * * *``
+anything else       refused            cron cannot express it exactly (7m, 90m,
+                                       5h, 48h, 30s): ``spec.interval`` error
+==================  =================  ===========================================
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..model import DataFlow, SecretKeyRef
+from ..runner.connections import secret_env_name
+from ..schedule import parse_cron
+from .kube import owner_reference
+
+__all__ = [
+    "FLOW_LABEL",
+    "HEARTBEAT_CRONJOB",
+    "MANAGED_BY",
+    "RUN_NOW_ANNOTATION",
+    "RunnerSettings",
+    "build_flow_cronjob",
+    "build_heartbeat_cronjob",
+    "build_manual_job",
+    "build_store_secret",
+    "cron_for_interval",
+    "cron_schedule",
+    "cronjob_name",
+    "manual_job_name",
+    "secret_envs",
+]
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "activedataflow"}
+FLOW_LABEL = "activedataflow.io/flow"
+HEARTBEAT_LABEL = "activedataflow.io/heartbeat"
+RUN_NOW_ANNOTATION = "activedataflow.io/run-now"
+SPEC_HASH_ANNOTATION = "activedataflow.io/spec-hash"
+INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
+HEARTBEAT_CRONJOB = "adf-heartbeat"
+CONTAINER = "adf"
+CRONJOB_NAME_LIMIT = 52
+JOB_NAME_LIMIT = 63
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How runner pods are made (the operator's ADF_RUNNER_* environment)."""
+
+    image: str
+    service_account: str | None = None
+    heartbeat_schedule: str = "* * * * *"
+    image_pull_policy: str | None = None
+    resources: Mapping[str, Any] | None = None
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def short_hash(*parts: str, length: int = 8) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def _bounded(base: str, suffix: str, limit: int) -> str:
+    """``base + suffix`` cut to ``limit`` characters (a valid DNS label end)."""
+    return base[: limit - len(suffix)].rstrip("-.") + suffix
+
+
+def cronjob_name(flow_name: str) -> str:
+    name = f"df-{flow_name}"
+    if len(name) <= CRONJOB_NAME_LIMIT:
+        return name
+    return _bounded(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
+
+
+def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
+    return _bounded(cronjob, f"-manual-{short_hash(cronjob, flow_name, value)}", JOB_NAME_LIMIT)
+
+
+def cron_for_interval(seconds: int) -> str | None:
+    """The cron expression firing exactly every ``seconds``, or None if cron cannot (see module doc)."""
+    if seconds % 60:
+        return None
+    minutes = seconds // 60
+    if minutes < 60 and 60 % minutes == 0:
+        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
+    if minutes % 60:
+        return None
+    hours = minutes // 60
+    if hours < 24 and 24 % hours == 0:
+        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
+    return "0 0 * * *" if hours == 24 else None
+
+
+def cron_schedule(flow: DataFlow) -> str:
+    """The CronJob schedule of a ``runtime.type: cronjob`` flow; ConfigError naming ``spec.interval``."""
+    spec = flow.spec
+    if spec.schedule is not None:
+        return parse_cron(spec.schedule)
+    seconds = spec.interval_seconds
+    assert seconds is not None and spec.interval is not None
+    cron = cron_for_interval(seconds)
+    if cron is None:
+        raise ConfigError(
+            f"'{spec.interval}' cannot be expressed exactly as a cron schedule; with runtime.type cronjob use a "
+            "divisor of 60 minutes or of 24 hours (5m, 15m, 2h, 24h...), a schedule, or runtime.type heartbeat",
+            field="spec.interval",
+        )
+    return cron
+
+
+def labels(flow_name: str | None = None) -> dict[str, str]:
+    out = dict(MANAGED_BY)
+    if flow_name is not None:
+        out[FLOW_LABEL] = flow_name
+    else:
+        out[HEARTBEAT_LABEL] = "true"
+    return out
+
+
+def secret_envs(flows: Iterable[DataFlow]) -> list[dict[str, Any]]:
+    """One env var per distinct Secret key referenced by the flows' connections, via secretKeyRef."""
+    seen: dict[str, dict[str, Any]] = {}
+    for flow in flows:
+        for conn in (flow.spec.source.connection, flow.spec.sink.connection):
+            ref = conn.secretRef
+            if ref is None:
+                continue
+            env = secret_env_name(ref.name, ref.key)
+            seen.setdefault(env, {"name": env, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return [seen[k] for k in sorted(seen)]
+
+
+def _pod_template(
+    *,
+    runner: RunnerSettings,
+    command: list[str],
+    namespace: str,
+    trigger: str,
+    store: SecretKeyRef,
+    flows: Iterable[DataFlow],
+    pod_labels: dict[str, str],
+) -> dict[str, Any]:
+    env: list[dict[str, Any]] = [
+        {"name": "ADF_STORE_URL", "valueFrom": {"secretKeyRef": {"name": store.name, "key": store.key}}},
+        {"name": "ADF_FLOW_NAMESPACE", "value": namespace},
+        {"name": "ADF_TRIGGER", "value": trigger},
+        *({"name": k, "value": v} for k, v in sorted(runner.extra_env.items())),
+        *secret_envs(flows),
+    ]
+    container: dict[str, Any] = {"name": CONTAINER, "image": runner.image, "command": command, "env": env}
+    if runner.image_pull_policy:
+        container["imagePullPolicy"] = runner.image_pull_policy
+    if runner.resources:
+        container["resources"] = copy.deepcopy(dict(runner.resources))
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if runner.service_account:
+        pod["serviceAccountName"] = runner.service_account
+    return {"metadata": {"labels": pod_labels}, "spec": pod}
+
+
+def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Stamp the manifest with a hash of itself, so an unchanged one is recognised with one GET."""
+    manifest["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = manifest_hash(manifest)
+    return manifest
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    clean = copy.deepcopy(dict(manifest))
+    clean["metadata"] = {k: v for k, v in clean["metadata"].items() if k != "annotations"}
+    return short_hash(json.dumps(clean, sort_keys=True), length=16)
+
+
+def build_flow_cronjob(
+    flow: DataFlow, *, owner: Mapping[str, Any], runner: RunnerSettings, store: SecretKeyRef
+) -> dict[str, Any]:
+    """The CronJob of a ``runtime.type: cronjob`` flow, controlled by its DataFlow ``owner``."""
+    spec = flow.spec
+    flow_labels = labels(flow.name)
+    job_spec: dict[str, Any] = {
+        "backoffLimit": spec.runtime.retries.limit,
+        "template": _pod_template(
+            runner=runner,
+            command=["adf", "heartbeat", "--flow", flow.name, "--namespace", flow.namespace],
+            namespace=flow.namespace,
+            trigger="schedule",
+            store=store,
+            flows=[flow],
+            pod_labels=flow_labels,
+        ),
+    }
+    if spec.runtime.timeoutSeconds is not None:
+        job_spec["activeDeadlineSeconds"] = spec.runtime.timeoutSeconds
+    cron: dict[str, Any] = {
+        "schedule": cron_schedule(flow),
+        "suspend": spec.suspend,
+        "concurrencyPolicy": spec.concurrencyPolicy,
+        "successfulJobsHistoryLimit": spec.successfulRunsHistoryLimit,
+        "failedJobsHistoryLimit": spec.failedRunsHistoryLimit,
+        "jobTemplate": {"metadata": {"labels": flow_labels}, "spec": job_spec},
+    }
+    if spec.timeZone:
+        cron["timeZone"] = spec.timeZone
+    if spec.startingDeadlineSeconds is not None:
+        cron["startingDeadlineSeconds"] = spec.startingDeadlineSeconds
+    return _with_hash(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {
+                "name": cronjob_name(flow.name),
+                "namespace": flow.namespace,
+                "labels": flow_labels,
+                "ownerReferences": [owner_reference(owner, controller=True)],
+            },
+            "spec": cron,
+        }
+    )
+
+
+def build_heartbeat_cronjob(
+    namespace: str,
+    flows: list[tuple[DataFlow, Mapping[str, Any]]],
+    *,
+    runner: RunnerSettings,
+    store: SecretKeyRef,
+) -> dict[str, Any]:
+    """The namespace's shared heartbeat CronJob for its ``runtime.type: heartbeat`` flows.
+
+    ``flows`` are (model, DataFlow object) pairs; every DataFlow is an owner (none
+    is the controller), so the CronJob is garbage-collected with the last of them.
+    Its env is the union of the flows' Secret references.
+    """
+    models = [f for f, _ in sorted(flows, key=lambda p: p[0].name)]
+    owners = [owner_reference(obj, controller=False) for _, obj in sorted(flows, key=lambda p: p[0].name)]
+    hb_labels = labels(None)
+    return _with_hash(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {
+                "name": HEARTBEAT_CRONJOB,
+                "namespace": namespace,
+                "labels": hb_labels,
+                "ownerReferences": owners,
+            },
+            "spec": {
+                "schedule": parse_cron(runner.heartbeat_schedule),
+                "suspend": False,
+                # Each flow's own concurrencyPolicy is enforced by the store's claim, so
+                # a long flow never holds up the other flows' heartbeats.
+                "concurrencyPolicy": "Allow",
+                "startingDeadlineSeconds": 60,
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 1,
+                "jobTemplate": {
+                    "metadata": {"labels": hb_labels},
+                    "spec": {
+                        "backoffLimit": 0,
+                        "template": _pod_template(
+                            runner=runner,
+                            command=["adf", "heartbeat", "--namespace", namespace],
+                            namespace=namespace,
+                            trigger="heartbeat",
+                            store=store,
+                            flows=models,
+                            pod_labels=hb_labels,
+                        ),
+                    },
+                },
+            },
+        }
+    )
+
+
+def build_manual_job(cronjob: Mapping[str, Any], *, flow_name: str, namespace: str, value: str) -> dict[str, Any]:
+    """A Job from the CronJob's jobTemplate running ``flow_name`` now (``kubectl create job --from``).
+
+    The command gains ``--force`` (run even if not due) and ``ADF_TRIGGER=manual``.
+    """
+    template = copy.deepcopy(dict(cronjob["spec"]["jobTemplate"]))
+    job_spec = template["spec"]
+    pod = job_spec["template"]["spec"]
+    container = next((c for c in pod["containers"] if c["name"] == CONTAINER), pod["containers"][0])
+    container["command"] = ["adf", "heartbeat", "--flow", flow_name, "--namespace", namespace, "--force"]
+    env = [e for e in container.get("env", []) if e["name"] != "ADF_TRIGGER"]
+    container["env"] = [*env, {"name": "ADF_TRIGGER", "value": "manual"}]
+    template_labels = (template.get("metadata") or {}).get("labels") or {}
+    job_labels = {k: v for k, v in template_labels.items() if k != HEARTBEAT_LABEL} | labels(flow_name)
+    job_spec["template"]["metadata"] = {**(job_spec["template"].get("metadata") or {}), "labels": dict(job_labels)}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": manual_job_name(cronjob["metadata"]["name"], value, flow_name),
+            "namespace": namespace,
+            "labels": job_labels,
+            "annotations": {INSTANTIATE_ANNOTATION: "manual", RUN_NOW_ANNOTATION: value},
+            "ownerReferences": [owner_reference(cronjob, controller=True)],
+        },
+        "spec": job_spec,
+    }
+
+
+def build_store_secret(name: str, namespace: str, *, url: str, owner: Mapping[str, Any]) -> dict[str, Any]:
+    """A Secret holding the store URL for the runner pods, owned by the CronJob that uses it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(MANAGED_BY),
+            "ownerReferences": [owner_reference(owner, controller=True)],
+        },
+        "type": "Opaque",
+        "data": {"url": base64.b64encode(url.encode()).decode()},
+    }

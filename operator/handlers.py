@@ -1,0 +1,426 @@
+"""Reconciliation of DataFlows: plain functions that kopf's decorators (``main.py``) call.
+
+Each takes the resource body (a mapping), a mutable ``status`` patch and a
+:class:`Context` (configuration, a :class:`~.kube.KubeApi`, the store) and
+either returns or raises ``kopf.PermanentError`` / ``kopf.TemporaryError``;
+``status`` is filled in either way (kopf applies it even when a handler fails).
+
+Idempotence: every object has a deterministic name, every write is a
+create-or-patch (server-side apply) or a create that treats AlreadyExists as
+done, and the run-now acknowledgement is written only after its Job exists. The
+operator can die at any line; the next pass converges to the same state.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kopf
+
+from ..errors import ConfigError, StoreUnavailable, UnknownFlow, redact
+from ..model import DataFlow, SecretKeyRef, parse_dataflow
+from ..schedule import next_cron, next_run, utcnow
+from ..store.base import FlowRecord, FlowUpsert, Store
+from . import status as st
+from .cronjob import (
+    HEARTBEAT_CRONJOB,
+    RUN_NOW_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+    RunnerSettings,
+    build_flow_cronjob,
+    build_heartbeat_cronjob,
+    build_manual_job,
+    build_store_secret,
+    cron_schedule,
+    cronjob_name,
+)
+from .kube import CRONJOB, DATAFLOW, JOB, SECRET, AlreadyExists, Conflict, KubeApi, KubeError, rfc3339
+
+__all__ = [
+    "Context",
+    "OperatorConfig",
+    "finalize_flow",
+    "handle_run_now",
+    "reconcile_flow",
+    "register_flow",
+    "sync_heartbeat",
+]
+
+log = logging.getLogger("activedataflow.operator")
+
+DEFAULT_RUNNER_IMAGE = "activedataflow:0.1.0"
+CONFLICT_RETRIES = 8
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """The operator's settings (from its environment; the Helm chart sets them)."""
+
+    store_url: str
+    runner: RunnerSettings
+    store_secret: SecretKeyRef | None = None  # a Secret holding the store URL, where it exists
+
+    @classmethod
+    def from_env(cls, *, store_url: str | None = None, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """``ADF_STORE_URL``, ``ADF_STORE_SECRET_NAME`` / ``_KEY``, ``ADF_RUNNER_IMAGE``,
+        ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``
+        (JSON), ``ADF_HEARTBEAT_SCHEDULE``."""
+        from ..schedule import parse_cron
+        from ..store import store_url as effective_store_url
+
+        env = os.environ if env is None else env
+        resources: Any = None
+        if raw := env.get("ADF_RUNNER_RESOURCES"):
+            try:
+                resources = json.loads(raw)
+            except ValueError as err:
+                raise ConfigError(f"not JSON: {err}", field="ADF_RUNNER_RESOURCES") from None
+        schedule = env.get("ADF_HEARTBEAT_SCHEDULE") or "* * * * *"
+        try:
+            parse_cron(schedule)
+        except ValueError as err:
+            raise ConfigError(str(err), field="ADF_HEARTBEAT_SCHEDULE") from None
+        secret_name = env.get("ADF_STORE_SECRET_NAME")
+        return cls(
+            store_url=store_url or env.get("ADF_STORE_URL") or effective_store_url(None),
+            runner=RunnerSettings(
+                image=env.get("ADF_RUNNER_IMAGE") or DEFAULT_RUNNER_IMAGE,
+                service_account=env.get("ADF_RUNNER_SERVICE_ACCOUNT") or None,
+                heartbeat_schedule=schedule,
+                image_pull_policy=env.get("ADF_RUNNER_IMAGE_PULL_POLICY") or None,
+                resources=resources,
+            ),
+            store_secret=(
+                SecretKeyRef(name=secret_name, key=env.get("ADF_STORE_SECRET_KEY") or "url") if secret_name else None
+            ),
+        )
+
+
+class Context:
+    """What the handlers share: configuration, the Kubernetes API and the store.
+
+    The store URL is checked at construction (ConfigError for a malformed one);
+    connecting and migrating happen on first use, so an unreachable store is
+    retried per resource (Ready=False StorageUnavailable) instead of crashing.
+    """
+
+    def __init__(
+        self,
+        config: OperatorConfig,
+        kube: KubeApi,
+        *,
+        open_store: Callable[..., Store] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if open_store is None:
+            from ..store import open_store
+        self.config = config
+        self.kube = kube
+        self.clock = clock
+        self._store = open_store(config.store_url, migrate=False)
+        self._migrated = False
+
+    def store(self) -> Store:
+        if not self._migrated:
+            self._store.migrate()  # idempotent; StoreUnavailable naming the address if unreachable
+            self._migrated = True
+        return self._store
+
+    def close(self) -> None:
+        self._store.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep, plain-dict copy of a resource body (kopf's Body is a read-only view)."""
+    return copy.deepcopy(dict(body))
+
+
+def backoff(retry: int) -> float:
+    """Seconds before retry number ``retry`` (5, 10, 20 ... at most 5 minutes)."""
+    return float(min(300, 5 * 2 ** min(retry, 10)))
+
+
+def _ready(
+    obj: Mapping[str, Any], status: MutableMapping[str, Any], ctx: Context, ok: bool, reason: str, message: str
+) -> bool:
+    """Write the Ready condition; True if its status or reason changed (worth an Event)."""
+    previous = (obj.get("status") or {}).get("conditions")
+    before = st.condition(previous)
+    generation = obj["metadata"].get("generation")
+    cond = st.Condition(st.READY, "True" if ok else "False", reason, message)
+    status["conditions"] = st.set_condition(previous, cond, generation=generation, now=ctx.clock())
+    status["observedGeneration"] = generation
+    return before is None or before.get("status") != cond.status or before.get("reason") != reason
+
+
+def _not_ready(
+    obj: Mapping[str, Any],
+    status: MutableMapping[str, Any],
+    ctx: Context,
+    reason: str,
+    message: str,
+    *,
+    always_event: bool = False,
+) -> None:
+    if _ready(obj, status, ctx, False, reason, message) or always_event:
+        ctx.kube.post_event(obj, type="Warning", reason=reason, message=message)
+
+
+@contextmanager
+def _reported(obj: Mapping[str, Any], status: MutableMapping[str, Any], ctx: Context, retry: int) -> Iterator[None]:
+    """Store and API failures -> Ready=False with the reason, then a retry with backoff."""
+    try:
+        yield
+    except StoreUnavailable as err:
+        message = redact(str(err))
+        _not_ready(obj, status, ctx, st.STORAGE_UNAVAILABLE, message)
+        raise kopf.TemporaryError(message, delay=backoff(retry)) from None
+    except (KubeError, OSError) as err:
+        message = f"Kubernetes API: {redact(str(err))}"
+        _not_ready(obj, status, ctx, st.KUBERNETES_ERROR, message)
+        raise kopf.TemporaryError(message, delay=backoff(retry)) from None
+
+
+def _parse(obj: Mapping[str, Any]) -> DataFlow:
+    flow = parse_dataflow(dict(obj))
+    if flow.spec.runtime.type == "cronjob":
+        cron_schedule(flow)  # an interval cron cannot express raises naming spec.interval
+    return flow
+
+
+def _is_heartbeat(obj: Mapping[str, Any]) -> bool:
+    return ((obj.get("spec") or {}).get("runtime") or {}).get("type") == "heartbeat"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def register_flow(store: Store, flow: DataFlow, *, now: datetime) -> FlowRecord:
+    """Create or update the flow record.
+
+    ``next_run_at`` is recomputed only when the timing (schedule, interval, time
+    zone) changed and the flow has run before; otherwise the stored value is kept,
+    so a restart of the operator never skips a run that is due (a flow never run
+    before stays due).
+    """
+    stored = store.get_flow(flow.name, flow.namespace)
+    next_at = None
+    if stored is not None and stored.last_run_at is not None:
+        spec = flow.spec
+        timing = (spec.schedule, spec.interval_seconds, spec.timeZone)
+        if timing != (stored.schedule, stored.interval_seconds, stored.time_zone):
+            next_at = next_run(spec, after=now, last_run_at=stored.last_run_at)
+    return store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
+
+
+def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> datetime | None:
+    """When the flow will next run: the stored due time, or for a never-run flow the next
+    tick of the CronJob that runs it. None while suspended."""
+    if flow.spec.suspend:
+        return None
+    now = ctx.clock()
+    if flow.spec.runtime.type == "heartbeat":
+        tick = next_cron(ctx.config.runner.heartbeat_schedule, now)
+        return tick if record.next_run_at is None else max(record.next_run_at, now)
+    if record.next_run_at is not None and record.next_run_at > now:
+        return record.next_run_at
+    return next_cron(cron_schedule(flow), now, flow.spec.timeZone)
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def _store_secret(ctx: Context, namespace: str, mirror_name: str) -> tuple[SecretKeyRef, bool]:
+    """Where runner pods of ``namespace`` read ADF_STORE_URL: the configured Secret if it exists
+    there, else a mirror Secret named like the CronJob (True: the mirror must be ensured)."""
+    configured = ctx.config.store_secret
+    if configured is not None and ctx.kube.get(SECRET, namespace, configured.name) is not None:
+        return configured, False
+    return SecretKeyRef(name=mirror_name, key="url"), True
+
+
+def _ensure_mirror_secret(ctx: Context, cronjob: Mapping[str, Any]) -> None:
+    meta = cronjob["metadata"]
+    desired = build_store_secret(meta["name"], meta["namespace"], url=ctx.config.store_url, owner=cronjob)
+    current = ctx.kube.get(SECRET, meta["namespace"], meta["name"])
+    if current is not None:
+        owners = [o.get("uid") for o in current["metadata"].get("ownerReferences") or []]
+        if current.get("data") == desired["data"] and owners == [meta["uid"]]:
+            return
+    ctx.kube.apply(SECRET, meta["namespace"], desired)
+
+
+def _apply_cronjob(ctx: Context, desired: dict[str, Any], current: Mapping[str, Any] | None) -> tuple[dict, str]:
+    """Create or patch; returns the live CronJob and what happened ('' / 'created' / 'updated')."""
+    if current is not None:
+        live_hash = (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+        if live_hash == desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+            return dict(current), ""
+    live = ctx.kube.apply(CRONJOB, desired["metadata"]["namespace"], desired)
+    return live, "created" if current is None else "updated"
+
+
+def ensure_flow_cronjob(ctx: Context, flow: DataFlow, obj: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    name = cronjob_name(flow.name)
+    store, mirror = _store_secret(ctx, flow.namespace, name)
+    desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=store)
+    live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
+    if mirror:
+        _ensure_mirror_secret(ctx, live)
+    return live, change
+
+
+def _heartbeat_flows(ctx: Context, namespace: str, exclude_uid: str | None) -> list[tuple[DataFlow, dict]]:
+    out: list[tuple[DataFlow, dict]] = []
+    for item in ctx.kube.list(DATAFLOW, namespace):
+        meta = item["metadata"]
+        if meta.get("deletionTimestamp") or meta.get("uid") == exclude_uid or not _is_heartbeat(item):
+            continue
+        try:
+            out.append((parse_dataflow(item), item))
+        except ConfigError:
+            continue  # an invalid flow is reported on itself and runs nowhere
+    return out
+
+
+def sync_heartbeat(ctx: Context, namespace: str, *, exclude_uid: str | None = None) -> tuple[dict | None, str]:
+    """Make the namespace's ``adf-heartbeat`` CronJob match its heartbeat flows (env union,
+    owners), or delete it when there are none. Concurrent reconciles of different
+    flows are serialised by the resourceVersion precondition."""
+    for _ in range(CONFLICT_RETRIES):
+        current = ctx.kube.get(CRONJOB, namespace, HEARTBEAT_CRONJOB)
+        flows = _heartbeat_flows(ctx, namespace, exclude_uid)
+        if not flows:
+            if current is not None:
+                ctx.kube.delete(CRONJOB, namespace, HEARTBEAT_CRONJOB)
+                return None, "deleted"
+            return None, ""
+        store, mirror = _store_secret(ctx, namespace, HEARTBEAT_CRONJOB)
+        desired = build_heartbeat_cronjob(namespace, flows, runner=ctx.config.runner, store=store)
+        try:
+            if current is None:
+                live, change = ctx.kube.create(CRONJOB, namespace, desired), "created"
+            else:
+                desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                live, change = _apply_cronjob(ctx, desired, current)
+        except (AlreadyExists, Conflict):
+            continue  # another flow's reconcile wrote first; recompute from the new state
+        if mirror:
+            _ensure_mirror_secret(ctx, live)
+        return live, change
+    raise Conflict(409, f"CronJob {namespace}/{HEARTBEAT_CRONJOB} kept changing; will retry")
+
+
+def _drop_flow_from_heartbeat(ctx: Context, flow: DataFlow, uid: str) -> None:
+    """A flow switched to runtime.type cronjob: take it out of the shared heartbeat CronJob."""
+    current = ctx.kube.get(CRONJOB, flow.namespace, HEARTBEAT_CRONJOB)
+    if current is not None and uid in {o.get("uid") for o in current["metadata"].get("ownerReferences") or []}:
+        sync_heartbeat(ctx, flow.namespace)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def reconcile_flow(
+    body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0
+) -> None:
+    """Create / update / resume: validate, store the flow record, keep its CronJob, report status."""
+    obj = plain(body)
+    meta = obj["metadata"]
+    try:
+        flow = _parse(obj)
+    except ConfigError as err:
+        _not_ready(obj, status, ctx, st.INVALID_SPEC, str(err), always_event=True)
+        raise kopf.PermanentError(f"invalid DataFlow: {err}") from None
+
+    with _reported(obj, status, ctx, retry):
+        record = register_flow(ctx.store(), flow, now=ctx.clock())
+        if flow.spec.runtime.type == "heartbeat":
+            ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # if it switched from cronjob
+            live, change = sync_heartbeat(ctx, flow.namespace)
+            runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
+        else:
+            live, change = ensure_flow_cronjob(ctx, flow, obj)
+            _drop_flow_from_heartbeat(ctx, flow, meta["uid"])
+            zone = f" {flow.spec.timeZone}" if flow.spec.timeZone else ""
+            runs_in = f"CronJob {cronjob_name(flow.name)} ('{cron_schedule(flow)}'{zone})"
+
+    if flow.spec.suspend:
+        reason, message = st.SUSPENDED, f"suspended; {runs_in} does not start runs"
+    else:
+        reason, message = st.RECONCILED, f"flow record stored; runs by {runs_in}"
+    _ready(obj, status, ctx, True, reason, message)
+    status["nextRunAt"] = rfc3339(next_run_for_status(flow, record, ctx))
+    if change and live is not None:
+        what = "Created" if change == "created" else "Updated"
+        message = f"{what.lower()} CronJob {live['metadata']['name']}"
+        ctx.kube.post_event(obj, type="Normal", reason=what, message=message)
+
+
+def handle_run_now(
+    body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0
+) -> str | None:
+    """``activedataflow.io/run-now`` differs from ``status.lastHandledRunNow``: create a Job from the
+    CronJob's template at once and acknowledge the value. Returns the Job name (None: nothing to do)."""
+    obj = plain(body)
+    meta = obj["metadata"]
+    value = (meta.get("annotations") or {}).get(RUN_NOW_ANNOTATION)
+    if not value or value == (obj.get("status") or {}).get("lastHandledRunNow"):
+        return None
+    try:
+        flow = _parse(obj)
+    except ConfigError as err:
+        ctx.kube.post_event(obj, type="Warning", reason="RunNowRefused", message=f"invalid DataFlow: {err}")
+        status["lastHandledRunNow"] = value
+        raise kopf.PermanentError(f"run-now {value} refused: invalid DataFlow: {err}") from None
+    if flow.spec.suspend:
+        ctx.kube.post_event(obj, type="Warning", reason="RunNowRefused", message="the flow is suspended")
+        status["lastHandledRunNow"] = value
+        return None
+    cj_name = HEARTBEAT_CRONJOB if flow.spec.runtime.type == "heartbeat" else cronjob_name(flow.name)
+    with _reported(obj, status, ctx, retry):
+        cron = ctx.kube.get(CRONJOB, flow.namespace, cj_name)
+        if cron is None:
+            raise kopf.TemporaryError(f"run-now {value}: CronJob {cj_name} does not exist yet", delay=backoff(retry))
+        job = build_manual_job(cron, flow_name=flow.name, namespace=flow.namespace, value=value)
+        try:
+            ctx.kube.create(JOB, flow.namespace, job)
+            ctx.kube.post_event(
+                obj, type="Normal", reason="RunRequested", message=f"created Job {job['metadata']['name']} (run-now)"
+            )
+        except AlreadyExists:
+            pass  # made before a restart: the same value runs once
+    status["lastHandledRunNow"] = value
+    return str(job["metadata"]["name"])
+
+
+def finalize_flow(body: Mapping[str, Any], *, ctx: Context, retry: int = 0) -> None:
+    """Deletion (the finalizer): disable the flow record, keeping its run history. The flow's own
+    CronJob goes with its owner (garbage collection); the shared heartbeat CronJob is re-synced."""
+    obj = plain(body)
+    meta = obj["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    try:
+        ctx.store().set_enabled(name, namespace, False)
+    except UnknownFlow:
+        pass  # never stored (it was invalid): nothing to disable
+    except StoreUnavailable as err:
+        message = f"{redact(str(err))}; the DataFlow is deleted once its flow record can be disabled"
+        raise kopf.TemporaryError(message, delay=backoff(retry)) from None
+    if _is_heartbeat(obj):
+        try:
+            sync_heartbeat(ctx, namespace, exclude_uid=meta.get("uid"))
+        except (KubeError, OSError) as err:
+            raise kopf.TemporaryError(f"Kubernetes API: {redact(str(err))}", delay=backoff(retry)) from None
+    ctx.kube.post_event(obj, type="Normal", reason="Disabled", message="flow record disabled; run history kept")

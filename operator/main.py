@@ -1,0 +1,46 @@
+"""The kopf decorators, and nothing else: each delegates to a plain function in ``handlers``.
+
+Handlers run in kopf's thread pool (they are sync). ``memo.ctx`` is the shared
+:class:`~activedataflow.operator.handlers.Context` that ``app.run_operator`` made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ..model import API_GROUP, API_VERSION
+from . import app, handlers
+from .cronjob import RUN_NOW_ANNOTATION
+
+registry = kopf.OperatorRegistry()
+DATAFLOWS = (API_GROUP, API_VERSION, "dataflows")
+
+
+@kopf.on.startup(registry=registry)
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    app.configure_settings(settings)
+
+
+@kopf.on.cleanup(registry=registry)
+def close(memo: kopf.Memo, **_: Any) -> None:
+    memo.ctx.close()
+
+
+@kopf.on.resume(*DATAFLOWS, registry=registry)
+@kopf.on.create(*DATAFLOWS, registry=registry)
+@kopf.on.update(*DATAFLOWS, field="spec", registry=registry)
+def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry)
+
+
+@kopf.on.resume(*DATAFLOWS, registry=registry)
+@kopf.on.field(*DATAFLOWS, field=("metadata", "annotations", RUN_NOW_ANNOTATION), registry=registry)
+def run_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    handlers.handle_run_now(body, status=patch.status, ctx=memo.ctx, retry=retry)
+
+
+@kopf.on.delete(*DATAFLOWS, registry=registry)
+def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    handlers.finalize_flow(body, ctx=memo.ctx, retry=retry)

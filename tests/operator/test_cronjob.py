@@ -1,0 +1,212 @@
+"""The CronJob and Job manifests built from a DataFlow (pure builders)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from activedataflow.errors import ConfigError
+from activedataflow.model import SecretKeyRef
+from activedataflow.operator.cronjob import (
+    HEARTBEAT_CRONJOB,
+    build_flow_cronjob,
+    build_heartbeat_cronjob,
+    build_manual_job,
+    cron_for_interval,
+    cron_schedule,
+    cronjob_name,
+    manual_job_name,
+)
+
+from tests.operator.conftest import dataflow, dataflow_body
+
+STORE = SecretKeyRef(name="adf-store", key="url")
+
+
+def container(cronjob: dict) -> dict:
+    return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def env_of(c: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in c["env"]}
+
+
+@pytest.mark.parametrize(
+    ("interval", "cron"),
+    [
+        ("1m", "* * * * *"),
+        ("5m", "*/5 * * * *"),
+        ("15m", "*/15 * * * *"),
+        ("30m", "*/30 * * * *"),
+        ("60m", "0 * * * *"),
+        ("1h", "0 * * * *"),
+        ("2h", "0 */2 * * *"),
+        ("6h", "0 */6 * * *"),
+        ("12h", "0 */12 * * *"),
+        ("24h", "0 0 * * *"),
+    ],
+)
+def test_interval_maps_to_the_equivalent_cron(interval: str, cron: str) -> None:
+    flow = dataflow(schedule=None, interval=interval)
+    assert cron_schedule(flow) == cron
+
+
+@pytest.mark.parametrize("interval", ["7m", "90m", "1h30m", "5h", "48h"])
+def test_interval_cron_cannot_express_is_refused_naming_spec_interval(interval: str) -> None:
+    flow = dataflow(schedule=None, interval=interval)
+    with pytest.raises(ConfigError) as err:
+        cron_schedule(flow)
+    assert err.value.field == "spec.interval"
+    assert str(err.value).startswith(f"spec.interval: '{interval}' cannot be expressed exactly as a cron schedule")
+
+
+def test_seconds_never_map_to_cron() -> None:
+    assert cron_for_interval(90) is None
+    assert cron_for_interval(30) is None
+
+
+def test_cron_macro_is_written_as_five_fields() -> None:
+    assert cron_schedule(dataflow(schedule="@hourly")) == "0 * * * *"
+
+
+def test_flow_cronjob_maps_the_spec(runner) -> None:
+    body = dataflow_body()
+    cj = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
+    spec = cj["spec"]
+    assert cj["metadata"]["name"] == "df-paid-orders"
+    assert spec["schedule"] == "*/15 * * * *"
+    assert spec["timeZone"] == "Europe/Berlin"
+    assert spec["suspend"] is False
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] == 300
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 1)
+    job = spec["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] == 3600
+    assert job["backoffLimit"] == 3
+    pod = job["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["serviceAccountName"] == "adf-runner"
+    assert container(cj)["image"] == "registry.example/adf:1.2"
+    assert container(cj)["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop"]
+
+
+def test_flow_cronjob_is_controlled_by_its_dataflow_and_labelled(runner) -> None:
+    body = dataflow_body()
+    cj = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
+    (ref,) = cj["metadata"]["ownerReferences"]
+    assert ref == {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlow",
+        "name": "paid-orders",
+        "uid": body["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    for labels in (cj["metadata"]["labels"], cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/managed-by"] == "activedataflow"
+        assert labels["activedataflow.io/flow"] == "paid-orders"
+
+
+def test_store_url_and_connection_secrets_come_from_secrets_by_env(runner) -> None:
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    env = env_of(container(cj))
+    assert env["ADF_STORE_URL"] == {
+        "name": "ADF_STORE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "adf-store", "key": "url"}},
+    }
+    assert env["ADF_SECRET_SHOP_DB_URL"]["valueFrom"] == {"secretKeyRef": {"name": "shop-db", "key": "url"}}
+    assert env["ADF_SECRET_WAREHOUSE_DB_DSN"]["valueFrom"] == {"secretKeyRef": {"name": "warehouse-db", "key": "dsn"}}
+    assert env["ADF_FLOW_NAMESPACE"]["value"] == "shop"
+    assert env["ADF_TRIGGER"]["value"] == "schedule"
+    assert "://" not in json.dumps(cj)  # no URL is ever inlined
+
+
+def test_optional_fields_are_left_out_when_unset(runner) -> None:
+    flow = dataflow(timeZone=None, startingDeadlineSeconds=None, runtime={"type": "cronjob"})
+    cj = build_flow_cronjob(flow, owner=dataflow_body(), runner=runner, store=STORE)
+    assert "timeZone" not in cj["spec"]
+    assert "startingDeadlineSeconds" not in cj["spec"]
+    assert "activeDeadlineSeconds" not in cj["spec"]["jobTemplate"]["spec"]
+    assert cj["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+
+
+def test_suspend_is_carried_to_the_cronjob(runner) -> None:
+    cj = build_flow_cronjob(dataflow(suspend=True), owner=dataflow_body(), runner=runner, store=STORE)
+    assert cj["spec"]["suspend"] is True
+
+
+def test_same_spec_gives_the_same_manifest_and_hash(runner) -> None:
+    body = dataflow_body()
+    a = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
+    b = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
+    c = build_flow_cronjob(dataflow(schedule="*/5 * * * *"), owner=body, runner=runner, store=STORE)
+    hash_of = lambda cj: cj["metadata"]["annotations"]["activedataflow.io/spec-hash"]  # noqa: E731
+    assert a == b
+    assert hash_of(a) != hash_of(c)
+
+
+def test_long_flow_names_give_valid_distinct_cronjob_names() -> None:
+    a, b = "x" * 50 + "-a", "x" * 50 + "-b"
+    assert len(cronjob_name(a)) <= 52 and len(cronjob_name(b)) <= 52
+    assert cronjob_name(a) != cronjob_name(b)
+    assert cronjob_name(a) == cronjob_name(a)
+    assert cronjob_name("short") == "df-short"
+
+
+def test_heartbeat_cronjob_env_is_the_union_of_the_flows_secrets(runner) -> None:
+    one = dataflow_body("one", runtime={"type": "heartbeat"})
+    two = dataflow_body("two", runtime={"type": "heartbeat"})
+    two["spec"]["sink"]["connection"] = {"secretRef": {"name": "other-db"}}
+    flows = [(dataflow(**one["spec"]), one), (dataflow(**two["spec"]), two)]
+    cj = build_heartbeat_cronjob("shop", flows, runner=runner, store=STORE)
+    assert cj["metadata"]["name"] == HEARTBEAT_CRONJOB == "adf-heartbeat"
+    assert cj["spec"]["schedule"] == "* * * * *"
+    assert container(cj)["command"] == ["adf", "heartbeat", "--namespace", "shop"]
+    names = [e["name"] for e in container(cj)["env"] if e["name"].startswith("ADF_SECRET_")]
+    assert names == ["ADF_SECRET_OTHER_DB_URL", "ADF_SECRET_SHOP_DB_URL", "ADF_SECRET_WAREHOUSE_DB_DSN"]
+    owners = cj["metadata"]["ownerReferences"]
+    assert {o["uid"] for o in owners} == {one["metadata"]["uid"], two["metadata"]["uid"]}
+    assert not any(o["controller"] for o in owners)
+
+
+def test_heartbeat_schedule_comes_from_the_settings(runner) -> None:
+    from dataclasses import replace
+
+    body = dataflow_body(runtime={"type": "heartbeat"})
+    flows = [(dataflow(runtime={"type": "heartbeat"}), body)]
+    cj = build_heartbeat_cronjob("shop", flows, runner=replace(runner, heartbeat_schedule="*/2 * * * *"), store=STORE)
+    assert cj["spec"]["schedule"] == "*/2 * * * *"
+
+
+def test_manual_job_is_made_from_the_cronjob_template(runner) -> None:
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    cj["metadata"]["uid"] = "cj-uid"
+    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    meta = job["metadata"]
+    assert meta["name"] == manual_job_name("df-paid-orders", "1700000000", "paid-orders")
+    assert meta["name"].startswith("df-paid-orders-manual-")
+    assert meta["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "name": "df-paid-orders",
+            "uid": "cj-uid",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop", "--force"]
+    assert env_of(c)["ADF_TRIGGER"]["value"] == "manual"
+    assert env_of(c)["ADF_STORE_URL"] == env_of(container(cj))["ADF_STORE_URL"]
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_manual_job_names_differ_per_value_and_stay_valid() -> None:
+    long_cj = cronjob_name("y" * 52)
+    a = manual_job_name(long_cj, "1", "f")
+    b = manual_job_name(long_cj, "2", "f")
+    assert a != b
+    assert len(a) <= 63 and a[-1].isalnum()
+    assert manual_job_name(HEARTBEAT_CRONJOB, "1", "one") != manual_job_name(HEARTBEAT_CRONJOB, "1", "two")

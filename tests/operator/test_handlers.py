@@ -1,0 +1,324 @@
+"""Reconciliation against a real store (SQLite) and an in-memory Kubernetes API."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+import pytest
+from activedataflow.model import SecretKeyRef
+from activedataflow.operator.handlers import (
+    Context,
+    OperatorConfig,
+    finalize_flow,
+    handle_run_now,
+    reconcile_flow,
+    register_flow,
+)
+from activedataflow.operator.kube import CRONJOB, DATAFLOW, JOB, SECRET
+from activedataflow.store import Counts
+
+from tests.operator.conftest import dataflow, dataflow_body
+from tests.operator.memkube import MemoryKube
+
+NOW = datetime(2025, 3, 1, 10, 7, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def kube() -> MemoryKube:
+    return MemoryKube()
+
+
+@pytest.fixture
+def ctx(kube: MemoryKube, sqlite_url: str, runner) -> Context:
+    context = Context(OperatorConfig(store_url=sqlite_url, runner=runner), kube, clock=lambda: NOW)
+    yield context
+    context.close()
+
+
+def apply_flow(kube: MemoryKube, **spec: Any) -> dict[str, Any]:
+    name = spec.pop("name", "paid-orders")
+    return kube.add(DATAFLOW, dataflow_body(name, **spec))
+
+
+def reconcile(ctx: Context, kube: MemoryKube, body: dict[str, Any], retry: int = 0) -> dict[str, Any]:
+    """One handler pass, then the status patch applied (as kopf does, also on errors)."""
+    status: dict[str, Any] = {}
+    try:
+        reconcile_flow(body, status=status, ctx=ctx, retry=retry)
+    finally:
+        kube.patch(DATAFLOW, body["metadata"]["namespace"], body["metadata"]["name"], {"status": status}, status=True)
+    return status
+
+
+def fresh(kube: MemoryKube, body: dict[str, Any]) -> dict[str, Any]:
+    return kube.get(DATAFLOW, body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def ready(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def test_create_stores_the_flow_record(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    record = ctx.store().get_flow("paid-orders", "shop")
+    assert record is not None
+    assert (record.schedule, record.time_zone, record.enabled) == ("*/15 * * * *", "Europe/Berlin", True)
+    assert record.spec["sink"]["uniqueBy"] == ["id"]
+
+
+def test_create_makes_the_flow_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    cj = kube.get(CRONJOB, "shop", "df-paid-orders")
+    assert cj is not None
+    assert cj["spec"]["schedule"] == "*/15 * * * *"
+    assert cj["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
+
+
+def test_create_reports_ready_with_next_run_and_an_event(ctx: Context, kube: MemoryKube) -> None:
+    status = reconcile(ctx, kube, apply_flow(kube))
+    assert status["observedGeneration"] == 1
+    assert ready(status)["status"] == "True"
+    assert ready(status)["reason"] == "Reconciled"
+    assert "CronJob df-paid-orders ('*/15 * * * *' Europe/Berlin)" in ready(status)["message"]
+    assert status["nextRunAt"] == "2025-03-01T10:15:00Z"  # never run: the CronJob's next tick
+    assert kube.reasons() == ["Created"]
+
+
+def test_store_url_goes_into_an_owned_secret_never_into_the_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    cj = kube.get(CRONJOB, "shop", "df-paid-orders")
+    secret = kube.get(SECRET, "shop", "df-paid-orders")
+    assert base64.b64decode(secret["data"]["url"]).decode() == ctx.config.store_url
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == cj["metadata"]["uid"]
+    env = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    store_env = next(e for e in env if e["name"] == "ADF_STORE_URL")
+    assert store_env["valueFrom"] == {"secretKeyRef": {"name": "df-paid-orders", "key": "url"}}
+
+
+def test_configured_store_secret_is_used_where_it_exists(ctx: Context, kube: MemoryKube, runner) -> None:
+    kube.add(SECRET, {"metadata": {"name": "adf-store", "namespace": "shop"}, "data": {"uri": "eA=="}})
+    ctx.config = OperatorConfig(ctx.config.store_url, runner, store_secret=SecretKeyRef(name="adf-store", key="uri"))
+    reconcile(ctx, kube, apply_flow(kube))
+    env = kube.get(CRONJOB, "shop", "df-paid-orders")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    ref = next(e for e in env["containers"][0]["env"] if e["name"] == "ADF_STORE_URL")["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "adf-store", "key": "uri"}
+    assert kube.get(SECRET, "shop", "df-paid-orders") is None
+
+
+def test_reconciling_again_changes_nothing(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    before = kube.get(CRONJOB, "shop", "df-paid-orders")["metadata"]["resourceVersion"]
+    kube.requests.clear()
+    status = reconcile(ctx, kube, fresh(kube, body))
+    assert kube.get(CRONJOB, "shop", "df-paid-orders")["metadata"]["resourceVersion"] == before
+    assert {verb for verb, plural, _ in kube.requests if plural != "dataflows"} <= {"get"}
+    assert kube.reasons() == ["Created"]
+    assert ready(status)["status"] == "True"
+
+
+def test_spec_change_patches_the_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    body = kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"schedule": "0 3 * * *", "suspend": True}})
+    status = reconcile(ctx, kube, body)
+    cj = kube.get(CRONJOB, "shop", "df-paid-orders")
+    assert (cj["spec"]["schedule"], cj["spec"]["suspend"]) == ("0 3 * * *", True)
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
+    assert kube.reasons() == ["Created", "Updated"]
+    assert (ready(status)["reason"], status["observedGeneration"]) == ("Suspended", 2)
+    assert status["nextRunAt"] is None
+    assert ctx.store().get_flow("paid-orders", "shop").enabled is False
+
+
+def test_invalid_spec_is_a_permanent_error_naming_the_field(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    del body["spec"]["sink"]["uniqueBy"]
+    with pytest.raises(kopf.PermanentError, match=r"spec\.sink\.uniqueBy: required when mode is upsert"):
+        reconcile(ctx, kube, body)
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert cond["message"] == "spec.sink.uniqueBy: required when mode is upsert"
+    (event,) = kube.events
+    assert (event["type"], event["reason"], event["message"]) == ("Warning", "InvalidSpec", cond["message"])
+    assert kube.names(CRONJOB, "shop") == []
+    assert ctx.store().get_flow("paid-orders", "shop") is None
+
+
+def test_interval_cron_cannot_express_is_invalid_spec_naming_spec_interval(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, schedule=None, interval="7m")
+    with pytest.raises(kopf.PermanentError):
+        reconcile(ctx, kube, body)
+    cond = ready(fresh(kube, body)["status"])
+    assert cond["reason"] == "InvalidSpec"
+    assert cond["message"].startswith("spec.interval: '7m' cannot be expressed exactly as a cron schedule")
+
+
+def test_the_same_interval_is_fine_for_a_heartbeat_flow(ctx: Context, kube: MemoryKube) -> None:
+    status = reconcile(ctx, kube, apply_flow(kube, schedule=None, interval="7m", runtime={"type": "heartbeat"}))
+    assert ready(status)["status"] == "True"
+
+
+def test_store_unreachable_is_retried_with_backoff_and_reported(kube: MemoryKube, runner) -> None:
+    url = "postgresql+psycopg://adf:s3cret-pw@127.0.0.1:9/adf?connect_timeout=2"
+    ctx = Context(OperatorConfig(store_url=url, runner=runner), kube, clock=lambda: NOW)
+    body = apply_flow(kube)
+    delays = []
+    for retry in (0, 1):
+        with pytest.raises(kopf.TemporaryError) as err:
+            reconcile(ctx, kube, fresh(kube, body), retry=retry)
+        delays.append(err.value.delay)
+    assert delays[1] > delays[0] > 0
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "StorageUnavailable")
+    assert "127.0.0.1:9" in cond["message"]
+    assert kube.reasons() == ["StorageUnavailable"]  # one event, not one per retry
+    assert "s3cret-pw" not in str(kube.objects) + str(kube.events) + str(err.value)
+    assert kube.names(CRONJOB, "shop") == []
+
+
+def test_store_back_makes_the_flow_ready(ctx: Context, kube: MemoryKube, runner) -> None:
+    body = apply_flow(kube)
+    status = {"conditions": [{"type": "Ready", "status": "False", "reason": "StorageUnavailable", "message": "x",
+                              "lastTransitionTime": "2025-03-01T10:00:00Z"}]}
+    kube.patch(DATAFLOW, "shop", "paid-orders", {"status": status}, status=True)
+    out = reconcile(ctx, kube, fresh(kube, body))
+    assert ready(out)["status"] == "True"
+    assert ready(out)["lastTransitionTime"] == "2025-03-01T10:07:30Z"
+
+
+def heartbeat_env(kube: MemoryKube) -> list[str]:
+    cj = kube.get(CRONJOB, "shop", "adf-heartbeat")
+    env = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    return [e["name"] for e in env if e["name"].startswith("ADF_SECRET_")]
+
+
+def test_heartbeat_flows_share_one_cronjob_with_the_union_of_their_secrets(ctx: Context, kube: MemoryKube) -> None:
+    one = apply_flow(kube, name="one", runtime={"type": "heartbeat"})
+    two_body = dataflow_body("two", runtime={"type": "heartbeat"})
+    two_body["spec"]["source"]["connection"] = {"secretRef": {"name": "crm-db", "key": "url"}}
+    two = kube.add(DATAFLOW, two_body)
+    reconcile(ctx, kube, one)
+    reconcile(ctx, kube, two)
+    assert kube.names(CRONJOB, "shop") == ["adf-heartbeat"]
+    assert heartbeat_env(kube) == ["ADF_SECRET_CRM_DB_URL", "ADF_SECRET_SHOP_DB_URL", "ADF_SECRET_WAREHOUSE_DB_DSN"]
+    owners = kube.get(CRONJOB, "shop", "adf-heartbeat")["metadata"]["ownerReferences"]
+    assert sorted(o["name"] for o in owners) == ["one", "two"]
+
+
+def test_switching_to_heartbeat_removes_the_flows_own_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    body = kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"runtime": {"type": "heartbeat"}}})
+    reconcile(ctx, kube, body)
+    assert kube.names(CRONJOB, "shop") == ["adf-heartbeat"]
+
+
+def test_switching_back_to_cronjob_leaves_the_heartbeat(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, runtime={"type": "heartbeat"})
+    reconcile(ctx, kube, body)
+    body = kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"runtime": {"type": "cronjob"}}})
+    reconcile(ctx, kube, body)
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
+
+
+def test_delete_disables_the_record_and_keeps_history(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    store = ctx.store()
+    run = store.claim("paid-orders", "shop", now=NOW, runner_id="t", lease_seconds=60, require_due=False)
+    store.start_run(run.id, now=NOW, lease_seconds=60)
+    store.finish_run(run.id, status="success", now=NOW, counts=Counts(1, 1, 0))
+    finalize_flow(fresh(kube, body), ctx=ctx)
+    assert store.get_flow("paid-orders", "shop").enabled is False
+    assert [r.id for r in store.list_runs("paid-orders", "shop")] == [run.id]
+    assert kube.reasons()[-1] == "Disabled"
+
+
+def test_delete_of_an_invalid_flow_that_was_never_stored_is_fine(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    del body["spec"]["source"]
+    finalize_flow(body, ctx=ctx)
+    assert ctx.store().get_flow("paid-orders", "shop") is None
+
+
+def test_deleting_the_last_heartbeat_flow_removes_the_heartbeat_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    one = apply_flow(kube, name="one", runtime={"type": "heartbeat"})
+    two = apply_flow(kube, name="two", runtime={"type": "heartbeat"})
+    reconcile(ctx, kube, one)
+    reconcile(ctx, kube, two)
+    finalize_flow(fresh(kube, one), ctx=ctx)
+    kube.delete(DATAFLOW, "shop", "one")
+    owners = kube.get(CRONJOB, "shop", "adf-heartbeat")["metadata"]["ownerReferences"]
+    assert [o["name"] for o in owners] == ["two"]
+    finalize_flow(fresh(kube, two), ctx=ctx)
+    assert kube.names(CRONJOB, "shop") == []
+
+
+def annotate(kube: MemoryKube, value: str) -> dict[str, Any]:
+    patch = {"metadata": {"annotations": {"activedataflow.io/run-now": value}}}
+    return kube.patch(DATAFLOW, "shop", "paid-orders", patch)
+
+
+def run_now(ctx: Context, kube: MemoryKube, body: dict[str, Any]) -> str | None:
+    status: dict[str, Any] = {}
+    name = handle_run_now(body, status=status, ctx=ctx)
+    if status:
+        kube.patch(DATAFLOW, "shop", "paid-orders", {"status": status}, status=True)
+    return name
+
+
+def test_run_now_creates_a_job_from_the_cronjob_and_acknowledges(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    job_name = run_now(ctx, kube, annotate(kube, "1700000000"))
+    job = kube.get(JOB, "shop", job_name)
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    assert job["metadata"]["ownerReferences"][0]["name"] == "df-paid-orders"
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "--force"
+    assert kube.get(DATAFLOW, "shop", "paid-orders")["status"]["lastHandledRunNow"] == "1700000000"
+    assert kube.reasons()[-1] == "RunRequested"
+
+
+def test_one_run_now_value_runs_once(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    annotated = annotate(kube, "1700000000")
+    run_now(ctx, kube, annotated)
+    run_now(ctx, kube, annotated)  # handled again before the acknowledgement was seen: AlreadyExists
+    assert run_now(ctx, kube, fresh(kube, body)) is None  # acknowledged: nothing to do
+    assert len(kube.names(JOB, "shop")) == 1
+    run_now(ctx, kube, annotate(kube, "1700000100"))
+    assert len(kube.names(JOB, "shop")) == 2
+
+
+def test_run_now_waits_for_the_cronjob(ctx: Context, kube: MemoryKube) -> None:
+    apply_flow(kube)
+    with pytest.raises(kopf.TemporaryError, match="CronJob df-paid-orders does not exist yet"):
+        handle_run_now(annotate(kube, "1"), status={}, ctx=ctx)
+
+
+def test_run_now_of_a_suspended_flow_is_refused_with_an_event(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube, suspend=True))
+    assert run_now(ctx, kube, annotate(kube, "1")) is None
+    assert kube.names(JOB, "shop") == []
+    assert kube.events[-1]["reason"] == "RunNowRefused"
+    assert kube.get(DATAFLOW, "shop", "paid-orders")["status"]["lastHandledRunNow"] == "1"
+
+
+def test_register_keeps_a_due_time_unless_the_timing_changes(ctx: Context) -> None:
+    store = ctx.store()
+    flow = dataflow()
+    register_flow(store, flow, now=NOW)
+    due = NOW - timedelta(minutes=1)
+    run = store.claim("paid-orders", "shop", now=NOW, runner_id="t", lease_seconds=60, next_run_at=due,
+                      require_due=False)
+    store.start_run(run.id, now=NOW, lease_seconds=60)
+    store.finish_run(run.id, status="success", now=NOW, counts=Counts())
+    assert register_flow(store, flow, now=NOW).next_run_at == due  # an operator restart skips nothing
+    moved = register_flow(store, dataflow(schedule="0 3 * * *"), now=NOW)
+    assert moved.next_run_at == datetime(2025, 3, 2, 2, 0, tzinfo=UTC)  # 03:00 Europe/Berlin
