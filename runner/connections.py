@@ -75,7 +75,8 @@ def _kube_api_client() -> object | None:
     if not any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
         return None
     try:
-        config.load_kube_config(client_configuration=cfg, persist_config=False)
+        # the path explicitly: the library reads KUBECONFIG once, at import
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
     except (ConfigException, OSError, ValueError, TypeError) as err:
         log.debug("kubeconfig unusable: %s", err)
         return None

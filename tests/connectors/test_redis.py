@@ -1,0 +1,234 @@
+"""Redis sink (hash / JSON per key, TTL) and source (stream with resume, key pattern): real Redis and memory://."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+from activedataflow.errors import ConnectorError
+from activedataflow.runner.connectors import open_sink, open_source
+from activedataflow.runner.connectors.redis import RedisSinkWriter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.connectors.tables import redis_sink, redis_source
+
+COLUMNS = ("id", "customer", "amount", "status", "updated_at")
+T0 = dt.datetime(2024, 3, 31, 1, 30, tzinfo=dt.UTC)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def rurl(request: pytest.FixtureRequest) -> str:
+    """The real Redis server (flushed) and the in-process emulator (a fresh memory:// server)."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")
+    return f"memory://{uuid.uuid4().hex}"
+
+
+def client(url: str) -> redis.Redis:
+    if url.startswith("memory://"):
+        from activedataflow.runner.connectors.redis import redis_client
+
+        return redis_client(url, field="test", decode_responses=True)
+    return redis.Redis.from_url(url, decode_responses=True)
+
+
+def write(url: str, rows: list[tuple[Any, ...]], columns: tuple[str, ...] = COLUMNS, **fields: Any) -> RedisSinkWriter:
+    sink = open_sink(redis_sink(url, **fields), url)
+    assert isinstance(sink, RedisSinkWriter)
+    sink.open(columns)
+    sink.write(rows)
+    sink.commit()
+    sink.close()
+    return sink
+
+
+def read(url: str, cursor: Any = None, **fields: Any) -> tuple[tuple[str, ...], list[tuple[Any, ...]], list[Any]]:
+    source = open_source(redis_source(url, **fields), url)
+    try:
+        columns = source.open(cursor)
+        batches = list(source.batches())
+    finally:
+        source.close()
+    return columns, [r for b in batches for r in b.rows], [b.cursor for b in batches]
+
+
+# --------------------------------------------------------------------------- sink
+
+
+def test_hash_per_key_from_the_template(rurl: str) -> None:
+    sink = write(rurl, [(1, 7, Decimal("12.30"), "paid", T0), (2, 8, None, "open", T0)], batchSize=1)
+    r = client(rurl)
+    assert r.hgetall("order:1") == {"id": "1", "customer": "7", "amount": "12.30", "status": "paid",
+                                    "updated_at": "2024-03-31T01:30:00+00:00"}
+    assert r.hgetall("order:2") == {"id": "2", "customer": "8", "status": "open",
+                                    "updated_at": "2024-03-31T01:30:00+00:00"}  # NULL fields left out
+    assert r.ttl("order:1") == -1
+    assert sink.stats.written == 2
+
+
+def test_a_row_replaces_the_whole_hash(rurl: str) -> None:
+    write(rurl, [(1, 7, Decimal(1), "paid", T0)])
+    write(rurl, [(1, 7, None, "refunded", T0)])
+    assert client(rurl).hgetall("order:1") == {"id": "1", "customer": "7", "status": "refunded",
+                                               "updated_at": "2024-03-31T01:30:00+00:00"}
+
+
+def test_json_per_key_is_exact(rurl: str) -> None:
+    write(rurl, [(1, 7, Decimal("12.30"), None, T0)], format="json", keyTemplate="shop:{customer}:order:{id}")
+    assert json.loads(client(rurl).get("shop:7:order:1")) == {
+        "id": 1, "customer": 7, "amount": "12.30", "status": None, "updated_at": "2024-03-31T01:30:00+00:00"}
+
+
+@pytest.mark.parametrize("fmt", ["hash", "json"])
+def test_ttl_applies_to_every_key(rurl: str, fmt: str) -> None:
+    write(rurl, [(i, 1, Decimal(1), "paid", T0) for i in range(3)], format=fmt, ttlSeconds=300)
+    r = client(rurl)
+    assert all(0 < r.ttl(f"order:{i}") <= 300 for i in range(3))
+
+
+def test_rows_without_a_key_value_are_failed_rows(rurl: str) -> None:
+    sink = write(rurl, [(1, 7, None, "paid", T0), (None, 8, None, "open", T0)], maxFailedRecords=1)
+    assert (sink.stats.written, sink.stats.failed) == (1, 1)
+    assert sink.stats.errors == ["row 2: key column id is null"]
+    assert client(rurl).keys("order:*") == ["order:1"]
+
+
+def test_more_failed_rows_than_allowed_fail_the_sink(rurl: str) -> None:
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.maxFailedRecords: 1 row\(s\) failed, more than "
+                                             r"maxFailedRecords \(0\); first: row 1: key column id is null$"):
+        write(rurl, [(None, 8, None, "open", T0)])
+
+
+def test_a_placeholder_that_is_not_a_column_lists_the_columns(rurl: str) -> None:
+    sink = open_sink(redis_sink(rurl, keyTemplate="order:{order_id}"), rurl)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.keyTemplate: placeholder \{order_id\} is not a column "
+                                             r"the flow writes; columns: id, customer, amount, status, updated_at$"):
+        sink.open(COLUMNS)
+
+
+def test_rows_are_flushed_in_pipelines_of_batch_size(rurl: str) -> None:
+    sink = open_sink(redis_sink(rurl, batchSize=3), rurl)
+    sink.open(COLUMNS)
+    sink.write([(i, 1, None, "paid", T0) for i in range(5)])
+    assert len(client(rurl).keys("order:*")) == 3  # one pipeline flushed, two rows buffered
+    sink.rollback()  # drops the buffer; flushed keys stay (Redis has no rollback)
+    assert sink.checkpoint() is True
+    sink.close()
+    assert len(client(rurl).keys("order:*")) == 3
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.text(max_size=20), st.booleans()), max_size=20,
+                unique_by=lambda r: r[0]))
+def test_hash_rows_read_back_as_text(rows: list[tuple[int, str, bool]]) -> None:
+    url = f"memory://{uuid.uuid4().hex}"
+    write(url, rows, ("id", "name", "flag"), batchSize=7)
+    r = client(url)
+    assert {k: r.hgetall(k) for k in r.keys("order:*")} == {
+        f"order:{i}": {"id": str(i), "name": name, "flag": "true" if flag else "false"} for i, name, flag in rows}
+
+
+def test_unreachable_redis_names_the_address_not_the_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://:s3cr3t-pw@127.0.0.1:{port}/0"
+    with pytest.raises(ConnectorError, match=rf"^spec\.sink\.connection: cannot connect to Redis at 127\.0\.0\.1:"
+                                             rf"{port}/0: ") as err:
+        open_sink(redis_sink(url), url).open(COLUMNS)
+    assert "s3cr3t" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- stream source
+
+
+def add_events(url: str, n: int, start: int = 0) -> list[str]:
+    r = client(url)
+    return [r.xadd("orders", {"id": str(i), "status": "paid" if i % 2 else "open"}) for i in range(start, start + n)]
+
+
+def test_stream_entries_in_order_in_batches(rurl: str) -> None:
+    ids = add_events(rurl, 7)
+    source = open_source(redis_source(rurl, stream="orders", batchSize=3), rurl)
+    assert source.open() == ("id", "status")
+    batches = list(source.batches())
+    source.close()
+    assert [len(b.rows) for b in batches] == [3, 3, 1]
+    assert [r for b in batches for r in b.rows] == [(str(i), "paid" if i % 2 else "open") for i in range(7)]
+    assert [b.cursor for b in batches] == [None, None, None]  # not incremental
+    assert len(ids) == 7
+
+
+def test_stream_resumes_strictly_after_the_committed_id(rurl: str) -> None:
+    ids = add_events(rurl, 5)
+    columns, rows, cursors = read(rurl, stream="orders", batchSize=2, incremental=True, columns=["_id", "id"])
+    assert columns == ("_id", "id")
+    assert rows == [(ids[i], str(i)) for i in range(5)]
+    assert cursors == [ids[1], ids[3], ids[4]]
+    more = add_events(rurl, 3, start=5)
+    _, rows, cursors = read(rurl, cursors[1], stream="orders", batchSize=2, incremental=True, columns=["id"])
+    assert rows == [(str(i),) for i in range(4, 8)]  # after the cursor of the second batch
+    assert cursors[-1] == more[-1]
+    _, rows, _ = read(rurl, more[-1], stream="orders", incremental=True)
+    assert rows == []
+
+
+def test_stream_limit(rurl: str) -> None:
+    add_events(rurl, 10)
+    _, rows, _ = read(rurl, stream="orders", batchSize=4, limit=6, columns=["id"])
+    assert rows == [(str(i),) for i in range(6)]
+
+
+def test_missing_stream_is_an_error(rurl: str) -> None:
+    client(rurl).set("orders", "x")
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.stream: stream 'ordrs' not found in Redis at "):
+        read(rurl, stream="ordrs")
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.stream: key 'orders' is a string, not a stream$"):
+        read(rurl, stream="orders")
+
+
+# --------------------------------------------------------------------------- key pattern source
+
+
+def test_key_pattern_reads_hashes_and_json(rurl: str) -> None:
+    r = client(rurl)
+    for i in range(12):
+        r.hset(f"order:{i}", mapping={"id": str(i), "status": "paid"})
+    r.set("order:json", json.dumps({"id": 99, "status": "open", "extra": [1]}))
+    r.set("customer:1", "not matched")
+    r.rpush("order:list", "a list is skipped")
+    columns, rows, cursors = read(rurl, keyPattern="order:*", batchSize=5, columns=["_key", "id", "status"])
+    assert columns == ("_key", "id", "status")
+    assert sorted(rows, key=lambda x: x[0]) == sorted(
+        [(f"order:{i}", str(i), "paid") for i in range(12)] + [("order:json", 99, "open")], key=lambda x: x[0])
+    assert set(cursors) == {None}
+
+
+def test_key_pattern_columns_default_to_the_first_keys_fields(rurl: str) -> None:
+    client(rurl).hset("order:1", mapping={"id": "1", "status": "paid"})
+    columns, rows, _ = read(rurl, keyPattern="order:*")
+    assert columns == ("id", "status")
+    assert rows == [("1", "paid")]
+
+
+def test_key_pattern_limit_and_batches(rurl: str) -> None:
+    r = client(rurl)
+    for i in range(30):
+        r.hset(f"order:{i}", "id", str(i))
+    source = open_source(redis_source(rurl, keyPattern="order:*", batchSize=4, limit=10), rurl)
+    source.open()
+    sizes = [len(b.rows) for b in source.batches()]
+    source.close()
+    assert sum(sizes) == 10 and max(sizes) <= 4
+
+
+def test_key_pattern_cannot_be_incremental(rurl: str) -> None:
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.incremental: only a stream can be read incrementally"):
+        read(rurl, keyPattern="order:*", incremental=True)
