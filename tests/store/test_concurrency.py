@@ -1,0 +1,183 @@
+"""Concurrent claimers, as threads and as spawned processes: under Forbid a flow never runs twice at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from activedataflow.schedule import utcnow
+from activedataflow.store import Counts, FlowUpsert, Store, open_store
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.store import claimers
+from tests.store.conftest import url_of
+from tests.store.test_conformance import MIN, SPEC, T0
+
+SHARED = [
+    pytest.param("sqlite", id="sqlite-file"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+ROOT = Path(__file__).resolve().parents[2]
+THREADS = 8
+PROCESSES = 4
+
+
+@pytest.fixture(params=SHARED)
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A store several processes can open: a SQLite file, or a real server."""
+    return url_of(request, request.param)
+
+
+@pytest.fixture
+def shared_store(shared_url: str) -> Iterator[Store]:
+    store = open_store(shared_url)
+    store.upsert_flow(FlowUpsert(name="orders", namespace="shop", spec=SPEC, schedule="* * * * *"))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def spawn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[Any]]:
+    """Start spawned claimer processes together and collect their results."""
+    monkeypatch.syspath_prepend(str(ROOT))  # the children import tests.store.claimers by name
+    return run_processes
+
+
+def run_processes(kind: str, count: int, args: tuple[Any, ...], ctx: Any = None) -> list[Any]:
+    ctx = ctx or multiprocessing.get_context("spawn")
+    results: Any = ctx.Queue()
+    barrier = ctx.Barrier(count)
+    procs = [ctx.Process(target=claimers.process_main, args=(kind, results, *args, barrier)) for _ in range(count)]
+    for p in procs:
+        p.start()
+    outcomes: list[tuple[str, Any]] = []
+    deadline = time.monotonic() + 180
+    try:
+        while len(outcomes) < count and time.monotonic() < deadline:
+            try:
+                outcomes.append(results.get(timeout=0.5))
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    pytest.fail(f"a claimer process died with exit code {dead[0]}")
+        if len(outcomes) < count:
+            pytest.fail("the claimer processes did not report within 180 s")
+    finally:
+        for p in procs:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+    errors = [detail for status, detail in outcomes if status != "ok"]
+    assert errors == []
+    return [detail for _, detail in outcomes]
+
+
+def assert_one_winner_per_slot(store: Store, results: list[list[str | None]], slots: int) -> None:
+    winners = [[r[i] for r in results if r[i] is not None] for i in range(slots)]
+    assert [len(w) for w in winners] == [1] * slots
+    runs = store.list_runs("orders", "shop", limit=100)
+    assert sorted(r.id for r in runs) == sorted(w[0] for w in winners)
+    assert len({r.run_name for r in runs}) == slots and all(r.status == "success" for r in runs)
+
+
+def test_threads_exactly_one_claim_wins_each_slot(shared_store: Store) -> None:
+    slots = [T0 + i * MIN for i in range(5)]
+    barrier = threading.Barrier(THREADS)
+    with ThreadPoolExecutor(THREADS) as pool:
+        futures = [pool.submit(claimers.claim_slots, shared_store, "orders", "shop", slots, barrier)
+                   for _ in range(THREADS)]
+        results = [f.result(timeout=180) for f in futures]
+    assert_one_winner_per_slot(shared_store, results, len(slots))
+
+
+def test_processes_exactly_one_claim_wins_each_slot(shared_store: Store, shared_url: str, spawn: Any) -> None:
+    slots = [T0 + i * MIN for i in range(3)]
+    results = spawn("slots", PROCESSES, (shared_url, "orders", "shop", slots))
+    assert_one_winner_per_slot(shared_store, results, len(slots))
+
+
+def test_threads_under_forbid_never_run_a_flow_twice_at_once(shared_store: Store) -> None:
+    gauge = claimers.ThreadGauge()
+    barrier = threading.Barrier(THREADS)
+    with ThreadPoolExecutor(THREADS) as pool:
+        futures = [pool.submit(claimers.hold_exclusively, shared_store, "orders", "shop", 25, gauge, barrier)
+                   for _ in range(THREADS)]
+        wins = sum(f.result(timeout=180) for f in futures)
+    assert gauge.peak == 1 and wins >= 2
+    assert len(shared_store.list_runs("orders", "shop", limit=1000)) == wins
+    assert shared_store.active_runs("orders", "shop") == []
+
+
+def test_processes_under_forbid_never_run_a_flow_twice_at_once(
+    shared_store: Store, shared_url: str, spawn: Any
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    gauge = claimers.ProcessGauge(ctx)
+    wins = sum(spawn("hold", PROCESSES, (shared_url, "orders", "shop", 25, gauge), ctx))
+    assert gauge.peak == 1 and wins >= 2
+    assert len(shared_store.list_runs("orders", "shop", limit=1000)) == wins
+    assert shared_store.active_runs("orders", "shop") == []
+
+
+# --------------------------------------------------------------------------- property
+
+OPS = st.lists(st.tuples(st.sampled_from(["claim", "finish"]), st.integers(0, 2), st.booleans()), max_size=12)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flows=st.lists(st.sampled_from(["Forbid", "Replace", "Allow"]), min_size=1, max_size=3),
+       plans=st.lists(OPS, min_size=2, max_size=5))
+def test_no_forbid_flow_ever_has_two_active_runs(shared_url: str, flows: list[str], plans: list[list[Any]]) -> None:
+    """Any number of claimers, flows and sequences of claims and finishes: outside ``Allow``, at most one
+    run of a flow is active at any moment, and every run a claimer took is final in the end."""
+    namespace = f"p{uuid.uuid4().hex[:10]}"
+    store = open_store(shared_url)
+    for i, policy in enumerate(flows):
+        store.upsert_flow(FlowUpsert(name=f"f{i}", namespace=namespace, spec=SPEC, schedule="* * * * *",
+                                     concurrency_policy=policy))
+    gauges = [claimers.ThreadGauge() for _ in flows]
+    barrier = threading.Barrier(len(plans))
+
+    def claimer(plan: list[tuple[str, int, bool]]) -> None:
+        held: list[tuple[int, str]] = []
+        barrier.wait(timeout=60)
+        for op, index, flag in plan:
+            flow = index % len(flows)
+            if op == "claim":
+                run = store.claim(f"f{flow}", namespace, now=utcnow(), runner_id=claimers.runner_id(),
+                                  lease_seconds=60, require_due=flag)
+                if run is not None:
+                    gauges[flow].enter()
+                    held.append((flow, run.id))
+            elif held:
+                flow, run_id = held.pop(0)
+                gauges[flow].leave()
+                if flag:
+                    store.start_run(run_id, now=utcnow(), lease_seconds=60)
+                store.finish_run(run_id, status="success" if flag else "failed", now=utcnow(), counts=Counts())
+        for flow, run_id in held:
+            gauges[flow].leave()
+            store.finish_run(run_id, status="failed", now=utcnow(), counts=Counts())
+
+    try:
+        with ThreadPoolExecutor(len(plans)) as pool:
+            for f in [pool.submit(claimer, plan) for plan in plans]:
+                f.result(timeout=120)
+        for i, policy in enumerate(flows):
+            if policy != "Allow":
+                assert gauges[i].peak <= 1, f"flow f{i} ({policy}) had {gauges[i].peak} active runs at once"
+            assert store.active_runs(f"f{i}", namespace) == []
+    finally:
+        store.close()
