@@ -67,7 +67,7 @@ def sql_url(url: str) -> sa.URL:
     backend = parsed.get_backend_name()
     if backend not in _SQL_DRIVERS:
         raise ConfigError(f"unknown store URL scheme in '{redact(url)}'; use {SUPPORTED}")
-    if "+" not in parsed.drivername:
+    if "+" not in parsed.drivername and backend != "sqlite":
         backend = "postgresql" if backend == "postgres" else backend
         parsed = parsed.set(drivername=f"{backend}+{_SQL_DRIVERS[backend]}")
     return parsed
