@@ -107,6 +107,9 @@ class Cluster:
         self.server = server
         self.workdir = workdir
         self.env: dict[str, str] = {**os.environ, "KUBECONFIG": kubeconfig}
+        helm_home = Path(tempfile.gettempdir()) / f"adf-helm-{os.getuid()}"
+        for var, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"), ("HELM_DATA_HOME", "data")):
+            self.env.setdefault(var, str(helm_home / sub))
         self._kubectl = kubectl_binary()
         self._created_namespaces: list[str] = []
 
@@ -116,13 +119,20 @@ class Cluster:
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; with ``check`` a non-zero exit raises with kubectl's stderr."""
-        proc = subprocess.run(
-            [self._kubectl, "--kubeconfig", self.kubeconfig, *args],
-            input=input, capture_output=True, text=True, env=self.env, timeout=timeout,
-        )
+        return self._run([self._kubectl, "--kubeconfig", self.kubeconfig, *args], input, check, timeout)
+
+    def helm(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run helm (from the binary cache) against this cluster, with its caches in a private directory."""
+        return self._run([tool("helm"), "--kubeconfig", self.kubeconfig, *args], input, check, timeout)
+
+    def _run(self, argv: list[str], input: str | None, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
         if check and proc.returncode != 0:
             raise ControlPlaneError(
-                f"kubectl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr.strip()}\n{proc.stdout.strip()}"
+                f"{Path(argv[0]).name} {' '.join(argv[3:])} exited {proc.returncode}:\n"
+                f"{proc.stderr.strip()}\n{proc.stdout.strip()}"
             )
         return proc
 

@@ -1,0 +1,292 @@
+"""The Helm chart: lint, render, install on the real API server, and least-privilege RBAC checked with can-i."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.k8s.cluster import Cluster, tool
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "activedataflow"
+KUBE_VERSION = "1.36.0"
+
+
+def _helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """helm without a cluster (lint, template)."""
+    proc = subprocess.run([tool("helm"), *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def render(*sets: str, namespace: str = "adf", release: str = "adf") -> list[dict[str, Any]]:
+    """The chart's manifests with ``--set`` values."""
+    flags = [arg for s in sets for arg in ("--set", s)]
+    out = _helm("template", release, str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION, *flags).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+
+
+def operator_env(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    [deployment] = find(docs, "Deployment", "adf-activedataflow-operator")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+# --------------------------------------------------------------------------- without a cluster
+
+
+def test_helm_lint_passes() -> None:
+    result = _helm("lint", "--strict", str(CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_the_chart_crds_are_the_generated_crds() -> None:
+    chart_crds = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    assert chart_crds == ["dataflowruns.activedataflow.io.yaml", "dataflows.activedataflow.io.yaml"]
+    for name in chart_crds:
+        assert (CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
+
+
+def test_the_default_install_runs_the_operator_with_a_bundled_redis_store() -> None:
+    docs = render()
+    [deployment] = find(docs, "Deployment", "adf-activedataflow-operator")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/activedataflow/activedataflow:0.1.0"
+    assert container["command"][:2] == ["adf", "operator"]
+    env = operator_env(docs)
+    assert env["ADF_STORE_URL"] == {"secretKeyRef": {"name": "adf-activedataflow-store", "key": "url"}}
+    assert (env["ADF_STORE_SECRET_NAME"], env["ADF_STORE_SECRET_KEY"]) == ("adf-activedataflow-store", "url")
+    assert env["ADF_RUNNER_IMAGE"] == container["image"]
+    assert env["ADF_RUNNER_SERVICE_ACCOUNT"] == "adf-activedataflow-runner"
+    assert env["ADF_HEARTBEAT_SCHEDULE"] == "* * * * *"
+    assert env["ADF_WATCH_NAMESPACES"] == ""
+    assert json.loads(env["ADF_RUNNER_RESOURCES"]) == {"limits": {"memory": "1Gi"},
+                                                       "requests": {"cpu": "100m", "memory": "256Mi"}}
+    [secret] = find(docs, "Secret", "adf-activedataflow-store")
+    assert secret["stringData"] == {"url": "redis://adf-activedataflow-redis.adf.svc:6379/0"}
+    [redis] = find(docs, "Deployment", "adf-activedataflow-redis")
+    assert redis["spec"]["replicas"] == 1
+    [service] = find(docs, "Service", "adf-activedataflow-redis")
+    assert service["spec"]["ports"][0]["port"] == 6379
+    [pvc] = find(docs, "PersistentVolumeClaim", "adf-activedataflow-redis")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+
+
+def test_values_reach_the_operator_and_runner_settings() -> None:
+    docs = render("image.repository=registry.example/adf", "image.tag=9.9.9", "heartbeat.schedule=*/5 * * * *",
+                  "runner.resources.limits.cpu=2", "operator.resources.limits.cpu=500m")
+    env = operator_env(docs)
+    assert env["ADF_RUNNER_IMAGE"] == "registry.example/adf:9.9.9"
+    assert env["ADF_HEARTBEAT_SCHEDULE"] == "*/5 * * * *"
+    assert json.loads(env["ADF_RUNNER_RESOURCES"])["limits"] == {"cpu": 2, "memory": "1Gi"}
+    [deployment] = find(docs, "Deployment", "adf-activedataflow-operator")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/adf:9.9.9"
+    assert container["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+
+
+def test_a_given_store_url_lands_in_a_secret_and_no_redis_is_bundled() -> None:
+    url = "postgresql+psycopg://adf:s3cret@db.example:5432/adf"
+    docs = render(f"storage.url={url}")
+    [secret] = find(docs, "Secret")
+    assert secret["stringData"] == {"url": url}
+    assert find(docs, "Deployment", "adf-activedataflow-redis") == []
+    assert find(docs, "PersistentVolumeClaim") == []
+    rendered_workloads = yaml.safe_dump_all(find(docs, "Deployment"))
+    assert "s3cret" not in rendered_workloads and "postgresql" not in rendered_workloads
+
+
+def test_an_existing_secret_is_used_as_is() -> None:
+    docs = render("storage.existingSecret=warehouse-store", "storage.existingSecretKey=dsn")
+    assert find(docs, "Secret") == []
+    assert find(docs, "Deployment", "adf-activedataflow-redis") == []
+    env = operator_env(docs)
+    assert env["ADF_STORE_URL"] == {"secretKeyRef": {"name": "warehouse-store", "key": "dsn"}}
+    assert (env["ADF_STORE_SECRET_NAME"], env["ADF_STORE_SECRET_KEY"]) == ("warehouse-store", "dsn")
+
+
+def test_watch_namespaces_scope_the_operator_and_runner_rbac_to_them() -> None:
+    docs = render("watchNamespaces={team-a,team-b}")
+    assert operator_env(docs)["ADF_WATCH_NAMESPACES"] == "team-a,team-b"
+    bindings = {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in find(docs, "RoleBinding")}
+    assert bindings == {(ns, f"adf-activedataflow-{who}") for ns in ("team-a", "team-b")
+                        for who in ("operator", "runner")}
+    cluster_bindings = [b["roleRef"]["name"] for b in find(docs, "ClusterRoleBinding")]
+    assert cluster_bindings == ["adf-activedataflow-operator-discovery"]
+    runner_accounts = {a["metadata"]["namespace"] for a in find(docs, "ServiceAccount", "adf-activedataflow-runner")}
+    assert runner_accounts == {"team-a", "team-b"}
+
+
+def test_store_url_and_existing_secret_together_are_refused() -> None:
+    result = _helm("template", "adf", str(CHART), "--kube-version", KUBE_VERSION,
+                   "--set", "storage.url=redis://r:6379/0", "--set", "storage.existingSecret=s", check=False)
+    assert result.returncode != 0
+    assert "set storage.url or storage.existingSecret, not both" in result.stderr
+
+
+def test_a_malformed_value_is_refused_by_the_values_schema() -> None:
+    result = _helm("template", "adf", str(CHART), "--kube-version", KUBE_VERSION,
+                   "--set", "watchNamespaces={Not_A_Namespace}", check=False)
+    assert result.returncode != 0
+    assert "/watchNamespaces/0" in result.stderr
+
+
+def test_the_dockerfile_copies_every_package_folder_and_runs_adf() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = {d.split("/")[0] for d in project["tool"]["setuptools"]["package-dir"].values()}
+    copied = {m.group(1) for m in re.finditer(r"^COPY (\w+)/ \1/$", text, re.M)}
+    assert folders <= copied
+    assert re.search(r"^COPY pyproject.toml README.md ./$", text, re.M)
+    assert re.search(r'^ENTRYPOINT \["adf"\]$', text, re.M)
+    assert re.search(r"^FROM python:3.11-slim", text, re.M)
+    assert "adf" in project["project"]["scripts"]
+    assert re.search(r"^USER 10001:10001$", text, re.M)  # the chart's runAsUser
+
+
+# --------------------------------------------------------------------------- on the real API server
+
+
+def _release() -> str:
+    return f"adf{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def installed(kube: Cluster, namespace: str) -> Iterator[tuple[str, str]]:
+    """``helm install RELEASE charts/activedataflow`` (defaults) into a fresh namespace: (release, namespace)."""
+    release = _release()
+    kube.helm("install", release, str(CHART), "-n", namespace)
+    yield release, namespace
+    kube.helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
+
+
+def _can_i(kube: Cluster, who: str, verb: str, resource: str, namespace: str | None, *extra: str) -> bool:
+    ns = ["-n", namespace] if namespace else ["--all-namespaces"]
+    result = kube.kubectl("auth", "can-i", verb, resource, *ns, f"--as={who}", *extra, check=False)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+_EVERYONE = {  # what system:basic-user grants every authenticated user
+    "selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectrulesreviews.authorization.k8s.io",
+    "selfsubjectreviews.authentication.k8s.io",
+}
+
+
+def _rules(kube: Cluster, who: str, namespace: str) -> dict[str, set[str]]:
+    """``kubectl auth can-i --list`` as resource -> verbs, without what every user may do."""
+    out = kube.kubectl("auth", "can-i", "--list", "-n", namespace, f"--as={who}").stdout
+    rules: dict[str, set[str]] = {}
+    for line in out.splitlines()[1:]:
+        match = re.match(r"^(\S+)\s+\[\]\s+\[\]\s+\[(.*)\]$", line)
+        if match and match.group(1) not in _EVERYONE:
+            rules.setdefault(match.group(1), set()).update(match.group(2).split())
+    return rules
+
+
+@pytest.mark.k8s
+def test_helm_install_creates_the_crds_operator_store_and_rbac(kube: Cluster, installed: tuple[str, str]) -> None:
+    release, namespace = installed
+    for crd in ("dataflows.activedataflow.io", "dataflowruns.activedataflow.io"):
+        kube.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s")
+    deployment = kube.get("deployment", f"{release}-activedataflow-operator", "-n", namespace)
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"{release}-activedataflow-operator"
+    secret = kube.get("secret", f"{release}-activedataflow-store", "-n", namespace)
+    assert "url" in secret["data"]
+    assert kube.get("pvc", f"{release}-activedataflow-redis", "-n", namespace)["spec"]["accessModes"] == [
+        "ReadWriteOnce"]
+    assert kube.get("service", f"{release}-activedataflow-redis", "-n", namespace)["spec"]["clusterIP"]
+    kube.get("serviceaccount", f"{release}-activedataflow-runner", "-n", namespace)
+    status = kube.helm("status", release, "-n", namespace).stdout
+    assert "STATUS: deployed" in status
+    assert f"kubectl -n {namespace} get dataflows" in status  # NOTES.txt
+
+
+@pytest.mark.k8s
+def test_the_runner_may_do_exactly_what_reflecting_runs_needs(kube: Cluster, installed: tuple[str, str]) -> None:
+    release, namespace = installed
+    runner = f"system:serviceaccount:{namespace}:{release}-activedataflow-runner"
+    assert _rules(kube, runner, namespace) == {
+        "dataflows.activedataflow.io": {"get"},
+        "dataflows.activedataflow.io/status": {"patch"},
+        "dataflows.activedataflow.io/finalizers": {"update"},
+        "dataflowruns.activedataflow.io": {"create", "get", "list", "patch", "delete"},
+        "dataflowruns.activedataflow.io/status": {"get", "patch"},
+    }
+    assert _can_i(kube, runner, "patch", "dataflows", namespace, "--subresource=status")
+    assert _can_i(kube, runner, "create", "dataflowruns", namespace)
+    for verb, resource in [("patch", "dataflows"), ("update", "dataflows"), ("delete", "dataflows"),
+                           ("list", "dataflows"), ("watch", "dataflowruns"), ("get", "secrets"),
+                           ("list", "secrets"), ("create", "jobs"), ("create", "cronjobs"), ("get", "pods")]:
+        assert not _can_i(kube, runner, verb, resource, namespace), f"runner may {verb} {resource}"
+    assert not _can_i(kube, runner, "get", "dataflows", "kube-system")
+    assert not _can_i(kube, runner, "get", "secrets", None)
+
+
+@pytest.mark.k8s
+def test_the_operator_manages_flows_cluster_wide_and_nothing_else(kube: Cluster, installed: tuple[str, str]) -> None:
+    release, namespace = installed
+    operator = f"system:serviceaccount:{namespace}:{release}-activedataflow-operator"
+    for verb, resource in [("watch", "dataflows"), ("patch", "dataflows"), ("create", "cronjobs"),
+                           ("patch", "cronjobs"), ("delete", "cronjobs"), ("create", "jobs"), ("create", "events"),
+                           ("list", "customresourcedefinitions"), ("watch", "namespaces")]:
+        assert _can_i(kube, operator, verb, resource, None), f"operator may not {verb} {resource}"
+    assert _can_i(kube, operator, "patch", "dataflows", "elsewhere", "--subresource=status")
+    for verb, resource in [("delete", "dataflows"), ("create", "dataflows"), ("list", "secrets"),
+                           ("delete", "secrets"), ("get", "pods"), ("create", "deployments"),
+                           ("create", "clusterroles"), ("create", "rolebindings"), ("delete", "namespaces"),
+                           ("create", "customresourcedefinitions")]:
+        assert not _can_i(kube, operator, verb, resource, None), f"operator may {verb} {resource}"
+
+
+@pytest.mark.k8s
+def test_with_watch_namespaces_the_operator_is_confined_to_them(kube: Cluster, namespace: str) -> None:
+    watched, other = kube.namespace("watched"), kube.namespace("other")
+    release = _release()
+    kube.helm("install", release, str(CHART), "-n", namespace, "--set", f"watchNamespaces={{{watched}}}",
+              "--set", f"storage.url=redis://redis.{namespace}.svc:6379/0")
+    try:
+        operator = f"system:serviceaccount:{namespace}:{release}-activedataflow-operator"
+        runner = f"system:serviceaccount:{watched}:{release}-activedataflow-runner"
+        assert _can_i(kube, operator, "create", "cronjobs", watched)
+        assert _can_i(kube, operator, "get", "secrets", watched)
+        assert not _can_i(kube, operator, "create", "cronjobs", other)
+        assert not _can_i(kube, operator, "get", "secrets", other)
+        assert not _can_i(kube, operator, "list", "dataflows", None)
+        assert _can_i(kube, operator, "list", "customresourcedefinitions", None)
+        assert _can_i(kube, runner, "create", "dataflowruns", watched)
+        assert not _can_i(kube, runner, "create", "dataflowruns", other)
+    finally:
+        kube.helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
+        kube.delete_namespace(watched)
+        kube.delete_namespace(other)
+
+
+@pytest.mark.k8s
+def test_the_rendered_manifests_with_crds_apply_to_the_api_server(kube: Cluster, namespace: str) -> None:
+    out = _helm("template", "adf", str(CHART), "-n", namespace, "--kube-version", KUBE_VERSION, "--include-crds",
+                "--set", "storage.existingSecret=mine", "--set", "fullnameOverride=t-" + namespace).stdout
+    crds = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "CustomResourceDefinition"]
+    assert [c["metadata"]["name"] for c in crds] == ["dataflowruns.activedataflow.io", "dataflows.activedataflow.io"]
+    result = kube.kubectl("apply", "--server-side", "--force-conflicts", "-n", namespace, "-f", "-", input=out)
+    assert "deployment.apps/t-" in result.stdout
+    try:
+        kube.kubectl("get", "deployment", f"t-{namespace}-operator", "-n", namespace)
+    finally:
+        cluster_scoped = [d for d in yaml.safe_load_all(out)
+                          if d and d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+        kube.kubectl("delete", "--wait=false", "-f", "-", input=yaml.safe_dump_all(cluster_scoped))
