@@ -104,9 +104,11 @@ def _exit_for(outcomes: Sequence[Any]) -> None:
 @click.argument("manifest", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--flow", "only", multiple=True, help="Run only this DataFlow of the manifest (repeatable).")
 @click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--explain", is_flag=True,
+              help="Print how each flow would run (push-down with its SQL, or the row path and why); run nothing.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str) -> None:
+def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str, explain: bool) -> None:
     """Run the DataFlow(s) in MANIFEST once, now, against the store."""
     from .model import load_manifests
 
@@ -116,6 +118,12 @@ def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str) -
         if unknown:
             raise UserError(f"--flow: {', '.join(unknown)} not in {manifest}")
         flows = [f for f in flows if f.name in only]
+    if explain:
+        from .runner.plan import explain_flow
+
+        for flow in flows:
+            click.echo(f"{flow.namespace}/{flow.name}: {explain_flow(flow)}")
+        return
     with _store(ctx) as store:
         executor = _executor(store, reflect=True)
         outcomes = []

@@ -289,6 +289,7 @@ class FlowExecutor:
     ) -> tuple[Counts, Any]:
         from .connections import resolve_url
         from .connectors import open_sink, open_source
+        from .plan import PushdownFailed, plan_flow
         from .transforms import compile_transforms
 
         spec = flow.spec
@@ -296,6 +297,18 @@ class FlowExecutor:
         sink_url = resolve_url(spec.sink.connection, namespace=flow.namespace, field="spec.sink.connection")
         read = written = failed = 0
         errors: list[str] = []
+        plan = plan_flow(flow, src_url, sink_url, cursor=cursor)
+        if plan.kind == "pushdown":  # one SQL statement in the database (runner/plan.py)
+            try:
+                done = plan.execute()
+            except PushdownFailed as err:
+                log.info("flow %s/%s: push-down failed, using the row path: %s", flow.namespace, flow.name, err)
+            else:
+                if done.cursor is not None and _incremental(flow):
+                    cursor = done.cursor
+                    self.store.commit_cursor(flow.name, flow.namespace, cursor)
+                progress.advanced(done.read, done.written, 0)
+                return Counts(done.read, done.written, 0), cursor
         source = open_source(spec.source, src_url)
         sink = None
         try:

@@ -23,9 +23,9 @@ __all__ = ["Batch", "Row", "SinkStats", "SinkWriter", "SourceReader", "open_sink
 def open_source(spec: SqlSource | RedisSource, url: str, *, field: str = "spec.source") -> SourceReader:
     """The reader for ``spec`` at ``url`` (resolved, may hold a password); call ``.open(cursor)`` next."""
     if isinstance(spec, SqlSource):
-        from .sql import SqlSourceReader
+        from ..fastpath import sql_source_reader
 
-        return SqlSourceReader(spec, url, field=field)
+        return sql_source_reader(spec, url, field=field)
     if isinstance(spec, RedisSource):
         from .redis import RedisSourceReader
 
@@ -36,8 +36,10 @@ def open_source(spec: SqlSource | RedisSource, url: str, *, field: str = "spec.s
 def open_sink(spec: SqlSink | RedisSink, url: str, *, field: str = "spec.sink") -> SinkWriter:
     """The writer for ``spec`` at ``url``; call ``.open(columns)`` next."""
     if isinstance(spec, SqlSink):
+        from ..fastpath import install
         from .sql import SqlSinkWriter
 
+        install()  # the per-dialect write strategies (COPY on PostgreSQL, prepared executemany)
         return SqlSinkWriter(spec, url, field=field)
     if isinstance(spec, RedisSink):
         from .redis import RedisSinkWriter

@@ -13,8 +13,13 @@ Set ``ADF_FASTPATH=off`` to use the generic SQLAlchemy paths (for comparison and
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-__all__ = ["enabled", "install"]
+if TYPE_CHECKING:
+    from ...model import SqlSource
+    from ..connectors.sql import SqlSourceReader
+
+__all__ = ["enabled", "install", "sql_source_reader"]
 
 _installed = False
 
@@ -37,3 +42,17 @@ def install() -> None:
     register_write_strategy("mysql", PreparedExecutemanyStrategy)
     register_write_strategy("mariadb", PreparedExecutemanyStrategy)
     _installed = True
+
+
+def sql_source_reader(spec: SqlSource, url: str, *, field: str = "spec.source") -> SqlSourceReader:
+    """The SQL source reader for ``url``: pages fetched on the raw psycopg cursor on PostgreSQL.
+
+    (On SQLite SQLAlchemy's own row processing is faster than processing the raw rows in Python.)
+    """
+    from ..connectors.sql import SqlSourceReader
+
+    if enabled() and url.startswith(("postgresql+psycopg:", "postgresql:", "postgres:")):
+        from .source import RawFetchSourceReader
+
+        return RawFetchSourceReader(spec, url, field=field)
+    return SqlSourceReader(spec, url, field=field)

@@ -1,0 +1,343 @@
+"""How a flow runs: pushed down to one SQL statement, or row by row through the runner.
+
+:func:`plan_flow` decides. A flow is **pushed down** when
+
+* source and sink are SQL tables in the same database (same server, port,
+  database and user; or two SQLite files, the source ATTACHed to the sink's
+  connection), on PostgreSQL or SQLite;
+* every transform step can be computed by SQL with exactly the row path's
+  results (:meth:`Pipeline.to_sql` refuses otherwise and names the step);
+* ``ADF_PUSHDOWN`` is not ``off``.
+
+The pushed-down run is, in one transaction (PostgreSQL: REPEATABLE READ, so
+both statements see one snapshot)::
+
+    SELECT count(*) FROM <source query>                -- records read
+    SELECT <keyset> FROM <source query> ORDER BY <keyset> DESC LIMIT 1   -- incremental only: the new cursor
+    INSERT INTO sink (cols) SELECT <exprs> FROM (<source query>) AS src WHERE <filters>
+        [ON CONFLICT (uniqueBy) DO UPDATE SET c = excluded.c ... | DO NOTHING]   -- rowcount: records written
+
+where ``<source query>`` is the SQL connector's own query (the ``where``
+conditions, the incremental resume condition after the committed cursor,
+``limit``), so the rows read are exactly those the row path would read. The
+cursor is committed by the executor after this transaction commits.
+
+When the statement fails (a constraint violated by some rows, a key produced
+twice for PostgreSQL's ON CONFLICT...), the transaction is rolled back and the
+run continues on the row path, which isolates and counts the bad rows.
+
+Otherwise the flow runs on the **row path** and :attr:`Plan.reason` says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from ..errors import redact
+from ..model import DataFlow, SqlSink, SqlSource
+from .connectors.sql import (
+    SinkTarget,
+    SqlSinkWriter,
+    SqlSourceReader,
+    connect,
+    create_sql_engine,
+    encode_cursor_value,
+)
+from .transforms import NotPushable, compile_transforms
+
+__all__ = [
+    "ATTACHED_SCHEMA",
+    "Plan",
+    "PushdownFailed",
+    "PushdownResult",
+    "explain_flow",
+    "plan_flow",
+    "pushdown_enabled",
+]
+
+log = logging.getLogger("activedataflow.runner.plan")
+
+ATTACHED_SCHEMA = "adf_src"
+PUSHDOWN_DIALECTS = ("postgresql", "sqlite")
+DEFAULT_PORTS = {"postgresql": 5432}
+
+
+def pushdown_enabled() -> bool:
+    return os.environ.get("ADF_PUSHDOWN", "on").lower() not in ("off", "0", "false", "no")
+
+
+class PushdownFailed(Exception):
+    """The pushed-down statement failed and was rolled back; run the flow on the row path."""
+
+
+@dataclass
+class PushdownResult:
+    read: int
+    written: int
+    cursor: Any  # JSON-safe keyset position after the last row read (incremental flows), else None
+
+
+@dataclass
+class Plan:
+    """``kind`` "pushdown" (with ``sql``) or "rows" (with ``reason``)."""
+
+    kind: Literal["pushdown", "rows"]
+    reason: str
+    sql: str | None = None  # the INSERT ... SELECT, bound parameters as placeholders
+    count_sql: str | None = None
+    _run: _Pushdown | None = field(default=None, repr=False)
+
+    def explain(self) -> str:
+        if self.kind == "rows":
+            return f"row path: {self.reason}"
+        return f"push-down ({self.reason}):\n{self.sql}"
+
+    def execute(self) -> PushdownResult:
+        """Run the pushed-down statement (see the module docstring). Raises :class:`PushdownFailed`."""
+        assert self._run is not None, "only a push-down plan executes"
+        return self._run.execute()
+
+
+def _rows(reason: str) -> Plan:
+    return Plan("rows", reason)
+
+
+# --------------------------------------------------------------------------- where the tables live
+
+
+def _db_url(url: str) -> URL | None:
+    try:
+        return sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    db = url.database
+    if not db or db == ":memory:" or db.startswith("file:") or url.query:
+        return None
+    return Path(db).resolve()
+
+
+def _placement(src: URL, dst: URL) -> tuple[str | None, str]:
+    """("same" | "attach" | None, explanation)."""
+    sb, db = src.get_backend_name(), dst.get_backend_name()
+    if sb != db:
+        return None, f"source ({sb}) and sink ({db}) are different databases"
+    if sb not in PUSHDOWN_DIALECTS:
+        return None, f"push-down is implemented for PostgreSQL and SQLite, not {sb}"
+    if sb == "sqlite":
+        sf, df = _sqlite_file(src), _sqlite_file(dst)
+        if sf is None or df is None:
+            return None, "in-memory or URI SQLite databases cannot be shared between source and sink"
+        if sf == df:
+            return "same", "source and sink are the same SQLite database"
+        return "attach", "the source SQLite file is ATTACHed to the sink's"
+
+    def where(u: URL) -> tuple[Any, ...]:
+        return (u.host or "localhost", u.port or DEFAULT_PORTS.get(sb), u.database, u.username,
+                u.query.get("host"))
+
+    if where(src) != where(dst):
+        return None, "source and sink are different databases (PostgreSQL cannot write across databases)"
+    return "same", "source and sink are the same PostgreSQL database"
+
+
+# --------------------------------------------------------------------------- the statements
+
+
+class _PushdownSource(SqlSourceReader):
+    """The SQL connector's reader, asked for its query instead of its pages (same where, resume, limit)."""
+
+    def query(self) -> tuple[sa.Subquery, dict[str, Any]]:
+        """The rows the row path would read, as a subquery, and its bound parameters."""
+        first = self._first
+        assert first is not None, "open() first"
+        params = {f"adf_k{i}": v for i, v in enumerate(self._start.values())}
+        if self.spec.limit is None:
+            return first.limit(None).order_by(None).subquery("src"), params
+        params["adf_limit"] = self.spec.limit
+        return first.subquery("src"), params
+
+
+class _Pushdown:
+    """Everything to run one pushed-down flow; built by :func:`plan_flow`."""
+
+    def __init__(
+        self,
+        *,
+        sink_url: str,
+        placement: str,
+        source_file: Path | None,
+        insert: sa.Insert,
+        count: sa.Select[Any],
+        last: sa.Select[Any] | None,
+        written_count: sa.Select[Any] | None,
+        keys: tuple[str, ...],
+        params: dict[str, Any],
+    ) -> None:
+        self.sink_url = sink_url
+        self.placement = placement
+        self.source_file = source_file
+        self.insert, self.count, self.last, self.written_count = insert, count, last, written_count
+        self.keys = keys
+        self.params = params
+
+    @property
+    def translate(self) -> dict[str | None, str] | None:
+        return {None: ATTACHED_SCHEMA} if self.placement == "attach" else None
+
+    def execute(self) -> PushdownResult:
+        engine = create_sql_engine(self.sink_url, field="spec.sink.connection")
+        try:
+            conn = connect(engine, field="spec.sink.connection")
+            try:
+                return self._execute(conn)
+            finally:
+                conn.close()
+        finally:
+            engine.dispose()
+
+    def _execute(self, conn: sa.Connection) -> PushdownResult:
+        if self.placement == "attach":
+            # ATTACH is refused inside a transaction: on the raw connection, before SQLAlchemy's BEGIN
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(f"ATTACH DATABASE ? AS {ATTACHED_SCHEMA}", (str(self.source_file),))
+            conn = conn.execution_options(schema_translate_map=self.translate)
+        elif conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            with conn.begin():
+                read = int(conn.execute(self.count, self.params).scalar_one())
+                cursor = None
+                if self.last is not None and read:
+                    row = conn.execute(self.last, self.params).one()
+                    cursor = {k: encode_cursor_value(v) for k, v in zip(self.keys, row, strict=True)}
+                result = conn.execute(self.insert, self.params, execution_options={"preserve_rowcount": True})
+                if self.written_count is not None:
+                    written = int(conn.execute(self.written_count, self.params).scalar_one())
+                else:
+                    written = max(int(result.rowcount), 0)
+        except sa.exc.DBAPIError as err:
+            orig = getattr(err, "orig", None) or err
+            raise PushdownFailed(redact(" ".join(str(orig).split()))[:300]) from err
+        finally:
+            if self.placement == "attach":
+                with contextlib.suppress(Exception):
+                    conn.connection.driver_connection.execute(f"DETACH DATABASE {ATTACHED_SCHEMA}")  # type: ignore[union-attr]
+        return PushdownResult(read, written, cursor)
+
+
+def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str]) -> sa.Insert:
+    table = target.table
+    if target.mode == "insert":
+        return sa.insert(table).from_select(names, select)
+    ins = (postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table).from_select(names, select)
+    if not target.update_columns:
+        return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
+    return ins.on_conflict_do_update(
+        index_elements=list(target.unique_by), set_={c: ins.excluded[c] for c in target.update_columns}
+    )
+
+
+def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...]) -> SinkTarget:
+    """The sink connector's checked target (columns exist, uniqueBy is a unique key...)."""
+    writer = SqlSinkWriter(spec, url)
+    try:
+        writer.open(columns)
+        assert writer.target is not None
+        return writer.target
+    finally:
+        writer.close()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = None) -> Plan:
+    """Push-down or row path for ``flow`` (see the module docstring).
+
+    Cheap checks come first; only a flow whose source and sink share a
+    database is reflected (source query, transform, sink target). Errors a
+    user can cause (unknown table or column, a bad expression) are raised as
+    the row path would raise them.
+    """
+    spec = flow.spec
+    if not isinstance(spec.source, SqlSource) or not isinstance(spec.sink, SqlSink):
+        return _rows(f"source ({spec.source.type}) and sink ({spec.sink.type}) are not both SQL tables")
+    if not pushdown_enabled():
+        return _rows("push-down is disabled (ADF_PUSHDOWN=off)")
+    for i, step in enumerate(spec.transform):
+        if step.python is not None:
+            return _rows(f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL")
+    src, dst = _db_url(source_url), _db_url(sink_url)
+    if src is None or dst is None:
+        return _rows("a connection URL is not a SQLAlchemy database URL")
+    placement, why = _placement(src, dst)
+    if placement is None:
+        return _rows(why)
+    source_file = _sqlite_file(src) if placement == "attach" else None
+    if source_file is not None and not source_file.is_file():
+        return _rows(f"the source SQLite file {source_file} does not exist")
+
+    reader = _PushdownSource(spec.source, source_url)
+    try:
+        columns = reader.open(cursor)
+        subquery, params = reader.query()
+        keys = reader.keys
+    finally:
+        reader.close()
+    pipeline = compile_transforms(spec.transform, columns)
+    target = _sink_target(spec.sink, sink_url, pipeline.columns)
+    dialect = target.dialect
+    cols = {name: subquery.c[name] for name in columns}
+    try:
+        sql_plan = pipeline.to_sql(cols, dialect)
+    except NotPushable as err:
+        return _rows(err.reason)
+
+    names = list(sql_plan.columns)
+    select = sa.select(*sql_plan.select_list()).select_from(subquery).where(sa.true(), *sql_plan.where)
+    insert = _upsert(target, select, names)
+    count = sa.select(sa.func.count()).select_from(subquery)
+    last = None
+    if spec.source.incremental is not None:
+        key_cols = [subquery.c[k] for k in keys]
+        last = sa.select(*key_cols).order_by(*(c.desc() for c in key_cols)).limit(1)
+    written_count = None
+    if target.mode == "upsert" and not target.update_columns:  # DO NOTHING: rowcount misses the kept rows
+        written_count = sa.select(sa.func.count()).select_from(select.subquery("out"))
+    run = _Pushdown(
+        sink_url=sink_url, placement=placement, source_file=source_file, insert=insert, count=count, last=last,
+        written_count=written_count, keys=keys, params=params,
+    )
+    return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
+                count_sql=_sql_text(count, dialect, run.translate), _run=run)
+
+
+def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:
+    """The statement as the database receives it, bound parameters as placeholders (never their values)."""
+    dialect = postgresql.psycopg.dialect() if dialect_name == "postgresql" else sqlite.pysqlite.dialect()
+    kwargs: dict[str, Any] = {"dialect": dialect}
+    if translate:
+        kwargs.update(schema_translate_map=translate, render_schema_translate=True)
+    return str(stmt.compile(**kwargs))
+
+
+def explain_flow(flow: DataFlow) -> str:
+    """``adf run --explain``: the plan of ``flow`` as text (a first run: no committed cursor)."""
+    from .connections import resolve_url
+
+    src_url = resolve_url(flow.spec.source.connection, namespace=flow.namespace, field="spec.source.connection")
+    sink_url = resolve_url(flow.spec.sink.connection, namespace=flow.namespace, field="spec.sink.connection")
+    return plan_flow(flow, src_url, sink_url).explain()
