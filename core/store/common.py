@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .base import ERROR_MESSAGE_LIMIT, RunRecord
+from ..errors import UnknownFlow
+from .base import ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -60,3 +61,11 @@ def lease_lost_message(run: RunRecord) -> str:
 
 def duration(started_at: datetime | None, ended_at: datetime) -> float | None:
     return None if started_at is None else max(0.0, (ended_at - started_at).total_seconds())
+
+
+def unknown_flow(name: str, namespace: str, store: str) -> UnknownFlow:
+    return UnknownFlow(f"no flow '{name}' in namespace '{namespace}' in the store {store}")
+
+
+def unknown_run(run_id: str, store: str) -> UnknownRun:
+    return UnknownRun(f"no run with id {run_id!r} in the store {store}")

@@ -36,7 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import ConfigError, StoreUnavailable, UnknownFlow, redact
+from ..errors import ConfigError, StoreUnavailable, redact
 from ..schedule import utcnow
 from .base import (
     ACTIVE_STATUSES,
@@ -46,7 +46,6 @@ from .base import (
     RunRecord,
     Store,
     Trigger,
-    UnknownRun,
     bound_backtrace,
     check_transition,
 )
@@ -60,6 +59,8 @@ from .common import (
     lease_until,
     optional_utc,
     to_micros,
+    unknown_flow,
+    unknown_run,
 )
 
 P = ParamSpec("P")
@@ -258,7 +259,7 @@ class RedisStore(Store):
     def _load_run(self, pipe: Any, run_id: str) -> RunRecord:
         h = pipe.hgetall(self._run_key(run_id)) if run_id else {}
         if not h:
-            raise UnknownRun(f"no run with id {run_id!r} in the store {self.url_for_display}")
+            raise unknown_run(run_id, self.url_for_display)
         return self._run_record(h)
 
     # ----------------------------------------------------------------- lifecycle
@@ -343,7 +344,7 @@ class RedisStore(Store):
         def write(pipe: Any) -> None:
             current = pipe.hgetall(key)
             if not current:
-                raise UnknownFlow(f"no flow '{name}' in namespace '{namespace}' in the store {self.url_for_display}")
+                raise unknown_flow(name, namespace, self.url_for_display)
             merged = {**current, **values}
             pipe.multi()
             self._hset_or_del(pipe, key, {**values, "updated_at": str(to_micros(utcnow()))})
@@ -456,7 +457,7 @@ class RedisStore(Store):
         run_key = self._run_key(run_id)
         flow_addr = self.r.hget(run_key, "flow") if run_id else None
         if flow_addr is None:
-            raise UnknownRun(f"no run with id {run_id!r} in the store {self.url_for_display}")
+            raise unknown_run(run_id, self.url_for_display)
         flow_key = self._flow_key(flow_addr)
 
         def write(pipe: Any) -> None:
@@ -574,6 +575,8 @@ class RedisStore(Store):
             return []
         if name is None and namespace is None:
             zsets = [self._k("runs")]
+        elif name is not None and namespace is not None:
+            zsets = [self._k("flowruns", self._addr(name, namespace))]
         else:
             addrs = self.r.smembers(self._k("flows"))
             zsets = [
@@ -634,7 +637,7 @@ class RedisStore(Store):
     def prune_runs(self, name: str, namespace: str, *, keep_success: int, keep_failed: int) -> int:
         addr = self._addr(name, namespace)
         if not self.r.exists(self._flow_key(addr)):
-            raise UnknownFlow(f"no flow '{name}' in namespace '{namespace}' in the store {self.url_for_display}")
+            raise unknown_flow(name, namespace, self.url_for_display)
         flowruns = self._k("flowruns", addr)
         ids = self.r.zrange(flowruns, 0, -1)
         runs = [self._run_record(h) for h in self._hgetall_many(self._run_key(i) for i in ids)]

@@ -44,6 +44,8 @@ from .common import (
     lease_lost_message,
     lease_until,
     optional_utc,
+    unknown_flow,
+    unknown_run,
 )
 from .schema import flows, runs
 
@@ -136,7 +138,7 @@ class SqlStore(Store):
     def _flow_id(self, c: Connection, name: str, namespace: str) -> int:
         flow_id = c.execute(sa.select(flows.c.id).where(flows.c.namespace == namespace, flows.c.name == name)).scalar()
         if flow_id is None:
-            raise UnknownFlow(f"no flow '{name}' in namespace '{namespace}' in the store {self.url_for_display}")
+            raise unknown_flow(name, namespace, self.url_for_display)
         return int(flow_id)
 
     @staticmethod
@@ -199,7 +201,7 @@ class SqlStore(Store):
             q = q.with_for_update(of=runs)
         row = c.execute(q).first() if pk is not None else None
         if row is None:
-            raise UnknownRun(f"no run with id {run_id!r} in the store {self.url_for_display}")
+            raise unknown_run(run_id, self.url_for_display)
         return self._run_record(row)
 
     # ----------------------------------------------------------------- lifecycle
