@@ -179,6 +179,9 @@ RULES: dict[str, list[Rule]] = {
         Rule("!has(self.interval) || "
              "(self.interval != '' && self.interval.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$'))",
              "must be an interval like 15m, 1h30m or 90s", ".interval", INVALID),
+        Rule("!has(self.interval) || (has(self.runtime) && self.runtime.type == 'heartbeat') || "
+             "!self.interval.matches('[0-9]+s$') || int(self.interval.find('[0-9]+s$').replace('s', '')) % 60 == 0",
+             "must be whole minutes when runtime.type is cronjob", ".interval", INVALID),
     ],
     "Connection": [
         Rule(_exactly_one(("url", "secretRef")), "exactly one of url or secretRef is required", ".url", REQUIRED),
@@ -292,22 +295,21 @@ class _Converter:
 
     def _any_of(self, node: dict[str, Any]) -> dict[str, Any]:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]
-        nullable = len(branches) < len(node["anyOf"])
-        rest = {k: v for k, v in node.items() if k != "anyOf"}
+        rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+        types = {b.get("type") for b in branches}
         if len(branches) == 1:
-            out = self.convert({**branches[0], **{k: v for k, v in rest.items() if k != "default"}})
-            if rest.get("default") is not None:
-                out["default"] = rest["default"]
-        else:
-            types = {b.get("type") for b in branches}
-            base = self.convert({k: v for k, v in rest.items() if k != "default"} | {"type": "object"})
-            base.pop("type", None)
-            if types == {"integer", "string"}:
-                out = {**base, "x-kubernetes-int-or-string": True}
-            else:
-                out = {**base, "x-kubernetes-preserve-unknown-fields": True}
-                out.pop("properties", None)
-        if nullable:
+            out = self.convert({**branches[0], **rest})
+        elif types == {"integer", "string"}:
+            out = {**self.convert(rest | {"type": "string"}), "x-kubernetes-int-or-string": True}
+            out.pop("type")
+        elif types == {"integer", "number"}:
+            out = self.convert(rest | {"type": "number"})
+        else:  # a union of unlike shapes: kept as written, the model checks it
+            out = {k: v for k, v in rest.items() if k == "description"}
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        if node.get("default") is not None:
+            out["default"] = node["default"]
+        if len(branches) < len(node["anyOf"]):
             out["nullable"] = True
         return out
 
@@ -439,27 +441,30 @@ def _name_rule() -> list[dict[str, str]]:
                  f"metadata.name: at most {limit} characters (the CronJob and the runs are named after it)").as_dict()]
 
 
-def _date(name: str, path: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "type": "date", "jsonPath": path, **extra}
+def _column(name: str, kind: str, path: str, *, wide: bool = False, **extra: Any) -> dict[str, Any]:
+    """A printer column; ``wide`` ones show with ``-o wide`` only."""
+    return {"name": name, "type": kind, "jsonPath": path, **({"priority": 1} if wide else {}), **extra}
+
+
+_READY = '.status.conditions[?(@.type=="Ready")]'
 
 
 def dataflow_crd() -> dict[str, Any]:
     root = _root(structural_schema(DataFlowSpec), structural_schema(DataFlowStatus))
     root["x-kubernetes-validations"] = _name_rule()
     columns = [
-        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
-        {"name": "Interval", "type": "string", "jsonPath": ".spec.interval"},
-        {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
-        {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-        {"name": "Last-Run", "type": "string", "jsonPath": ".status.lastRunStatus"},
-        _date("Last-Run-At", ".status.lastRunAt"),
+        _column("Schedule", "string", ".spec.schedule"),
+        _column("Interval", "string", ".spec.interval"),
+        _column("Suspended", "boolean", ".spec.suspend"),
+        _column("Ready", "string", f"{_READY}.status"),
+        _column("Last-Run", "string", ".status.lastRunStatus"),
+        _column("Last-Run-At", "date", ".status.lastRunAt"),
         # A future time as a date column would print "<invalid>": show the timestamp.
-        {"name": "Next-Run", "type": "string", "format": "date-time", "jsonPath": ".status.nextRunAt"},
-        _date("Age", ".metadata.creationTimestamp"),
-        {"name": "Reason", "type": "string", "priority": 1,
-         "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
-        {"name": "Succeeded", "type": "integer", "priority": 1, "jsonPath": ".status.succeeded"},
-        {"name": "Failed", "type": "integer", "priority": 1, "jsonPath": ".status.failed"},
+        _column("Next-Run", "string", ".status.nextRunAt", format="date-time"),
+        _column("Age", "date", ".metadata.creationTimestamp"),
+        _column("Reason", "string", f"{_READY}.reason", wide=True),
+        _column("Succeeded", "integer", ".status.succeeded", wide=True),
+        _column("Failed", "integer", ".status.failed", wide=True),
     ]
     return _crd("DataFlow", "dataflows", "df", root, columns,
                 "A scheduled data pipeline: source -> transform -> sink.")
@@ -467,16 +472,16 @@ def dataflow_crd() -> dict[str, Any]:
 
 def dataflowrun_crd() -> dict[str, Any]:
     columns = [
-        {"name": "Flow", "type": "string", "jsonPath": ".spec.flow"},
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Read", "type": "integer", "jsonPath": ".status.recordsRead"},
-        {"name": "Written", "type": "integer", "jsonPath": ".status.recordsWritten"},
-        {"name": "Duration", "type": "number", "jsonPath": ".status.durationSeconds"},
-        _date("Started", ".status.startedAt"),
-        _date("Age", ".metadata.creationTimestamp"),
-        {"name": "Failed", "type": "integer", "priority": 1, "jsonPath": ".status.recordsFailed"},
-        {"name": "Trigger", "type": "string", "priority": 1, "jsonPath": ".spec.trigger"},
-        {"name": "Error", "type": "string", "priority": 1, "jsonPath": ".status.error.message"},
+        _column("Flow", "string", ".spec.flow"),
+        _column("Phase", "string", ".status.phase"),
+        _column("Read", "integer", ".status.recordsRead"),
+        _column("Written", "integer", ".status.recordsWritten"),
+        _column("Duration", "number", ".status.durationSeconds"),
+        _column("Started", "date", ".status.startedAt"),
+        _column("Age", "date", ".metadata.creationTimestamp"),
+        _column("Failed", "integer", ".status.recordsFailed", wide=True),
+        _column("Trigger", "string", ".spec.trigger", wide=True),
+        _column("Error", "string", ".status.error.message", wide=True),
     ]
     root = _root(structural_schema(DataFlowRunSpec), structural_schema(DataFlowRunStatus))
     return _crd("DataFlowRun", "dataflowruns", "dfr", root, columns,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from activedataflow.errors import ConfigError
 from activedataflow.model import DataFlowSpec, parse_dataflow
 from activedataflow.operator import crdgen
 from pydantic import BaseModel
@@ -210,6 +211,8 @@ CEL_CASES: list[tuple[str, list[Callable[[dict[str, Any]], None]], str]] = [
      "spec.schedule: Required value: exactly one of schedule or interval is required"),
     ("bad-interval", [_set("schedule", _DELETE), _set("interval", "fortnightly")],
      "spec.interval: Invalid value"),
+    ("interval-not-whole-minutes-for-a-cronjob", [_set("schedule", _DELETE), _set("interval", "1m30s")],
+     "spec.interval: Invalid value: must be whole minutes when runtime.type is cronjob"),
     ("upsert-without-uniqueBy", [_set("sink.uniqueBy", _DELETE), _set("sink.updateOnly", _DELETE)],
      "spec.sink.uniqueBy: Required value: required when mode is upsert"),
     ("updateOnly-with-insert", [_set("sink.mode", "insert")],
@@ -244,7 +247,7 @@ CEL_CASES: list[tuple[str, list[Callable[[dict[str, Any]], None]], str]] = [
 
 @pytest.mark.k8s
 @pytest.mark.parametrize(("changes", "message"), [c[1:] for c in CEL_CASES], ids=[c[0] for c in CEL_CASES])
-def test_a_manifest_breaking_a_rule_is_refused_with_a_readable_message(
+def test_a_manifest_breaking_a_rule_is_refused_by_the_api_server_and_the_model(
     kube_crds: Cluster, namespace: str, changes: list[Callable[[dict[str, Any]], None]], message: str
 ) -> None:
     doc = _flow(namespace, name="broken")
@@ -252,6 +255,8 @@ def test_a_manifest_breaking_a_rule_is_refused_with_a_readable_message(
     for change in changes:
         change(spec)
     doc["spec"] = spec
+    with pytest.raises(ConfigError):  # the rule mirrors the model: never stricter than what the operator accepts
+        parse_dataflow(doc)
     result = kube_crds.apply(doc, check=False)
     assert result.returncode != 0
     assert message in result.stderr
@@ -260,7 +265,10 @@ def test_a_manifest_breaking_a_rule_is_refused_with_a_readable_message(
 
 @pytest.mark.k8s
 def test_a_name_longer_than_a_cronjob_name_can_be_is_refused(kube_crds: Cluster, namespace: str) -> None:
-    result = kube_crds.apply(_flow(namespace, name="x" * 53), check=False)
+    doc = _flow(namespace, name="x" * 53)
+    with pytest.raises(ConfigError):
+        parse_dataflow(doc)
+    result = kube_crds.apply(doc, check=False)
     assert result.returncode != 0
     assert "metadata.name: at most 52 characters" in result.stderr
 
@@ -298,6 +306,17 @@ def test_kubectl_get_dataflows_prints_the_contract_columns(kube_crds: Cluster, n
     assert row["NEXT-RUN"] == "2030-01-01T00:15:00Z"
     [wide] = _table(kube_crds.kubectl("get", "df", "-n", namespace, "-o", "wide").stdout)
     assert (wide["REASON"], wide["SUCCEEDED"], wide["FAILED"]) == ("Scheduled", "4", "1")
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize(("interval", "runtime"), [("2m", "cronjob"), ("120s", "cronjob"), ("1h0m30s", "heartbeat")])
+def test_an_interval_is_accepted_where_the_model_accepts_it(
+    kube_crds: Cluster, namespace: str, interval: str, runtime: str
+) -> None:
+    doc = _flow(namespace, name="interval", interval=interval, runtime={"type": runtime})
+    del doc["spec"]["schedule"]
+    parse_dataflow(doc)
+    kube_crds.apply(doc)
 
 
 @pytest.mark.k8s
