@@ -66,9 +66,26 @@ build_etcd() {
 
 build_helm() {
   [ -x "$BIN/helm" ] && return 0
-  log "go install helm $HELM_VERSION"
-  GOBIN="$BIN" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # As helm's Makefile does: its version, and the Kubernetes version `helm template` assumes
+  # (the client-go it is built with) instead of the v1.20 fallback.
+  local gomod minor
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  minor="$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -1)"
+  log "go install helm $HELM_VERSION (Kubernetes 1.$minor)"
+  GOBIN="$BIN" go install -ldflags "-s -w \
+    -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
+
+if ! command -v go >/dev/null 2>&1; then
+  echo "[build-control-plane] needs Go (>= 1.24) on PATH: https://go.dev/dl/ or apt-get install golang-go" >&2
+  exit 1
+fi
+# One build at a time: parallel test sessions (or engineers) may all find the binaries missing.
+exec 9>"$CACHE/.build.lock"
+flock 9
 
 what="${1:-all}"
 case "$what" in
