@@ -12,8 +12,10 @@ from .kube import RestKube, load_api_client
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
 
-PREFIX = "activedataflow.io"
-FINALIZER = f"{PREFIX}/finalizer"
+FINALIZER = "activedataflow.io/finalizer"
+# kopf's own bookkeeping annotations. Not "activedataflow.io": kopf ignores every annotation
+# under its storage prefix when diffing, and activedataflow.io/run-now must be seen.
+PREFIX = "kopf.activedataflow.io"
 
 
 def watch_namespaces(namespaces: list[str] | None) -> list[str] | None:
@@ -25,7 +27,7 @@ def watch_namespaces(namespaces: list[str] | None) -> list[str] | None:
 
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:
-    """Keep kopf's bookkeeping under our own prefix, in annotations (the CRD's status schema is
+    """Keep kopf's bookkeeping in annotations under its own prefix (the CRD's status schema is
     structural, so kopf's ``status.kopf`` would be pruned), and let the handlers post the Events."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)

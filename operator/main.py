@@ -23,6 +23,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     app.configure_settings(settings)
 
 
+@kopf.on.login(registry=registry)
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_via_client(**kwargs)  # in-cluster service account, else the kubeconfig
+
+
 @kopf.on.cleanup(registry=registry)
 def close(memo: kopf.Memo, **_: Any) -> None:
     memo.ctx.close()

@@ -1,0 +1,342 @@
+"""The operator against the real control plane: `adf operator` as a subprocess, real kubectl, real PostgreSQL.
+
+There is no kubelet here, so a Job's pod never starts; where a test needs a run
+it does what the kubelet would: it runs the Job's container command locally with
+the same argv and env (secretKeyRef values read from the Secrets), pointed at the
+same API server (a kubeconfig standing in for the service-account token).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from activedataflow.store import open_store
+
+from tests.k8s.cluster import Cluster
+
+pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
+
+ADF = [sys.executable, "-m", "activedataflow.cli"]
+BIN = Path(sys.executable).parent
+
+
+class Operator:
+    """`adf operator` watching one namespace, as a child process with a log file."""
+
+    def __init__(self, kube: Cluster, namespace: str, store_url: str, log: Path) -> None:
+        self.env = {k: v for k, v in kube.env.items() if not k.startswith("ADF_")}
+        self.env.update(
+            ADF_STORE_URL=store_url,
+            ADF_RUNNER_IMAGE="registry.example/activedataflow:test",
+            ADF_WATCH_NAMESPACES=namespace,
+        )
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([*ADF, "operator"], env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def operator(kube_crds: Cluster, namespace: str, pg_url: str, tmp_path: Path) -> Iterator[Operator]:
+    op = Operator(kube_crds, namespace, pg_url, tmp_path / "operator.log")
+    op.start()
+    yield op
+    op.stop()
+    print(op.output())  # shown by pytest when the test failed
+
+
+@pytest.fixture
+def secrets(kube_crds: Cluster, namespace: str, pg_url: str) -> str:
+    """Secrets shop-db and warehouse-db (key url) holding the PostgreSQL URL, password included."""
+    for name in ("shop-db", "warehouse-db"):
+        kube_crds.kubectl("create", "secret", "generic", name, "-n", namespace, f"--from-literal=url={pg_url}")
+    return pg_url
+
+
+def orders_table(url: str, rows: int = 5) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, amount INTEGER)"))
+        c.execute(sa.text("CREATE TABLE fact_orders (id INTEGER PRIMARY KEY, amount INTEGER)"))
+        values = [{"id": i, "amount": i * 10} for i in range(rows)]
+        c.execute(sa.text("INSERT INTO orders VALUES (:id, :amount)"), values)
+    engine.dispose()
+
+
+def dataflow(name: str, namespace: str, *, source_table: str = "orders", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlow",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "schedule": "*/15 * * * *",
+            "timeZone": "Europe/Berlin",
+            "source": {
+                "type": "sql",
+                "connection": {"secretRef": {"name": "shop-db", "key": "url"}},
+                "table": source_table,
+            },
+            "sink": {
+                "type": "sql",
+                "connection": {"secretRef": {"name": "warehouse-db", "key": "url"}},
+                "table": "fact_orders",
+                "mode": "upsert",
+                "uniqueBy": ["id"],
+            },
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def ready(kube: Cluster, namespace: str, name: str, status: str = "True", timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = kube.get("dataflow", name, "-n", namespace)
+        cond = next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), None)
+        return obj if cond and cond["status"] == status else None
+
+    return kube.wait_for(check, timeout=timeout, what=f"DataFlow {name} Ready={status}")
+
+
+def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def cronjobs(kube: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return kube.get("cronjobs", "-n", namespace)["items"]
+
+
+def run_job_as_kubelet(kube: Cluster, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """Run the Job's container command here with the env the kubelet would give it."""
+    namespace = job["metadata"]["namespace"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "KUBECONFIG": kube.kubeconfig}
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            secret = kube.get("secret", ref["name"], "-n", namespace)
+            env[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
+    argv = container["command"]
+    assert argv[0] == "adf"
+    return subprocess.run(
+        [str(BIN / "adf"), *argv[1:]], env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+
+
+def trigger_and_get_job(kube: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [*ADF, "trigger", name, "-n", namespace], env=kube.env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    value = out.stdout.strip().rsplit("=", 1)[-1].rstrip(")")
+
+    def job() -> dict[str, Any] | None:
+        for item in kube.get("jobs", "-n", namespace)["items"]:
+            if item["metadata"].get("annotations", {}).get("activedataflow.io/run-now") == value:
+                return item
+        return None
+
+    found = kube.wait_for(job, timeout=60, what=f"the run-now Job of {name}")
+    kube.wait_for(
+        lambda: kube.get("dataflow", name, "-n", namespace)["status"].get("lastHandledRunNow") == value,
+        timeout=30,
+        what="the run-now acknowledgement",
+    )
+    return found
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_a_dataflow_gets_its_cronjob_with_env_from_secrets_and_becomes_ready(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    obj = ready(kube, namespace, "paid-orders")
+    assert ready_condition(obj)["reason"] == "Reconciled"
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert obj["status"]["nextRunAt"].endswith(("00:00Z", "15:00Z", "30:00Z", "45:00Z"))
+
+    (cj,) = cronjobs(kube, namespace)
+    assert cj["metadata"]["name"] == "df-paid-orders"
+    assert (cj["spec"]["schedule"], cj["spec"]["timeZone"]) == ("*/15 * * * *", "Europe/Berlin")
+    (owner,) = cj["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("DataFlow", obj["metadata"]["uid"], True)
+    env = {e["name"]: e for e in cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["ADF_SECRET_SHOP_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "url"}
+    store_ref = env["ADF_STORE_URL"]["valueFrom"]["secretKeyRef"]
+    store_secret = kube.get("secret", store_ref["name"], "-n", namespace)
+    assert base64.b64decode(store_secret["data"][store_ref["key"]]).decode() == secrets
+    assert secrets not in str(cj)  # the store URL is never inlined
+
+    store = open_store(secrets)
+    try:
+        assert store.get_flow("paid-orders", namespace).schedule == "*/15 * * * *"
+    finally:
+        store.close()
+
+    header = kube.kubectl("get", "dataflows", "-n", namespace).stdout.splitlines()[0].split()
+    for column in ("SCHEDULE", "SUSPENDED", "READY", "LAST-RUN", "LAST-RUN-AT", "NEXT-RUN", "AGE"):
+        assert column in header
+    events = kube.get("events", "-n", namespace, "--field-selector", "involvedObject.name=paid-orders")["items"]
+    assert "Created" in {e["reason"] for e in events}
+
+
+def test_an_invalid_spec_past_the_schema_is_ready_false_naming_the_field(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("odd", namespace, schedule=None, interval="7m"))
+    obj = ready(kube, namespace, "odd", status="False")
+    cond = ready_condition(obj)
+    assert cond["reason"] == "InvalidSpec"
+    assert cond["message"].startswith("spec.interval: '7m' cannot be expressed exactly as a cron schedule")
+    assert cronjobs(kube, namespace) == []
+    events = kube.get("events", "-n", namespace, "--field-selector", "involvedObject.name=odd")["items"]
+    assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
+
+
+def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    orders_table(secrets)
+    kube.apply(dataflow("paid-orders", namespace))
+    ready(kube, namespace, "paid-orders")
+
+    job = trigger_and_get_job(kube, namespace, "paid-orders")
+    assert job["metadata"]["ownerReferences"][0]["name"] == "df-paid-orders"
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+
+    done = run_job_as_kubelet(kube, job)
+    assert done.returncode == 0, done.stderr
+    runs = kube.get("dataflowruns", "-n", namespace, "-l", "activedataflow.io/flow=paid-orders")["items"]
+    (run,) = runs
+    assert run["status"]["phase"] == "Succeeded"
+    assert (run["status"]["recordsRead"], run["status"]["recordsWritten"]) == (5, 5)
+    assert run["status"]["trigger"] == "manual"
+    assert run["metadata"]["ownerReferences"][0]["kind"] == "DataFlow"
+
+    status = kube.get("dataflow", "paid-orders", "-n", namespace)["status"]
+    assert status["lastRunName"] == run["metadata"]["name"]
+    assert (status["lastRunStatus"], status["succeeded"], status["activeRuns"]) == ("Succeeded", 1, 0)
+    assert status["lastSuccessfulRunAt"]
+    listed = kube.kubectl("get", "dataflowruns", "-n", namespace).stdout
+    assert "Succeeded" in listed and "paid-orders" in listed
+
+
+def test_a_failing_flow_is_reflected_as_failed_with_the_error(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    orders_table(secrets)
+    kube.apply(dataflow("broken", namespace, source_table="no_such_table"))
+    ready(kube, namespace, "broken")
+
+    done = run_job_as_kubelet(kube, trigger_and_get_job(kube, namespace, "broken"))
+    assert done.returncode == 1
+    (run,) = kube.get("dataflowruns", "-n", namespace, "-l", "activedataflow.io/flow=broken")["items"]
+    assert run["status"]["phase"] == "Failed"
+    assert "no_such_table" in run["status"]["error"]["message"]
+    assert "adf-test-pw" not in str(run)  # the password in the connection URL is never shown
+    status = kube.get("dataflow", "broken", "-n", namespace)["status"]
+    assert (status["lastRunStatus"], status["failed"]) == ("Failed", 1)
+
+
+def test_delete_collects_the_cronjob_disables_the_record_and_keeps_history(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    orders_table(secrets)
+    kube.apply(dataflow("paid-orders", namespace))
+    ready(kube, namespace, "paid-orders")
+    assert run_job_as_kubelet(kube, trigger_and_get_job(kube, namespace, "paid-orders")).returncode == 0
+
+    kube.kubectl("delete", "dataflow", "paid-orders", "-n", namespace, "--timeout=60s")
+    kube.wait_for(lambda: cronjobs(kube, namespace) == [], timeout=60, what="the CronJob to be garbage-collected")
+    store = open_store(secrets)
+    try:
+        assert store.get_flow("paid-orders", namespace).enabled is False
+    finally:
+        store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")} | {"ADF_STORE_URL": secrets}
+    runs = subprocess.run([*ADF, "runs", "paid-orders", "-o", "json"], env=env, capture_output=True, text=True)
+    assert runs.returncode == 0, runs.stderr
+    assert '"success"' in runs.stdout
+
+
+def test_heartbeat_flows_share_one_cronjob_per_namespace(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    one = dataflow("one", namespace, runtime={"type": "heartbeat"})
+    two = dataflow("two", namespace, runtime={"type": "heartbeat"}, interval="7m", schedule=None)
+    two["spec"]["source"]["connection"] = {"secretRef": {"name": "crm-db", "key": "url"}}
+    kube.apply([one, two])
+    ready(kube, namespace, "one")
+    ready(kube, namespace, "two")
+
+    def heartbeat_env() -> list[str] | None:
+        items = cronjobs(kube, namespace)
+        if [c["metadata"]["name"] for c in items] != ["adf-heartbeat"]:
+            return None
+        env = items[0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        names = sorted(e["name"] for e in env if e["name"].startswith("ADF_SECRET_"))
+        return names if len(names) == 3 else None
+
+    assert kube.wait_for(heartbeat_env, timeout=30, what="the shared heartbeat CronJob") == [
+        "ADF_SECRET_CRM_DB_URL",
+        "ADF_SECRET_SHOP_DB_URL",
+        "ADF_SECRET_WAREHOUSE_DB_URL",
+    ]
+
+
+def test_operator_killed_mid_reconcile_converges_with_one_cronjob(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    kube.wait_for(lambda: cronjobs(kube, namespace), timeout=60, interval=0.05, what="the CronJob")
+    operator.kill()  # right after the create, before the status (and the secret, maybe) are written
+    operator.start()
+    obj = ready(kube, namespace, "paid-orders")
+    time.sleep(2)  # let a second pass (if any) settle
+    assert [c["metadata"]["name"] for c in cronjobs(kube, namespace)] == ["df-paid-orders"]
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
+    assert "activedataflow.io/finalizer" in kube.get("dataflow", "paid-orders", "-n", namespace)["metadata"][
+        "finalizers"
+    ]
+    secret_names = [s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]]
+    assert secret_names.count("df-paid-orders") == 1
