@@ -35,6 +35,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..model import API_GROUP, API_VERSION, DataFlow, DataFlowSpec, TransformStep
+from ..store.base import Trigger
 
 __all__ = [
     "BACKTRACE_MAX_LENGTH",
@@ -69,7 +70,6 @@ HEADER = (
 )
 
 RunPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
-RunTrigger = Literal["schedule", "manual", "heartbeat"]
 
 
 # --------------------------------------------------------------------------- status and DataFlowRun models
@@ -115,7 +115,7 @@ class DataFlowStatus(_Model):
 class DataFlowRunSpec(_Model):
     flow: str = Field(min_length=1, description="name of the DataFlow (same namespace)")
     scheduledFor: datetime | None = Field(default=None, description="the schedule slot this run is for")
-    trigger: RunTrigger = "schedule"
+    trigger: Trigger = "schedule"
 
 
 class RunError(_Model):
@@ -132,7 +132,7 @@ class DataFlowRunStatus(_Model):
     recordsWritten: int | None = Field(default=None, ge=0)
     recordsFailed: int | None = Field(default=None, ge=0)
     attempt: int | None = Field(default=None, ge=1)
-    trigger: RunTrigger | None = None
+    trigger: Trigger | None = None
     error: RunError | None = None
 
 

@@ -138,6 +138,14 @@ def test_store_url_and_existing_secret_together_are_refused() -> None:
     assert "set storage.url or storage.existingSecret, not both" in result.stderr
 
 
+@pytest.mark.parametrize("url", ["sqlite:///adf.db", "memory://"])
+def test_a_store_private_to_one_pod_is_refused(url: str) -> None:
+    result = _helm("template", "adf", str(CHART), "--kube-version", KUBE_VERSION, "--set", f"storage.url={url}",
+                   check=False)
+    assert result.returncode != 0
+    assert "storage.url: a sqlite:// or memory:// store lives inside one pod" in result.stderr
+
+
 def test_a_malformed_value_is_refused_by_the_values_schema() -> None:
     result = _helm("template", "adf", str(CHART), "--kube-version", KUBE_VERSION,
                    "--set", "watchNamespaces={Not_A_Namespace}", check=False)

@@ -57,3 +57,11 @@ def test_an_owned_object_is_garbage_collected_with_its_owner(kube: Cluster, name
         lambda: kube.kubectl("get", "configmap", "owned", "-n", namespace, check=False).returncode != 0,
         timeout=30, what="the garbage collector to delete the owned ConfigMap",
     )
+
+
+def test_the_python_client_talks_to_the_cluster(kube: Cluster, namespace: str) -> None:
+    from kubernetes import client
+
+    with kube.api_client() as api:
+        names = [n.metadata.name for n in client.CoreV1Api(api).list_namespace().items]
+    assert namespace in names and "kube-system" in names
