@@ -77,9 +77,15 @@ def test_the_default_install_runs_the_operator_with_a_bundled_redis_store() -> N
     assert json.loads(env["ADF_RUNNER_RESOURCES"]) == {"limits": {"memory": "1Gi"},
                                                        "requests": {"cpu": "100m", "memory": "256Mi"}}
     [secret] = find(docs, "Secret", "adf-activedataflow-store")
-    assert secret["stringData"] == {"url": "redis://adf-activedataflow-redis.adf.svc:6379/0"}
+    password = secret["stringData"]["redis-password"]
+    assert len(password) == 32
+    assert secret["stringData"]["url"] == f"redis://:{password}@adf-activedataflow-redis.adf.svc:6379/0"
     [redis] = find(docs, "Deployment", "adf-activedataflow-redis")
     assert redis["spec"]["replicas"] == 1
+    [redis_container] = redis["spec"]["template"]["spec"]["containers"]
+    assert redis_container["args"][:2] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert redis_container["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "adf-activedataflow-store", "key": "redis-password"}}}]
     [service] = find(docs, "Service", "adf-activedataflow-redis")
     assert service["spec"]["ports"][0]["port"] == 6379
     [pvc] = find(docs, "PersistentVolumeClaim", "adf-activedataflow-redis")
@@ -222,6 +228,18 @@ def test_helm_install_creates_the_crds_operator_store_and_rbac(kube: Cluster, in
     status = kube.helm("status", release, "-n", namespace).stdout
     assert "STATUS: deployed" in status
     assert f"kubectl -n {namespace} get dataflows" in status  # NOTES.txt
+
+
+@pytest.mark.k8s
+def test_an_upgrade_keeps_the_bundled_redis_password(kube: Cluster, installed: tuple[str, str]) -> None:
+    release, namespace = installed
+    before = kube.get("secret", f"{release}-activedataflow-store", "-n", namespace)["data"]
+    kube.helm("upgrade", release, str(CHART), "-n", namespace, "--reuse-values", "--set", "heartbeat.schedule=@hourly")
+    after = kube.get("secret", f"{release}-activedataflow-store", "-n", namespace)["data"]
+    assert after == before
+    env = kube.get("deployment", f"{release}-activedataflow-operator", "-n", namespace)["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert {"name": "ADF_HEARTBEAT_SCHEDULE", "value": "@hourly"} in env
 
 
 @pytest.mark.k8s

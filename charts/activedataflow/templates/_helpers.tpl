@@ -78,11 +78,3 @@ app.kubernetes.io/part-of: activedataflow
 {{- define "adf.storeSecretKey" -}}
 {{- if .Values.storage.existingSecret }}{{ .Values.storage.existingSecretKey }}{{ else }}url{{ end }}
 {{- end }}
-
-{{- define "adf.storeUrl" -}}
-{{- if .Values.storage.url }}
-{{- .Values.storage.url }}
-{{- else }}
-{{- printf "redis://%s.%s.svc:6379/0" (include "adf.redisName" .) .Release.Namespace }}
-{{- end }}
-{{- end }}
