@@ -182,7 +182,7 @@ def load_api_client(*, retries: int | None = None) -> Any:
     if not any(Path(p).is_file() for p in path.split(os.pathsep) if p):
         raise UserError(f"no Kubernetes configuration: not in a cluster and no kubeconfig at {path}")
     try:
-        config.load_kube_config(config_file=None, client_configuration=cfg, persist_config=False)
+        config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
     except (ConfigException, OSError, ValueError, TypeError) as err:
         raise UserError(f"kubeconfig {path} is unusable: {redact(str(err))}") from None
     return client.ApiClient(cfg)

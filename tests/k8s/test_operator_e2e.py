@@ -257,6 +257,14 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     assert "Succeeded" in listed and "paid-orders" in listed
 
 
+def test_trigger_of_an_unknown_flow_names_it(kube_crds: Cluster, namespace: str) -> None:
+    out = subprocess.run(
+        [*ADF, "trigger", "nope", "-n", namespace], env=kube_crds.env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2
+    assert f"DataFlow {namespace}/nope not found" in out.stderr
+
+
 def test_a_failing_flow_is_reflected_as_failed_with_the_error(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:
