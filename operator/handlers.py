@@ -333,15 +333,19 @@ def _drop_flow_from_heartbeat(ctx: Context, flow: DataFlow, uid: str) -> None:
 
 
 def reconcile_flow(
-    body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0
+    body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0, resync: bool = False
 ) -> None:
-    """Create / update / resume: validate, store the flow record, keep its CronJob, report status."""
+    """Create / update / resume: validate, store the flow record, keep its CronJob, report status.
+
+    ``resync``: the periodic pass that repairs drift (a CronJob deleted by hand) and
+    refreshes ``nextRunAt``; it repeats no Event for an unchanged invalid spec.
+    """
     obj = plain(body)
     meta = obj["metadata"]
     try:
         flow = _parse(obj)
     except ConfigError as err:
-        _not_ready(obj, status, ctx, st.INVALID_SPEC, str(err), always_event=True)
+        _not_ready(obj, status, ctx, st.INVALID_SPEC, str(err), always_event=not resync)
         raise kopf.PermanentError(f"invalid DataFlow: {err}") from None
 
     with _reported(obj, status, ctx, retry):

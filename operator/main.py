@@ -16,6 +16,7 @@ from .cronjob import RUN_NOW_ANNOTATION
 
 registry = kopf.OperatorRegistry()
 DATAFLOWS = (API_GROUP, API_VERSION, "dataflows")
+RESYNC_SECONDS = 600.0
 
 
 @kopf.on.startup(registry=registry)
@@ -38,6 +39,11 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.update(*DATAFLOWS, field="spec", registry=registry)
 def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
     handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry)
+
+
+@kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
+def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, resync=True)
 
 
 @kopf.on.resume(*DATAFLOWS, registry=registry)

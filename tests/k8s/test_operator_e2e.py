@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from activedataflow.store import open_store
 
 from tests.k8s.cluster import Cluster
+from tests.services import free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
 
@@ -255,6 +256,26 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     assert status["lastSuccessfulRunAt"]
     listed = kube.kubectl("get", "dataflowruns", "-n", namespace).stdout
     assert "Succeeded" in listed and "paid-orders" in listed
+
+
+def test_an_unreachable_store_is_ready_false_and_retried_without_crashing(
+    kube_crds: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    kube = kube_crds
+    address = f"127.0.0.1:{free_port()}"
+    op = Operator(kube, namespace, f"postgresql+psycopg://adf:hunter2@{address}/adf", tmp_path / "operator.log")
+    op.start()
+    try:
+        kube.apply(dataflow("paid-orders", namespace))
+        cond = ready_condition(ready(kube, namespace, "paid-orders", status="False"))
+        assert cond["reason"] == "StorageUnavailable"
+        assert address in cond["message"] and "hunter2" not in cond["message"]
+        time.sleep(6)  # past the first retry
+        assert op.proc is not None and op.proc.poll() is None, op.output()
+        assert cronjobs(kube, namespace) == []
+    finally:
+        op.stop()
+    assert "hunter2" not in op.output()
 
 
 def test_trigger_of_an_unknown_flow_names_it(kube_crds: Cluster, namespace: str) -> None:

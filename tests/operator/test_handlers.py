@@ -322,3 +322,22 @@ def test_register_keeps_a_due_time_unless_the_timing_changes(ctx: Context) -> No
     assert register_flow(store, flow, now=NOW).next_run_at == due  # an operator restart skips nothing
     moved = register_flow(store, dataflow(schedule="0 3 * * *"), now=NOW)
     assert moved.next_run_at == datetime(2025, 3, 2, 2, 0, tzinfo=UTC)  # 03:00 Europe/Berlin
+
+
+def test_resync_restores_a_cronjob_deleted_by_hand(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    kube.delete(CRONJOB, "shop", "df-paid-orders")
+    status: dict[str, Any] = {}
+    reconcile_flow(fresh(kube, body), status=status, ctx=ctx, resync=True)
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
+    assert kube.get(SECRET, "shop", "df-paid-orders") is not None
+
+
+def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, schedule=None, interval="7m")
+    with pytest.raises(kopf.PermanentError):
+        reconcile(ctx, kube, body)
+    with pytest.raises(kopf.PermanentError):
+        reconcile_flow(fresh(kube, body), status={}, ctx=ctx, resync=True)
+    assert kube.reasons() == ["InvalidSpec"]
