@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -225,17 +225,16 @@ def register_flow(store: Store, flow: DataFlow, *, now: datetime) -> FlowRecord:
 
 
 def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> datetime | None:
-    """When the flow will next run: the stored due time, or for a never-run flow the next
-    tick of the CronJob that runs it. None while suspended."""
+    """When the flow will next run: the first tick of the CronJob that runs it at or after the stored
+    due time (a never-run flow is due now). None while suspended."""
     if flow.spec.suspend:
         return None
     now = ctx.clock()
+    due = record.next_run_at
+    after = now if due is None else max(due - timedelta(seconds=1), now)
     if flow.spec.runtime.type == "heartbeat":
-        tick = next_cron(ctx.config.runner.heartbeat_schedule, now)
-        return tick if record.next_run_at is None else max(record.next_run_at, now)
-    if record.next_run_at is not None and record.next_run_at > now:
-        return record.next_run_at
-    return next_cron(cron_schedule(flow), now, flow.spec.timeZone)
+        return next_cron(ctx.config.runner.heartbeat_schedule, after)
+    return next_cron(cron_schedule(flow), after, flow.spec.timeZone)
 
 
 # --------------------------------------------------------------------------- workloads

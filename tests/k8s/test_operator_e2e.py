@@ -128,6 +128,13 @@ def ready(kube: Cluster, namespace: str, name: str, status: str = "True", timeou
     return kube.wait_for(check, timeout=timeout, what=f"DataFlow {name} Ready={status}")
 
 
+def apply_with_orders(kube: Cluster, namespace: str, db_url: str, name: str, **kw: Any) -> dict[str, Any]:
+    """Tables orders (5 rows) and fact_orders in the database, then the DataFlow applied and Ready."""
+    orders_table(db_url)
+    kube.apply(dataflow(name, namespace, **kw))
+    return ready(kube, namespace, name)
+
+
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
 
@@ -233,9 +240,7 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:
     kube = kube_crds
-    orders_table(secrets)
-    kube.apply(dataflow("paid-orders", namespace))
-    ready(kube, namespace, "paid-orders")
+    apply_with_orders(kube, namespace, secrets, "paid-orders")
 
     job = trigger_and_get_job(kube, namespace, "paid-orders")
     assert job["metadata"]["ownerReferences"][0]["name"] == "df-paid-orders"
@@ -290,9 +295,7 @@ def test_a_failing_flow_is_reflected_as_failed_with_the_error(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:
     kube = kube_crds
-    orders_table(secrets)
-    kube.apply(dataflow("broken", namespace, source_table="no_such_table"))
-    ready(kube, namespace, "broken")
+    apply_with_orders(kube, namespace, secrets, "broken", source_table="no_such_table")
 
     done = run_job_as_kubelet(kube, trigger_and_get_job(kube, namespace, "broken"))
     assert done.returncode == 1
@@ -308,9 +311,7 @@ def test_delete_collects_the_cronjob_disables_the_record_and_keeps_history(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:
     kube = kube_crds
-    orders_table(secrets)
-    kube.apply(dataflow("paid-orders", namespace))
-    ready(kube, namespace, "paid-orders")
+    apply_with_orders(kube, namespace, secrets, "paid-orders")
     assert run_job_as_kubelet(kube, trigger_and_get_job(kube, namespace, "paid-orders")).returncode == 0
 
     kube.kubectl("delete", "dataflow", "paid-orders", "-n", namespace, "--timeout=60s")

@@ -341,3 +341,15 @@ def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKu
     with pytest.raises(kopf.PermanentError):
         reconcile_flow(fresh(kube, body), status={}, ctx=ctx, resync=True)
     assert kube.reasons() == ["InvalidSpec"]
+
+
+def test_next_run_is_the_first_cronjob_tick_at_or_after_the_due_time(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, schedule=None, interval="15m", timeZone=None)
+    reconcile(ctx, kube, body)
+    store = ctx.store()
+    run = store.claim("paid-orders", "shop", now=NOW, runner_id="t", lease_seconds=60, require_due=False,
+                      next_run_at=NOW + timedelta(minutes=15))  # 10:22:30
+    store.start_run(run.id, now=NOW, lease_seconds=60)
+    store.finish_run(run.id, status="success", now=NOW, counts=Counts())
+    status = reconcile(ctx, kube, fresh(kube, body))
+    assert status["nextRunAt"] == "2025-03-01T10:30:00Z"  # '*/15 * * * *' fires at 10:30 first
