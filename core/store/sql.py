@@ -135,8 +135,9 @@ class SqlStore(Store):
             q = q.with_for_update(skip_locked=skip_locked)
         return q
 
-    def _flow_id(self, c: Connection, name: str, namespace: str) -> int:
-        flow_id = c.execute(sa.select(flows.c.id).where(flows.c.namespace == namespace, flows.c.name == name)).scalar()
+    def _flow_id(self, c: Connection, name: str, namespace: str, *, lock: bool = False) -> int:
+        q = sa.select(flows.c.id).where(flows.c.namespace == namespace, flows.c.name == name)
+        flow_id = c.execute(q.with_for_update() if lock and self._lock_rows else q).scalar()
         if flow_id is None:
             raise unknown_flow(name, namespace, self.url_for_display)
         return int(flow_id)
@@ -195,14 +196,22 @@ class SqlStore(Store):
         return int(run_id) if isinstance(run_id, str) and run_id.isdigit() else None
 
     def _load_run(self, c: Connection, run_id: str, *, lock: bool = False) -> RunRecord:
+        return self._run_record(self._run_row(c, run_id, lock=lock))
+
+    def _run_row(self, c: Connection, run_id: str, *, lock: bool = False) -> Row[Any]:
+        """The run joined with its flow's name. ``lock``: lock its flow row, then the run row."""
         pk = self._pk(run_id)
         q = self._run_query().where(runs.c.id == pk)
-        if lock and self._lock_rows:
+        if lock and self._lock_rows and pk is not None:
+            # Locks are always taken flow row first, then run rows (as claim does): no deadlocks.
+            # (Two statements: MySQL's FOR UPDATE would also lock the run row read by a subquery.)
+            flow_id = c.execute(sa.select(runs.c.flow_id).where(runs.c.id == pk)).scalar()
+            c.execute(sa.select(flows.c.id).where(flows.c.id == flow_id).with_for_update())
             q = q.with_for_update(of=runs)
         row = c.execute(q).first() if pk is not None else None
         if row is None:
             raise unknown_run(run_id, self.url_for_display)
-        return self._run_record(row)
+        return row
 
     # ----------------------------------------------------------------- lifecycle
     def migrate(self) -> None:
@@ -288,7 +297,7 @@ class SqlStore(Store):
     def delete_flow(self, name: str, namespace: str = "default") -> bool:
         with self._tx() as c:
             try:
-                flow_id = self._flow_id(c, name, namespace)
+                flow_id = self._flow_id(c, name, namespace, lock=True)
             except UnknownFlow:
                 return False
             c.execute(runs.delete().where(runs.c.flow_id == flow_id))
@@ -413,7 +422,8 @@ class SqlStore(Store):
         if commit_cursor:
             check_json(cursor)
         with self._tx() as c:
-            run = self._load_run(c, run_id, lock=True)
+            row = self._run_row(c, run_id, lock=True)
+            run = self._run_record(row)
             check_transition(run.status, status)
             c.execute(runs.update().where(runs.c.id == int(run.id)).values(
                 status=status, ended_at=now, duration_seconds=duration(run.started_at, now),
@@ -424,8 +434,9 @@ class SqlStore(Store):
             flow_values: dict[str, Any] = {"last_run_at": run.started_at or now, "last_run_status": status}
             if commit_cursor:
                 flow_values["cursor"] = cursor
-            c.execute(flows.update().where(
-                flows.c.namespace == run.namespace, flows.c.name == run.flow_name).values(**flow_values))
+            # By primary key: on MySQL, going through the (namespace, name) index after locking the row by
+            # its key would lock in the opposite order to claim's, and deadlock with it.
+            c.execute(flows.update().where(flows.c.id == row.flow_id).values(**flow_values))
             return self._load_run(c, run_id)
 
     def update_counts(self, run_id: str, counts: Counts) -> None:
@@ -458,12 +469,20 @@ class SqlStore(Store):
     def _fail_expired(
         self, c: Connection, now: datetime, *, flow_id: int | None = None
     ) -> list[tuple[int, RunRecord]]:
-        """Fail the active runs whose lease expired before ``now`` (each only once, even with racing reapers)."""
+        """Fail the active runs whose lease expired before ``now`` (each only once, even with racing reapers).
+
+        ``flow_id``: only that flow's runs, its row already locked by the caller. Otherwise each flow row
+        is locked before its runs are changed, in id order, the order every transaction here locks in.
+        """
         q = self._run_query().where(runs.c.status.in_(ACTIVE_STATUSES), runs.c.lease_expires_at <= now)
         if flow_id is not None:
             q = q.where(runs.c.flow_id == flow_id)
         failed: list[tuple[int, RunRecord]] = []
-        for row in c.execute(q.order_by(runs.c.id)).all():
+        locked = flow_id
+        for row in c.execute(q.order_by(runs.c.flow_id, runs.c.id)).all():
+            if self._lock_rows and row.flow_id != locked:
+                c.execute(sa.select(flows.c.id).where(flows.c.id == row.flow_id).with_for_update())
+                locked = row.flow_id
             run = self._run_record(row)
             message = lease_lost_message(run)
             done = c.execute(
@@ -490,7 +509,7 @@ class SqlStore(Store):
 
     def prune_runs(self, name: str, namespace: str, *, keep_success: int, keep_failed: int) -> int:
         with self._tx() as c:
-            flow_id = self._flow_id(c, name, namespace)
+            flow_id = self._flow_id(c, name, namespace, lock=True)
             doomed: list[int] = []
             for status, keep in (("success", keep_success), ("failed", keep_failed)):
                 ids = c.execute(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from activedataflow.errors import IllegalTransition
 from activedataflow.schedule import utcnow
 from activedataflow.store import Counts, FlowUpsert, Store, open_store
 from hypothesis import HealthCheck, given, settings
@@ -179,5 +180,53 @@ def test_no_forbid_flow_ever_has_two_active_runs(shared_url: str, flows: list[st
             if policy != "Allow":
                 assert gauges[i].peak <= 1, f"flow f{i} ({policy}) had {gauges[i].peak} active runs at once"
             assert store.active_runs(f"f{i}", namespace) == []
+    finally:
+        store.close()
+
+
+RACING = [*SHARED, pytest.param("mysql", id="mysql", marks=pytest.mark.mysql)]
+
+
+@pytest.mark.parametrize("backend", RACING)
+def test_claimers_finishers_and_reapers_racing_over_expiring_leases_never_deadlock(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Runners whose leases run out while reapers and new claimers take over: every operation either
+    succeeds or is refused as an illegal transition (the run was reaped); nothing deadlocks or errors."""
+    store = open_store(url_of(request, backend))
+    for i in range(2):
+        store.upsert_flow(FlowUpsert(name=f"f{i}", namespace="race", spec=SPEC, schedule="* * * * *"))
+    barrier = threading.Barrier(THREADS)
+
+    def runner(seed: int) -> int:
+        refused = 0
+        barrier.wait(timeout=60)
+        for step in range(12):
+            flow = f"f{(seed + step) % 2}"
+            if (seed + step) % 4 == 0:
+                store.reap_expired(utcnow())
+            run = store.claim(flow, "race", now=utcnow(), runner_id=claimers.runner_id(), lease_seconds=0.02,
+                              require_due=False)
+            if run is None:
+                continue
+            try:
+                store.start_run(run.id, now=utcnow(), lease_seconds=0.02)
+                time.sleep(0.01 * (step % 3))  # sometimes longer than the lease
+                store.renew_lease(run.id, now=utcnow(), lease_seconds=0.02)
+                store.finish_run(run.id, status="success", now=utcnow(), counts=Counts(1, 1, 0))
+            except IllegalTransition:
+                refused += 1  # reaped or taken over meanwhile: the runner must stop, and is told so
+        return refused
+
+    try:
+        with ThreadPoolExecutor(THREADS) as pool:
+            for f in [pool.submit(runner, seed) for seed in range(THREADS)]:
+                f.result(timeout=180)
+        store.reap_expired(utcnow() + MIN)
+        for i in range(2):
+            assert store.active_runs(f"f{i}", "race") == []
+            runs = store.list_runs(f"f{i}", "race", limit=1000)
+            assert runs and all(r.status in ("success", "failed") for r in runs)
+            assert all("runner lost" in (r.error_message or "") for r in runs if r.status == "failed")
     finally:
         store.close()
