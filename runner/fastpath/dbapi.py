@@ -1,12 +1,13 @@
-"""Statements compiled once by SQLAlchemy and run on the raw DBAPI cursor.
+"""Statements built and executed by SQLAlchemy, rows moved at the driver's speed.
 
-SQLAlchemy builds and types the statement (identifiers, dialect syntax, the
-bind and result processors of every column type) exactly once; each batch then
-goes straight to the driver: ``cursor.executemany`` of positional tuples for
-writes, ``cursor.execute`` + ``fetchall`` for reads. Only the columns whose type
-has a processor (SQLite DateTime and Numeric, for instance) are converted, so
-values are the ones the generic SQLAlchemy path would produce, at the driver's
-speed.
+Reads: SQLAlchemy executes the SELECT (bound parameters, ``IN`` expansion,
+events, error wrapping) and the rows are taken straight from the DBAPI cursor
+as tuples; only the columns whose type has a result processor are converted,
+column-wise. Writes: the sink's one statement is compiled once and each batch
+is handed to the driver's ``executemany`` as plain tuples (``exec_driver_sql``,
+so events and error classes stay SQLAlchemy's), with bind processors applied
+only to the columns that have one. Values are the ones the generic SQLAlchemy
+path produces.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from ..connectors.sql import SinkTarget, WriteStrategy, build_write_statement
+from ..connectors.sql import ExecutemanyStrategy, SinkTarget
 
 Processor = Callable[[Any], Any]
 
-__all__ = ["PreparedExecutemanyStrategy", "RawQuery", "RawWrite", "as_sqlalchemy_error"]
+__all__ = ["PreparedExecutemanyStrategy", "RawRows", "RawWrite", "as_sqlalchemy_error"]
 
 
 def as_sqlalchemy_error(err: Exception, statement: str, dialect: Dialect) -> Exception:
@@ -34,125 +35,92 @@ def as_sqlalchemy_error(err: Exception, statement: str, dialect: Dialect) -> Exc
     return err
 
 
-def _bind_processors(compiled: Any, names: Sequence[str], dialect: Dialect) -> list[Processor | None]:
-    binds = compiled.binds  # type: ignore[attr-defined]
-    return [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
-
-
 class RawWrite:
-    """One INSERT/upsert compiled for ``columns``, run with the driver's ``executemany``.
+    """One INSERT/upsert compiled for ``columns``, each batch run with the driver's ``executemany``.
 
     Positional paramstyles (pysqlite's ``?``) get tuples; named ones (PyMySQL's
-    ``%(name)s``) get dicts. Bind processors run only for the columns that have one.
+    ``%(name)s``) get dicts.
     """
 
     def __init__(self, statement: sa.Insert, columns: Sequence[str], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = compiled.string
+        binds: dict[str, Any] = compiled.binds  # type: ignore[attr-defined]
         self.positional = compiled.positiontup is not None  # type: ignore[attr-defined]
-        order = list(compiled.positiontup if self.positional else compiled.binds)  # type: ignore[attr-defined]
+        order = list(compiled.positiontup if self.positional else binds)  # type: ignore[attr-defined]
         missing = [n for n in order if n not in columns]
         if missing:
             raise ValueError(f"statement needs parameters {missing} not among the written columns")
         self.names = order
         self.positions = [list(columns).index(n) for n in order]
-        procs = _bind_processors(compiled, order, dialect)
+        procs = [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order]
         self.processors = [(i, p) for i, p in enumerate(procs) if p is not None]
         self.identity = self.positional and self.positions == list(range(len(columns))) and not self.processors
 
     def params(self, rows: Sequence[tuple[Any, ...]]) -> Sequence[Any]:
         if self.identity:
-            return rows
-        pos, procs, names = self.positions, self.processors, self.names
-        out: list[Any] = []
-        append = out.append
-        for row in rows:
-            values = [row[i] for i in pos]
-            for i, proc in procs:
-                v = values[i]
-                if v is not None:
-                    values[i] = proc(v)
-            append(values if self.positional else dict(zip(names, values, strict=True)))
-        return out
-
-    def executemany(self, dbapi_cursor: Any, rows: Sequence[tuple[Any, ...]], dialect: Dialect) -> None:
-        try:
-            dbapi_cursor.executemany(self.sql, self.params(rows))
-        except Exception as err:
-            raise as_sqlalchemy_error(err, self.sql, dialect) from err
-
-
-class RawQuery:
-    """A SELECT compiled once; ``fetch(conn, params)`` returns plain tuples typed as SQLAlchemy would type them."""
-
-    def __init__(self, statement: sa.Select[Any], dialect: Dialect) -> None:
-        self.dialect = dialect
-        compiled = statement.compile(dialect=dialect)
-        self.compiled = compiled
-        self.sql = compiled.string
-        self.positional = compiled.positiontup is not None  # type: ignore[attr-defined]
-        names = list(compiled.positiontup or compiled.binds)  # type: ignore[attr-defined]
-        self.names = names
-        self.bind_procs = {n: p for n, p in zip(names, _bind_processors(compiled, names, dialect), strict=True) if p}
-        self.columns = list(statement.selected_columns)
-        self.result_procs: list[tuple[int, Processor]] | None = None  # from the first cursor.description
-
-    def _result_processors(self, description: Sequence[Any]) -> list[tuple[int, Processor]]:
-        procs = []
-        for i, (col, desc) in enumerate(zip(self.columns, description, strict=True)):
-            proc = col.type.dialect_impl(self.dialect).result_processor(self.dialect, desc[1])
-            if proc is not None:
-                procs.append((i, proc))
-        return procs
-
-    def _params(self, params: dict[str, Any]) -> Any:
-        values = self.compiled.construct_params(params)
-        for name, proc in self.bind_procs.items():
-            if values.get(name) is not None:
-                values[name] = proc(values[name])
-        if self.positional:
-            return tuple(values[n] for n in self.names)
-        return values
-
-    def fetch(self, conn: sa.Connection, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-        """Run on ``conn``'s DBAPI connection (inside its current transaction)."""
-        cursor = conn.connection.cursor()
-        try:
-            try:
-                cursor.execute(self.sql, self._params(params))
-                rows = cursor.fetchall()
-                if self.result_procs is None:
-                    self.result_procs = self._result_processors(cursor.description)
-            except Exception as err:
-                raise as_sqlalchemy_error(err, self.sql, conn.dialect) from err
-        finally:
-            cursor.close()
-        if not self.result_procs or not rows:
-            return rows if not rows or type(rows[0]) is tuple else [tuple(r) for r in rows]
-        # column-wise: map() each processor over its column, zip back into tuples (C speed, no per-row Python)
+            return rows if isinstance(rows, list) else list(rows)
         columns: list[Any] = list(zip(*rows, strict=True))
-        for i, proc in self.result_procs:
+        values: list[Any] = [columns[i] for i in self.positions]
+        for i, proc in self.processors:
+            values[i] = [None if v is None else proc(v) for v in values[i]]
+        if self.positional:
+            return list(zip(*values, strict=True))
+        return [dict(zip(self.names, r, strict=True)) for r in zip(*values, strict=True)]
+
+    def executemany(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        try:
+            params = self.params(rows)
+        except Exception as err:  # a bind processor refused a value: a bad row, as on the generic path
+            raise as_sqlalchemy_error(err, self.sql, conn.dialect) from err
+        conn.exec_driver_sql(self.sql, params)  # type: ignore[arg-type]
+
+
+class RawRows:
+    """Rows of SELECTs run by SQLAlchemy, fetched as plain tuples from the DBAPI cursor."""
+
+    def __init__(self, statement: sa.Select[Any]) -> None:
+        self.types = [c.type for c in statement.selected_columns]
+        self.processors: list[tuple[int, Processor]] | None = None  # from the first cursor.description
+
+    def fetch(self, conn: sa.Connection, statement: sa.Select[Any], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        result = conn.execute(statement, params)
+        try:
+            cursor = result.cursor
+            rows = cursor.fetchall()
+            if self.processors is None:
+                dialect = conn.dialect
+                self.processors = [
+                    (i, proc)
+                    for i, (t, desc) in enumerate(zip(self.types, cursor.description, strict=True))
+                    if (proc := t.dialect_impl(dialect).result_processor(dialect, desc[1])) is not None
+                ]
+        finally:
+            result.close()
+        if not rows:
+            return []
+        if not self.processors:
+            return rows if type(rows[0]) is tuple else [tuple(r) for r in rows]
+        # column-wise: map() each processor over its column, zip back into tuples (no per-row Python frame)
+        columns: list[Any] = list(zip(*rows, strict=True))
+        for i, proc in self.processors:
             columns[i] = map(proc, columns[i])
         return list(zip(*columns, strict=True))
 
 
-class PreparedExecutemanyStrategy(WriteStrategy):
-    """SQLite and MySQL sinks: the sink's one statement, prepared once, ``executemany`` on the raw cursor.
+class PreparedExecutemanyStrategy(ExecutemanyStrategy):
+    """SQLite and MySQL sinks: the sink's one statement, compiled once, ``executemany`` of plain tuples.
 
     pysqlite re-uses the prepared statement for every row; PyMySQL rewrites an
-    ``INSERT ... VALUES`` executemany into multi-row ``VALUES`` statements.
+    ``INSERT ... VALUES`` executemany into multi-row ``VALUES`` statements. The
+    generic strategy builds a dict per row and lets SQLAlchemy process each.
     """
 
     def __init__(self, target: SinkTarget) -> None:
         super().__init__(target)
-        self.statement = build_write_statement(target)
         self._raw: RawWrite | None = None
 
     def write(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if self._raw is None:
             self._raw = RawWrite(self.statement, self.target.columns, conn.dialect)
-        cursor = conn.connection.cursor()
-        try:
-            self._raw.executemany(cursor, rows, conn.dialect)
-        finally:
-            cursor.close()
+        self._raw.executemany(conn, rows)

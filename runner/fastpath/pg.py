@@ -38,7 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..connectors.sql import ExecutemanyStrategy, SinkTarget, WriteStrategy
+from ..connectors.sql import ExecutemanyStrategy, SinkTarget
 from .dbapi import as_sqlalchemy_error
 
 __all__ = ["SMALL_BATCH", "PgCopyStrategy", "fold_duplicates"]
@@ -101,12 +101,11 @@ def fold_duplicates(
     return out
 
 
-class PgCopyStrategy(WriteStrategy):
+class PgCopyStrategy(ExecutemanyStrategy):
     """COPY into a staging table + one ``INSERT ... SELECT ... ON CONFLICT`` per flush (psycopg 3 only)."""
 
     def __init__(self, target: SinkTarget) -> None:
-        super().__init__(target)
-        self.generic = ExecutemanyStrategy(target)
+        super().__init__(target)  # the generic executemany: small slices and other drivers
         self.stage = f"adf_stage_{uuid.uuid4().hex[:10]}"
         self.binary: bool | None = None  # decided from the target's column types at the first write
         self._types: list[str] = []
@@ -146,7 +145,7 @@ class PgCopyStrategy(WriteStrategy):
     # -- writing
     def write(self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         if conn.dialect.driver != "psycopg" or len(rows) <= SMALL_BATCH:
-            self.generic.write(conn, rows)
+            super().write(conn, rows)
             return
         if self.target.mode == "upsert":
             rows = fold_duplicates(rows, self._key_positions, self._update_positions)
