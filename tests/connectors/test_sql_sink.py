@@ -18,6 +18,10 @@ from hypothesis import strategies as st
 
 from tests.connectors.tables import T0, create, insert, orders_table, read_table, sql_sink
 
+# Writing tests run twice (``both_paths``): through the per-dialect fast strategies (COPY on PostgreSQL,
+# prepared executemany) that open_sink installs, and through the generic SQLAlchemy executemany.
+both_paths = pytest.mark.usefixtures("sql_path")
+
 COLUMNS = ("id", "customer_id", "amount", "status", "note", "updated_at")
 
 
@@ -51,6 +55,7 @@ def ids(url: str) -> list[int]:
 # --------------------------------------------------------------------------- insert / upsert
 
 
+@both_paths
 def test_insert_writes_rows_with_their_types(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url)
@@ -72,6 +77,7 @@ def test_a_subset_of_columns_leaves_the_rest_to_their_defaults(db_url: str) -> N
     assert [(r["id"], r["customer_id"], r["status"]) for r in read_table(db_url, "fact_orders")] == [(1, 5, None)]
 
 
+@both_paths
 def test_upsert_updates_only_the_update_only_columns(db_url: str) -> None:
     make_fact(db_url)
     insert(db_url, "fact_orders", [dict(zip(COLUMNS, fact(1), strict=True)), dict(zip(COLUMNS, fact(2), strict=True))])
@@ -86,6 +92,7 @@ def test_upsert_updates_only_the_update_only_columns(db_url: str) -> None:
     assert rows[1]["status"] == "paid"
 
 
+@both_paths
 def test_upsert_updates_every_non_key_column_by_default(db_url: str) -> None:
     make_fact(db_url)
     insert(db_url, "fact_orders", [dict(zip(COLUMNS, fact(1), strict=True))])
@@ -97,6 +104,7 @@ def test_upsert_updates_every_non_key_column_by_default(db_url: str) -> None:
     assert (row["status"], row["note"], row["customer_id"]) == ("refunded", "changed", 99)
 
 
+@both_paths
 def test_upsert_with_only_key_columns_inserts_missing_rows_and_keeps_existing(db_url: str) -> None:
     make_fact(db_url)
     insert(db_url, "fact_orders", [dict(zip(COLUMNS, fact(1, status="kept"), strict=True))])
@@ -107,6 +115,7 @@ def test_upsert_with_only_key_columns_inserts_missing_rows_and_keeps_existing(db
     assert [(r["id"], r["status"]) for r in read_table(db_url, "fact_orders")] == [(1, "kept"), (2, "paid")]
 
 
+@both_paths
 def test_upsert_on_a_composite_unique_index(db_url: str) -> None:
     md = sa.MetaData()
     table = sa.Table("fact_orders", md, sa.Column("day", sa.Date, nullable=False),
@@ -152,6 +161,7 @@ def test_upsert_on_columns_that_are_not_the_unique_key_lists_the_keys(sqlite_db:
 # --------------------------------------------------------------------------- buffering and transactions
 
 
+@both_paths
 def test_rows_are_buffered_and_flushed_every_batch_size(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, batchSize=4)
@@ -166,6 +176,7 @@ def test_rows_are_buffered_and_flushed_every_batch_size(db_url: str) -> None:
     sink.close()
 
 
+@both_paths
 def test_transaction_batch_keeps_checkpointed_batches_when_a_later_one_fails(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, transaction="batch", batchSize=2)
@@ -178,6 +189,7 @@ def test_transaction_batch_keeps_checkpointed_batches_when_a_later_one_fails(db_
     assert sink.stats.written == 3
 
 
+@both_paths
 def test_transaction_run_commits_nothing_until_the_end(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, transaction="run", batchSize=2)
@@ -203,6 +215,7 @@ def test_transaction_run_commit_writes_everything(db_url: str) -> None:
     assert ids(db_url) == [1, 2, 3, 4, 5]
 
 
+@both_paths
 def test_transaction_none_commits_every_flush(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, transaction="none", batchSize=2)
@@ -224,6 +237,7 @@ def test_closing_without_commit_rolls_back(db_url: str) -> None:
 # --------------------------------------------------------------------------- bad rows
 
 
+@both_paths
 def test_bad_rows_are_counted_and_the_good_rows_written(db_url: str) -> None:
     make_fact(db_url)
     insert(db_url, "fact_orders", [dict(zip(COLUMNS, fact(3), strict=True))])
@@ -242,6 +256,7 @@ def test_bad_rows_are_counted_and_the_good_rows_written(db_url: str) -> None:
     assert sink.stats.errors[1].startswith("row 3 (id=3): ")
 
 
+@both_paths
 def test_more_bad_rows_than_allowed_fail_the_sink(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, maxFailedRecords=1, batchSize=10)
@@ -268,6 +283,7 @@ def test_by_default_one_bad_row_fails_the_batch(sqlite_db: str) -> None:
     assert ids(sqlite_db) == []
 
 
+@both_paths
 def test_a_value_of_the_wrong_type_is_a_bad_row(db_url: str) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, maxFailedRecords=1)
@@ -278,7 +294,8 @@ def test_a_value_of_the_wrong_type_is_a_bad_row(db_url: str) -> None:
     assert sink.stats.failed == 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@both_paths
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=st.lists(st.booleans(), min_size=1, max_size=40), batch_size=st.integers(1, 16))
 def test_bad_rows_are_isolated_wherever_they_are(db_url_fast: str, bad: list[bool], batch_size: int) -> None:
     make_fact(db_url_fast)
@@ -333,7 +350,7 @@ def test_unreachable_sink_names_the_address_not_the_password() -> None:
 # --------------------------------------------------------------------------- write strategies
 
 
-def test_the_statement_is_prepared_once_for_all_batches(db_url: str) -> None:
+def test_the_generic_statement_is_prepared_once_for_all_batches(db_url: str, generic_sql: None) -> None:
     make_fact(db_url)
     sink = sink_for(db_url, mode="upsert", uniqueBy=["id"], batchSize=2)
     strategy = sink.strategy
@@ -357,9 +374,10 @@ class CountingStrategy(ExecutemanyStrategy):
 
 
 def test_a_registered_strategy_writes_for_its_dialect(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_fact(sqlite_db)
+    sink_for(sqlite_db).close()  # the fast paths are installed by now; this test's strategy replaces them
     monkeypatch.setitem(sqlmod._STRATEGIES, "sqlite", CountingStrategy)
     monkeypatch.setattr(CountingStrategy, "sizes", [])
-    make_fact(sqlite_db)
     sink = sink_for(sqlite_db, batchSize=3, maxFailedRecords=1)
     assert isinstance(sink.strategy, CountingStrategy)
     assert isinstance(sink.target, SinkTarget) and sink.target.columns == COLUMNS
