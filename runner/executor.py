@@ -80,9 +80,16 @@ class RunOutcome:
         return self.run is not None and self.run.status == "failed"
 
 
-def run_name_for(flow: str, slot: datetime, attempt: int = 1) -> str:
-    """``<flow>-<unix minutes>`` (as CronJob names its Jobs); retries add ``-<attempt>``."""
-    base = f"{flow}-{int(slot.timestamp() // 60)}"
+def run_name_for(flow: str, slot: datetime, attempt: int = 1, *, manual: bool = False) -> str:
+    """``<flow>-<unix minutes>`` for a scheduled slot (as CronJob names its Jobs), so a second
+    runner for the same slot finds the run already there; a manual run is named by its second
+    and a random suffix, ``<flow>-manual-<unix seconds>-<hex>``. Retries add ``-<attempt>``.
+    ``ADF_RUN_NAME`` (set by the
+    operator on run-now Jobs) names a manual run deterministically instead."""
+    if manual:
+        base = os.environ.get("ADF_RUN_NAME") or f"{flow}-manual-{int(slot.timestamp())}-{uuid.uuid4().hex[:4]}"
+    else:
+        base = f"{flow}-{int(slot.timestamp() // 60)}"
     return base if attempt == 1 else f"{base}-{attempt}"
 
 
@@ -174,7 +181,9 @@ class FlowExecutor:
             return outcome
         retries = flow.spec.runtime.retries
         for attempt in range(1, retries.limit + 2):
-            run = self._claim(flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt)
+            run = self._claim(
+                flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, manual=force
+            )
             if run is None:
                 if attempt == 1:
                     outcome.skipped = self._why_not_claimed(record, now)
@@ -212,7 +221,15 @@ class FlowExecutor:
         return "claimed by another runner"
 
     def _claim(
-        self, flow: DataFlow, record: FlowRecord, *, trigger: Trigger, force: bool, slot: datetime, attempt: int
+        self,
+        flow: DataFlow,
+        record: FlowRecord,
+        *,
+        trigger: Trigger,
+        force: bool,
+        slot: datetime,
+        attempt: int,
+        manual: bool,
     ) -> RunRecord | None:
         now = utcnow()
         if flow.spec.concurrencyPolicy == "Replace":
@@ -232,7 +249,7 @@ class FlowExecutor:
             runner_id=self.runner_id,
             lease_seconds=self.lease_seconds,
             trigger=trigger,
-            run_name=run_name_for(flow.name, slot, attempt),
+            run_name=run_name_for(flow.name, slot, attempt, manual=manual),
             scheduled_for=slot,
             next_run_at=next_run(flow.spec, after=now, last_run_at=now),
             require_due=not force,
