@@ -293,8 +293,16 @@ class DataFlowSpec(Model):
     def _one_trigger(self) -> DataFlowSpec:
         if (self.schedule is None) == (self.interval is None):
             raise field_error("schedule", "exactly one of schedule or interval is required")
-        if self.interval is not None and self.runtime.type == "cronjob" and parse_interval(self.interval) % 60:
-            raise field_error("interval", "must be whole minutes when runtime.type is cronjob")
+        if self.interval is not None and self.runtime.type == "cronjob":
+            from .schedule import cron_for_interval
+
+            if cron_for_interval(parse_interval(self.interval)) is None:
+                raise field_error(
+                    "interval",
+                    f"'{self.interval}' cannot be expressed exactly as a cron schedule; with runtime.type cronjob "
+                    "use a divisor of 60 minutes or of 24 hours (5m, 15m, 2h, 24h...), a schedule, "
+                    "or runtime.type heartbeat",
+                )
         return self
 
     @property

@@ -40,10 +40,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigError
 from ..model import DataFlow, SecretKeyRef
 from ..runner.connections import secret_env_name
-from ..schedule import parse_cron
+from ..schedule import cron_for_interval, parse_cron
 from .kube import owner_reference
 
 __all__ = [
@@ -107,35 +106,15 @@ def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
     return _bounded(cronjob, f"-manual-{short_hash(cronjob, flow_name, value)}", JOB_NAME_LIMIT)
 
 
-def cron_for_interval(seconds: int) -> str | None:
-    """The cron expression firing exactly every ``seconds``, or None if cron cannot (see module doc)."""
-    if seconds % 60:
-        return None
-    minutes = seconds // 60
-    if minutes < 60 and 60 % minutes == 0:
-        return "* * * * *" if minutes == 1 else f"*/{minutes} * * * *"
-    if minutes % 60:
-        return None
-    hours = minutes // 60
-    if hours < 24 and 24 % hours == 0:
-        return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
-    return "0 0 * * *" if hours == 24 else None
-
-
 def cron_schedule(flow: DataFlow) -> str:
-    """The CronJob schedule of a ``runtime.type: cronjob`` flow; ConfigError naming ``spec.interval``."""
+    """The CronJob schedule of a ``runtime.type: cronjob`` flow (intervals as their exact cron equivalent)."""
     spec = flow.spec
     if spec.schedule is not None:
         return parse_cron(spec.schedule)
     seconds = spec.interval_seconds
     assert seconds is not None and spec.interval is not None
     cron = cron_for_interval(seconds)
-    if cron is None:
-        raise ConfigError(
-            f"'{spec.interval}' cannot be expressed exactly as a cron schedule; with runtime.type cronjob use a "
-            "divisor of 60 minutes or of 24 hours (5m, 15m, 2h, 24h...), a schedule, or runtime.type heartbeat",
-            field="spec.interval",
-        )
+    assert cron is not None, "the model refuses intervals cron cannot express when runtime.type is cronjob"
     return cron
 
 
