@@ -57,5 +57,20 @@ def mysql_server() -> Iterator[str]:
 
 
 @pytest.fixture
+def mysql_url(mysql_server: str) -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test (dropped afterwards)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mysql_server)
+    with admin.begin() as c:
+        c.execute(sa.text(f"CREATE DATABASE `{name}`"))
+    try:
+        yield sa.make_url(mysql_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as c:
+            c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'adf.db'}"

@@ -39,7 +39,8 @@ import redis
 
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
-from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
+from .base import Batch, Row, SourceReader
+from .buffered import BufferedSinkWriter
 
 __all__ = ["RedisSinkWriter", "RedisSourceReader", "compile_key_template", "redis_client"]
 
@@ -138,21 +139,17 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"a {type(value).__name__} value cannot be written as JSON")
 
 
-class RedisSinkWriter(SinkWriter):
+class RedisSinkWriter(BufferedSinkWriter):
     """One key per row (see the module docstring). Every checkpoint is durable: returns True."""
 
     def __init__(self, spec: RedisSink, url: str, *, field: str = "spec.sink") -> None:
+        super().__init__(field=field, batch_size=spec.batchSize, max_failed=spec.maxFailedRecords)
         self.spec = spec
         self.url = url
-        self.field = field
-        self.stats = SinkStats()
-        self.max_failed = spec.maxFailedRecords
         self.columns: tuple[str, ...] = ()
         self._client: redis.Redis | None = None
         self._template = ""
         self._key_positions: tuple[int, ...] = ()
-        self._buffer: list[Row] = []
-        self._row_number = 0
 
     def open(self, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
@@ -161,27 +158,16 @@ class RedisSinkWriter(SinkWriter):
         )
         self._client = redis_client(self.url, field=f"{self.field}.connection")
 
-    def write(self, rows: list[Row]) -> None:
-        self._buffer.extend(rows)
-        size = self.spec.batchSize
-        while len(self._buffer) >= size:
-            chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-            self._flush(chunk)
-
-    def _flush(self, rows: list[Row]) -> None:
-        if not rows:
-            return
+    def _flush(self, rows: list[Row], first_row: int) -> None:
         assert self._client is not None, "open() first"
-        first = self._row_number
-        self._row_number += len(rows)
         pipe = self._client.pipeline(transaction=True)
         commands: list[tuple[int, int]] = []  # per queued row: (row number, commands queued)
         cols, ttl, positions, template = self.columns, self.spec.ttlSeconds, self._key_positions, self._template
-        for n, row in enumerate(rows, start=first + 1):
+        for n, row in enumerate(rows, start=first_row):
             parts = [row[p] for p in positions]
             if any(v is None for v in parts):
                 null = [cols[p] for p, v in zip(positions, parts, strict=True) if v is None]
-                self._row_failed(n, row, f"key column {', '.join(null)} is null")
+                self._row_failed(f"row {n}: key column {', '.join(null)} is null")
                 continue
             try:
                 key = template.format(*parts)
@@ -199,7 +185,7 @@ class RedisSinkWriter(SinkWriter):
                         pipe.expire(key, ttl)
                     commands.append((n, 1 + bool(mapping) + bool(ttl and mapping)))
             except (TypeError, ValueError) as err:
-                self._row_failed(n, row, str(err))
+                self._row_failed(f"row {n}: {redact(str(err))}")
         try:
             results = pipe.execute(raise_on_error=False)
         except redis.RedisError as err:
@@ -210,22 +196,12 @@ class RedisSinkWriter(SinkWriter):
             errors = [r for r in results[i : i + count] if isinstance(r, Exception)]
             i += count
             if errors:
-                self._row_failed(n, None, str(errors[0]))
+                self._row_failed(f"row {n}: {redact(str(errors[0]))}")
             else:
                 self.stats.written += 1
 
-    def _row_failed(self, number: int, row: Row | None, message: str) -> None:
-        self.stats.add_error(f"row {number}: {redact(message)}")
-        if self.stats.failed > self.max_failed:
-            raise ConnectorError(
-                f"{self.stats.failed} row(s) failed, more than maxFailedRecords ({self.max_failed}); "
-                f"first: {self.stats.errors[0]}",
-                field=f"{self.field}.maxFailedRecords",
-            )
-
     def checkpoint(self) -> bool:
-        rows, self._buffer = self._buffer, []
-        self._flush(rows)
+        self._flush_buffer()
         return True
 
     def commit(self) -> None:
@@ -233,7 +209,7 @@ class RedisSinkWriter(SinkWriter):
 
     def rollback(self) -> None:
         """Drop unflushed rows; flushed keys stay (Redis has no rollback; re-runs overwrite them)."""
-        self._buffer = []
+        self._drop_buffer()
 
     def close(self) -> None:
         if self._client is not None:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -42,7 +43,8 @@ from sqlalchemy.engine import URL
 
 from ...errors import ConfigError, ConnectorError, redact
 from ...model import SqlSink, SqlSource, Where
-from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
+from .base import Batch, Row, SourceReader
+from .buffered import BufferedSinkWriter
 
 __all__ = [
     "ExecutemanyStrategy",
@@ -81,6 +83,9 @@ def encode_cursor_value(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, dt.datetime):
+        if isinstance(value.tzinfo, ZoneInfo) and value.tzinfo.key:
+            # keep the zone and the fold (psycopg returns timestamptz in the session's zone): an offset is ambiguous
+            return {"$datetime": [value.isoformat(), value.tzinfo.key, value.fold]}
         return {"$datetime": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
@@ -97,7 +102,10 @@ def encode_cursor_value(value: Any) -> Any:
 
 _DECODERS: dict[str, Callable[[Any], Any]] = {
     "$decimal": decimal.Decimal,
-    "$datetime": dt.datetime.fromisoformat,
+    "$datetime": lambda v: (
+        dt.datetime.fromisoformat(v[0]).replace(tzinfo=ZoneInfo(v[1]), fold=v[2]) if isinstance(v, list)
+        else dt.datetime.fromisoformat(v)
+    ),
     "$date": dt.date.fromisoformat,
     "$time": dt.time.fromisoformat,
     "$timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
@@ -556,7 +564,7 @@ def _is_data_error(err: BaseException) -> bool:
     return False
 
 
-class SqlSinkWriter(SinkWriter):
+class SqlSinkWriter(BufferedSinkWriter):
     """Insert or upsert into a table; ``transaction: batch | run | none`` (see runner/connectors/base.py).
 
     * ``batch``: everything written since the last checkpoint commits at the checkpoint;
@@ -565,19 +573,15 @@ class SqlSinkWriter(SinkWriter):
     """
 
     def __init__(self, spec: SqlSink, url: str, *, field: str = "spec.sink") -> None:
+        super().__init__(field=field, batch_size=spec.batchSize, max_failed=spec.maxFailedRecords)
         self.spec = spec
         self.url = url
-        self.field = field
-        self.stats = SinkStats()
-        self.max_failed = getattr(spec, "maxFailedRecords", 0) or 0
         self.target: SinkTarget | None = None
         self.strategy: WriteStrategy | None = None
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
-        self._buffer: list[Row] = []
         self._committed_written = 0
-        self._row_number = 0  # rows handed to the sink so far, for error messages without keys
 
     def open(self, columns: Sequence[str]) -> None:
         spec, f = self.spec, self.field
@@ -632,22 +636,11 @@ class SqlSinkWriter(SinkWriter):
         return SinkTarget(table, columns, spec.mode, tuple(spec.uniqueBy), update, self._engine.dialect.name)
 
     # -- writing
-    def write(self, rows: list[Row]) -> None:
-        self._buffer.extend(rows)
-        size = self.spec.batchSize
-        while len(self._buffer) >= size:
-            chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-            self._flush(chunk)
-
-    def _flush(self, rows: list[Row]) -> None:
-        if not rows:
-            return
+    def _flush(self, rows: list[Row], first_row: int) -> None:
         conn = self._conn
         assert conn is not None, "open() first"
         if self._tx is None:
             self._tx = conn.begin()
-        first_row = self._row_number
-        self._row_number += len(rows)
         self._write_isolating(conn, rows, first_row)
         if self.spec.transaction == "none":
             self._commit_tx()
@@ -663,7 +656,7 @@ class SqlSinkWriter(SinkWriter):
                 raise ConnectorError(f"writing to {self.spec.table} failed: {_db_message(err)}",
                                      field=self.field) from None
             if len(rows) == 1:
-                self._row_failed(rows[0], first_row, err)
+                self._row_failed(f"row {first_row} ({self._identify(rows[0])}): {_db_message(err, 240)}")
                 return
             mid = len(rows) // 2
             self._write_isolating(conn, rows[:mid], first_row)
@@ -671,18 +664,11 @@ class SqlSinkWriter(SinkWriter):
             return
         self.stats.written += len(rows)
 
-    def _row_failed(self, row: Row, number: int, err: BaseException) -> None:
+    def _identify(self, row: Row) -> str:
+        """``id=42``: the row's uniqueBy values (or its first column), for error messages."""
         assert self.target is not None
         cols = self.target.columns
-        ident = self.target.unique_by or cols[:1]
-        where = ", ".join(f"{c}={row[cols.index(c)]!r}" for c in ident)
-        self.stats.add_error(f"row {number + 1} ({where}): {_db_message(err, 240)}")
-        if self.stats.failed > self.max_failed:
-            raise ConnectorError(
-                f"{self.stats.failed} row(s) failed, more than maxFailedRecords ({self.max_failed}); "
-                f"first: {self.stats.errors[0]}",
-                field=f"{self.field}.maxFailedRecords",
-            )
+        return ", ".join(f"{c}={row[cols.index(c)]!r}" for c in self.target.unique_by or cols[:1])
 
     def _commit_tx(self) -> None:
         if self._tx is not None:
@@ -706,12 +692,8 @@ class SqlSinkWriter(SinkWriter):
         self._flush_buffer()
         self._commit_tx()
 
-    def _flush_buffer(self) -> None:
-        rows, self._buffer = self._buffer, []
-        self._flush(rows)
-
     def rollback(self) -> None:
-        self._buffer = []
+        self._drop_buffer()
         if self._tx is not None:
             tx, self._tx = self._tx, None
             if tx.is_active:
