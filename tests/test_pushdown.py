@@ -1,0 +1,305 @@
+"""Push-down: when a flow becomes one INSERT ... SELECT, why not otherwise, and that it equals the row path."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from activedataflow.cli import cli
+from activedataflow.model import DataFlow, parse_dataflow
+from activedataflow.runner.connectors import open_sink, open_source
+from activedataflow.runner.executor import FlowExecutor
+from activedataflow.runner.plan import plan_flow
+from activedataflow.runner.transforms import compile_transforms
+from activedataflow.store import open_store
+from click.testing import CliRunner
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.timeout(120)
+
+SRC_DDL = ("CREATE TABLE src (id BIGINT PRIMARY KEY, a BIGINT, b BIGINT, x DOUBLE PRECISION, s TEXT, "
+           "amount NUMERIC(12,2))")
+DST_DDL = ("CREATE TABLE {name} (id BIGINT PRIMARY KEY, i1 BIGINT, f1 DOUBLE PRECISION, s1 TEXT, "
+           "c BIGINT CHECK (c >= 0))")
+
+
+def flow(src: str, dst: str, *, transform: list[dict[str, Any]], table: str = "dst", mode: str = "upsert",
+         name: str = "f", **source: Any) -> DataFlow:
+    sink: dict[str, Any] = {"type": "sql", "connection": {"url": dst}, "table": table, "mode": mode}
+    if mode == "upsert":
+        sink["uniqueBy"] = ["id"]
+    return parse_dataflow({
+        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
+        "spec": {"interval": "5m", "transform": transform, "sink": sink,
+                 "source": {"type": "sql", "connection": {"url": src}, "table": "src", "batchSize": 7, **source}},
+    })
+
+
+def execute(url: str, *statements: str, params: list[dict[str, Any]] | None = None) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        for s in statements:
+            c.execute(sa.text(s), params) if params and s.lstrip().upper().startswith("INSERT") else c.execute(
+                sa.text(s))
+    engine.dispose()
+
+
+def rows_of(url: str, table: str) -> list[tuple[Any, ...]]:
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        out = [tuple(r) for r in c.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))]
+    engine.dispose()
+    return out
+
+
+def setup_db(url: str, rows: list[dict[str, Any]], *sinks: str) -> None:
+    execute(url, "DROP TABLE IF EXISTS src", *(f"DROP TABLE IF EXISTS {s}" for s in sinks), SRC_DDL,
+            *(DST_DDL.format(name=s) for s in sinks))
+    if rows:
+        execute(url, "INSERT INTO src VALUES (:id, :a, :b, :x, :s, :amount)", params=rows)
+
+
+def src_row(i: int, **over: Any) -> dict[str, Any]:
+    row = {"id": i, "a": i % 5, "b": i * 3, "x": i / 4, "s": f"Row {i}", "amount": str(Decimal(i) / 4)}
+    row.update(over)
+    return row
+
+
+@pytest.fixture
+def sqlite_files(tmp_path: Path) -> tuple[str, str]:
+    for name in ("src.db", "dst.db"):
+        sqlite3.connect(tmp_path / name).close()
+    return f"sqlite:///{tmp_path / 'src.db'}", f"sqlite:///{tmp_path / 'dst.db'}"
+
+
+@pytest.fixture
+def executor() -> Iterator[FlowExecutor]:
+    store = open_store("memory://")
+    yield FlowExecutor(store)
+    store.close()
+
+
+def run(executor: FlowExecutor, f: DataFlow) -> Any:
+    outcome = executor.run(executor.register(f), trigger="manual", force=True)
+    assert outcome.run is not None
+    return outcome.run
+
+
+TRANSFORM = [
+    {"filter": "row.a != 0 and row.s is not None"},
+    {"set": {"i1": "row.a * 10 + length(row.s)", "f1": "row.x * 2.0", "s1": "upper(concat(row.s, '!'))"}},
+    {"select": ["id", "i1", "f1", "s1"]},
+]
+
+
+# --------------------------------------------------------------------------- when and why
+
+
+def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlite_files: tuple[str, str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_db(pg_url, [], "dst")
+    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    reasons = {
+        "two databases": plan_flow(flow(pg_url, other, transform=TRANSFORM), pg_url, other).reason,
+        "postgres to sqlite": plan_flow(flow(pg_url, sqlite_files[1], transform=TRANSFORM), pg_url,
+                                        sqlite_files[1]).reason,
+        "python": plan_flow(flow(pg_url, pg_url, transform=[{"python": "json:dumps"}]), pg_url, pg_url).reason,
+        "division": plan_flow(flow(pg_url, pg_url, transform=[{"set": {"i1": "row.b / row.a"}},
+                                                                      {"select": ["id", "i1"]}]), pg_url,
+                              pg_url).reason,
+    }
+    assert "different databases" in reasons["two databases"]
+    assert "postgresql" in reasons["postgres to sqlite"] and "sqlite" in reasons["postgres to sqlite"]
+    assert reasons["python"].startswith("spec.transform.0.python")
+    assert reasons["division"].startswith("spec.transform.0.set.i1")
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    assert "ADF_PUSHDOWN" in plan_flow(flow(pg_url, pg_url, transform=TRANSFORM), pg_url, pg_url).reason
+
+
+def test_sqlite_numeric_arithmetic_stays_on_the_row_path(sqlite_files: tuple[str, str]) -> None:
+    src, dst = sqlite_files
+    setup_db(src, [])
+    setup_db(dst, [], "dst")
+    f = flow(src, dst, transform=[{"set": {"c": "int(row.amount * 100)"}}, {"select": ["id", "c"]}])
+    plan = plan_flow(f, src, dst)
+    assert plan.kind == "rows" and "NUMERIC" in plan.reason
+
+
+def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path) -> None:
+    setup_db(pg_url, [], "dst")
+    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    manifest = tmp_path / "flows.yaml"
+    docs = []
+    for name, dst in (("same", pg_url), ("cross", other)):
+        f = flow(pg_url, dst, transform=TRANSFORM, name=name, where=[{"column": "b", "op": ">", "value": 3}])
+        docs.append(json.dumps({"apiVersion": f.apiVersion, "kind": "DataFlow",
+                                        "metadata": {"name": name}, "spec": f.spec_dict()}))
+    manifest.write_text("\n---\n".join(docs))
+    result = CliRunner().invoke(cli, ["--store", "memory://", "run", "--explain", str(manifest)])
+    assert result.exit_code == 0, result.output
+    same, cross = result.output.split("default/cross:")
+    assert "push-down" in same and "INSERT INTO dst" in same and "ON CONFLICT (id) DO UPDATE" in same
+    assert "%(b_1)s" in same or "%(b_" in same  # the where value is a placeholder, never inlined
+    assert "row path" in cross and "different databases" in cross
+    assert "adf-test-pw" not in result.output
+    assert rows_of(pg_url, "dst") == []  # explain runs nothing
+
+
+# --------------------------------------------------------------------------- running pushed down
+
+
+def test_pushed_down_run_counts_and_equals_the_row_path(pg_url: str, executor: FlowExecutor,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_db(pg_url, [src_row(i) for i in range(1, 41)] + [src_row(41, s=None)], "dst", "dst_rows")
+    pushed = flow(pg_url, pg_url, transform=TRANSFORM, where=[{"column": "b", "op": ">", "value": 3}])
+    assert plan_flow(pushed, pg_url, pg_url).kind == "pushdown"
+    run1 = run(executor, pushed)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    run2 = run(executor, flow(pg_url, pg_url, transform=TRANSFORM, table="dst_rows", name="g",
+                              where=[{"column": "b", "op": ">", "value": 3}]))
+    assert run1.status == run2.status == "success"
+    assert (run1.records_read, run1.records_written, run1.records_failed) == (40, 31, 0)
+    assert (run2.records_read, run2.records_written) == (40, 31)
+    assert rows_of(pg_url, "dst") == rows_of(pg_url, "dst_rows")
+
+
+def test_incremental_pushdown_resumes_after_the_committed_cursor(pg_url: str, executor: FlowExecutor) -> None:
+    setup_db(pg_url, [src_row(i) for i in range(1, 21)], "dst")
+    f = flow(pg_url, pg_url, transform=TRANSFORM, incremental={"cursorColumn": "b"})
+    first = run(executor, f)
+    assert (first.records_read, first.status) == (20, "success")
+    record = executor.store.get_flow("f", "default")
+    assert record is not None and record.cursor == {"b": 60, "id": 20}
+    execute(pg_url, "INSERT INTO src VALUES (:id, :a, :b, :x, :s, :amount)",
+            params=[src_row(i) for i in range(21, 26)])
+    second = run(executor, f)
+    assert (second.records_read, second.records_written) == (5, 4)  # a == 0 for id 25
+    assert executor.store.get_flow("f", "default").cursor == {"b": 75, "id": 25}  # type: ignore[union-attr]
+    assert [r[0] for r in rows_of(pg_url, "dst")] == [i for i in range(1, 26) if i % 5]
+
+
+def test_sqlite_files_are_attached(sqlite_files: tuple[str, str], executor: FlowExecutor) -> None:
+    src, dst = sqlite_files
+    setup_db(src, [src_row(i) for i in range(1, 31)])
+    setup_db(dst, [], "dst")
+    f = flow(src, dst, transform=TRANSFORM, limit=12, orderBy=["id"])
+    plan = plan_flow(f, src, dst)
+    assert plan.kind == "pushdown" and "ATTACH" in plan.reason and "adf_src.src" in (plan.sql or "")
+    done = run(executor, f)
+    assert (done.records_read, done.records_written) == (12, 10)
+    assert [r[0] for r in rows_of(dst, "dst")] == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12]
+    assert rows_of(dst, "dst")[0] == (1, 15, 0.5, "ROW 1!", None)
+
+
+def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: FlowExecutor) -> None:
+    """One row violates the sink's CHECK: the statement is rolled back, the row path writes the rest."""
+    setup_db(pg_url, [src_row(i) for i in range(1, 11)], "dst")
+    transform = [{"set": {"c": "row.b - 6"}}, {"select": ["id", "c"]}]  # id 1: c = -3 violates c >= 0
+    spec = flow(pg_url, pg_url, transform=transform).spec_dict()
+    spec["sink"]["maxFailedRecords"] = 1
+    f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "f"},
+                        "spec": spec})
+    assert plan_flow(f, pg_url, pg_url).kind == "pushdown"
+    done = run(executor, f)
+    assert (done.status, done.records_read, done.records_written, done.records_failed) == ("success", 10, 9, 1)
+    assert [r[0] for r in rows_of(pg_url, "dst")] == list(range(2, 11))
+
+
+# --------------------------------------------------------------------------- property: push-down == row path
+
+LEAF_INTS = st.sampled_from(["row.a", "row.b", "0", "1", "2", "-3", "7", "None"])
+LEAF_STRS = st.sampled_from(["row.s", "'ab'", "'Zz '", "''", "None"])
+LEAF_FLOATS = st.sampled_from(["row.x", "0.5", "2.25", "-1.5"])
+
+
+def _ints(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda e: f"abs({e})"),
+        inner.map(lambda e: f"-{e}"),
+        st.tuples(inner, inner).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+    )
+
+
+INTS = st.recursive(LEAF_INTS, _ints, max_leaves=5)
+STRS = st.recursive(LEAF_STRS, lambda inner: st.one_of(
+    inner.map(lambda e: f"lower({e})"), inner.map(lambda e: f"upper({e})"), inner.map(lambda e: f"trim({e})"),
+    st.tuples(inner, inner).map(lambda t: f"concat({t[0]}, {t[1]})"),
+    inner.map(lambda e: f"substr({e}, 2, 3)"), inner.map(lambda e: f"replace({e}, 'a', 'x')"),
+    st.tuples(inner, inner).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+), max_leaves=4)
+FLOATS = st.recursive(LEAF_FLOATS, lambda inner: st.one_of(
+    st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+    INTS.map(lambda e: f"float({e})"),
+), max_leaves=4)
+CONDS = st.recursive(
+    st.one_of(
+        st.tuples(INTS, st.sampled_from(["<", "<=", "==", "!=", ">"]), INTS).map(lambda t: " ".join(t)),
+        st.tuples(STRS, st.sampled_from(["<", "=="]), STRS).map(lambda t: " ".join(t)),
+        st.sampled_from(["row.s is None", "row.a is not None", "row.a in (1, 2, 3)", "row.x > 1.0"]),
+    ),
+    lambda inner: st.one_of(
+        inner.map(lambda e: f"not ({e})"),
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(lambda t: f"({t[0]}) {t[1]} ({t[2]})"),
+    ),
+    max_leaves=3,
+)
+ROWS = st.lists(
+    st.fixed_dictionaries({
+        "a": st.none() | st.integers(-999, 999), "b": st.none() | st.integers(-999, 999),
+        "x": st.none() | st.sampled_from([0.0, 0.1, 0.5, -2.75, 1e3, 3.3]),
+        "s": st.none() | st.text(st.sampled_from("aAbZz é_"), max_size=6), "amount": st.just(None),
+    }),
+    max_size=25,
+)
+
+
+def row_path(f: DataFlow, url: str) -> None:
+    """The row path, in the small: source batches -> pipeline -> sink."""
+    source = open_source(f.spec.source, url)
+    pipeline = compile_transforms(f.spec.transform, source.open(None))
+    sink = open_sink(f.spec.sink, url)
+    sink.open(pipeline.columns)
+    for batch in source.batches():
+        sink.write(pipeline.apply(batch.rows))
+    sink.commit()
+    sink.close()
+    source.close()
+
+
+def check_property(url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str) -> None:
+    setup_db(url, [{"id": n, **r} for n, r in enumerate(rows, 1)], "dst", "dst_rows")
+    transform = [{"filter": cond}, {"set": {"i1": i1, "f1": f1, "s1": s1}}, {"select": ["id", "i1", "f1", "s1"]}]
+    pushed = flow(url, url, transform=transform)
+    plan = plan_flow(pushed, url, url)
+    assume(plan.kind == "pushdown")
+    result = plan.execute()
+    row_path(flow(url, url, transform=transform, table="dst_rows"), url)
+    assert rows_of(url, "dst") == rows_of(url, "dst_rows")
+    assert result.read == len(rows) and result.written == len(rows_of(url, "dst"))
+
+
+PROPERTY = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS)
+def test_pushdown_equals_row_path_on_sqlite(sqlite_url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str,
+                                            s1: str) -> None:
+    sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
+    check_property(sqlite_url, rows, cond, i1, f1, s1)
+
+
+@PROPERTY
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS)
+def test_pushdown_equals_row_path_on_postgresql(pg_url: str, rows: list[dict[str, Any]], cond: str, i1: str,
+                                                f1: str, s1: str) -> None:
+    check_property(pg_url, rows, cond, i1, f1, s1)
