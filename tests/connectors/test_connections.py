@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from activedataflow.errors import ConfigError
 from activedataflow.model import Connection
 from activedataflow.runner.connections import resolve_url, secret_env_name
@@ -108,5 +109,24 @@ def test_a_missing_secret_names_it_and_the_namespace(kube, namespace: str,  # no
     with pytest.raises(ConfigError, match=(
         rf"^spec\.source\.connection\.secretRef: secret shop-db not found in namespace {namespace} "
         r"\(or set ADF_SECRET_SHOP_DB_URL\)$"
+    )):
+        resolve_url(secret_ref(), namespace=namespace, field=FIELD)
+
+
+@pytest.mark.k8s
+def test_a_service_account_without_rbac_is_told_what_to_grant(kube, namespace: str,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              no_cluster: None) -> None:
+    create_secret(kube, namespace, "shop-db", {"url": f"postgresql://app:{PW}@db/shop"})
+    kube.kubectl("create", "serviceaccount", "runner", "-n", namespace)
+    token = kube.kubectl("create", "token", "runner", "-n", namespace).stdout.strip()
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    config["users"] = [{"name": "runner", "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = "runner"
+    (tmp_path / "runner.kubeconfig").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "runner.kubeconfig"))
+    with pytest.raises(ConfigError, match=(
+        rf"^spec\.source\.connection\.secretRef: not allowed to read secret shop-db in namespace {namespace} "
+        r"\(HTTP 403; grant 'get' on secrets, or set ADF_SECRET_SHOP_DB_URL\)$"
     )):
         resolve_url(secret_ref(), namespace=namespace, field=FIELD)
