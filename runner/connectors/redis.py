@@ -240,6 +240,13 @@ class RedisSourceReader(SourceReader):
         self._after: str | None = None
 
     def open(self, cursor: Any = None) -> tuple[str, ...]:
+        try:
+            return self._open(cursor)
+        except BaseException:
+            self.close()  # nothing left connected when the table, a column or the cursor is wrong
+            raise
+
+    def _open(self, cursor: Any) -> tuple[str, ...]:
         spec, f = self.spec, self.field
         if spec.incremental and spec.stream is None:
             raise ConnectorError("only a stream can be read incrementally (keyPattern has no order)",

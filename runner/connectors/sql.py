@@ -330,6 +330,13 @@ class SqlSourceReader(SourceReader):
 
     # -- setup
     def open(self, cursor: Any = None) -> tuple[str, ...]:
+        try:
+            return self._open(cursor)
+        except BaseException:
+            self.close()  # nothing left connected when the table, a column or the cursor is wrong
+            raise
+
+    def _open(self, cursor: Any) -> tuple[str, ...]:
         spec, f = self.spec, self.field
         self._engine = create_sql_engine(self.url, field=f"{f}.connection", readonly=True)
         self._conn = connect(self._engine, field=f"{f}.connection")

@@ -407,3 +407,17 @@ def test_wrong_password_is_reported_without_it(pg_url: str) -> None:
 def test_unsupported_url_scheme(tmp_path) -> None:
     with pytest.raises(ConnectorError, match=r"^spec\.source\.connection: unsupported database URL scheme 'oracle"):
         read_all("oracle+nothing://u:pw@h/db")
+
+
+def test_a_failed_open_leaves_no_connection_behind(pg_url: str) -> None:
+    make_orders(pg_url, [])
+    reader = open_source(sql_source(pg_url, table="ordrs"), pg_url)
+    with pytest.raises(ConnectorError, match="table 'ordrs' not found"):
+        reader.open()  # and no close()
+    engine = sa.create_engine(pg_url)
+    with engine.connect() as c:
+        others = c.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )).scalar_one()
+    engine.dispose()
+    assert others == 0
