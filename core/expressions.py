@@ -1,0 +1,1326 @@
+"""The safe expression language of ``filter`` and ``set`` steps, compiled once per run.
+
+An expression is checked against an allow-list when a run starts and compiled
+twice from the same checked tree: to a Python function over a row tuple (the
+row path) and, on demand, to a SQLAlchemy Core expression (push-down). User
+text is never ``eval``-ed: the Python function is generated from a vetted AST
+in which columns are tuple indexes and literals are constants.
+
+API::
+
+    expr = compile_expression("int(row.amount * 100.0)", ["id", "amount"], field="spec.transform.2.set.cents")
+    expr.python(row_tuple)            # -> value; raises RowError for a bad row (counted as a failed record)
+    expr.to_sql({"amount": table.c.amount}, "postgresql")   # -> ColumnElement, or raises NotPushable(reason)
+    expr.columns_used                 # -> ("amount",)
+
+Errors in the text raise :class:`ConfigError` naming ``field`` and the position.
+
+The language
+------------
+* columns: ``row.name`` or ``row['odd name']``; they must exist in the input columns;
+* literals: integers, floats, strings, ``True``/``False``/``None`` (also ``true``/``false``/``null``);
+* arithmetic ``+ - * / // %`` and unary ``-``; comparisons ``== != < <= > >=`` (chains too);
+  ``is None`` / ``is not None``; ``in`` / ``not in`` a literal list or tuple; ``and``, ``or``, ``not``;
+  ``a if cond else b``;
+* the functions of :data:`FUNCTIONS`: int, float, str, decimal, round, abs, lower, upper, trim, length,
+  coalesce, concat, substr, replace, nullif.
+
+Semantics (the same on the row path and in SQL on PostgreSQL and SQLite)
+-------------------------------------------------------------------------
+* NULL propagates as in SQL: arithmetic, comparisons and functions with a ``None`` operand give
+  ``None`` (``coalesce`` and ``nullif`` excepted); ``and``/``or``/``not`` are three-valued; a filter
+  keeps a row only when its condition is ``True``; ``a if c else b`` takes ``b`` when ``c`` is None.
+* ``int()`` truncates toward zero: on floats ``int(0.29 * 100.0) == 28``, on Decimal (PostgreSQL
+  NUMERIC) ``int(Decimal('0.29') * 100.0) == 29``.
+* Decimal mixed with float is Decimal arithmetic, the float converted through its shortest repr
+  (``str``); ``+ - *`` on Decimals are exact. ``/`` gives a float for ints and floats (a Decimal
+  with 28 significant digits if a Decimal takes part); ``//`` and ``%`` floor, as in Python
+  (also for Decimals).
+* Strings compare by code point (``COLLATE "C"`` on PostgreSQL, ``BINARY`` on SQLite); ``+`` does
+  not concatenate (use ``concat()``); ``lower``/``upper`` change ASCII letters only, so results never
+  depend on a database locale; ``trim`` removes spaces; ``substr`` is 1-based, as in SQL.
+* Conditions are booleans; a 0/1 integer (SQLite's booleans) counts as false/true.
+* A value error in one row (division by zero, ``int('x')``, text where a number is needed) raises
+  :class:`RowError`; the pipeline counts that row as failed and goes on with the batch.
+
+Push-down is exact or refused: where SQL cannot give the same value on every row (division by a
+column, which could be zero; Decimal division; ``//`` on floats; ``round`` of floats; ``str`` of
+floats; comparing a NUMERIC column with a float column...) :meth:`Expression.to_sql` raises
+:class:`NotPushable` with the reason. Column kinds come from the SQLAlchemy types of the columns
+given to ``to_sql``, which must be the types the row path reads with: on SQLite a NUMERIC column
+is stored as REAL/INTEGER, so only ``Numeric(asdecimal=False)``/``Float`` (the row path reads floats)
+is pushed down; a ``Numeric`` read as Decimal is refused beyond plain use.
+"""
+
+from __future__ import annotations
+
+import ast
+import decimal
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import operators as sql_operators
+from sqlalchemy.sql.elements import ColumnElement
+
+from .errors import ConfigError
+
+__all__ = [
+    "FUNCTIONS",
+    "ROW_ERRORS",
+    "CodeGen",
+    "Expression",
+    "NotPushable",
+    "RowError",
+    "compile_expression",
+    "in_row_context",
+    "row_error",
+]
+
+MAX_LENGTH = 10_000
+MAX_DEPTH = 60
+
+
+class RowError(Exception):
+    """One row cannot be computed (division by zero, a bad value...): a failed record, not a failed run."""
+
+    def __init__(self, reason: str, *, field: str | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        super().__init__(f"{field}: {reason}" if field else reason)
+
+
+class NotPushable(Exception):
+    """The expression (or step) cannot be evaluated in SQL with exactly the row path's results."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+# Exceptions that mean "this row is bad"; anything else is a bug and propagates.
+ROW_ERRORS: tuple[type[BaseException], ...] = (RowError, TypeError, ValueError, ArithmeticError)
+
+
+def row_error(field: str, err: BaseException) -> RowError:
+    """The RowError for ``err`` raised while computing ``field`` for one row."""
+    if isinstance(err, RowError):
+        return err if err.field else RowError(err.reason, field=field)
+    if isinstance(err, ZeroDivisionError):
+        reason = "division by zero"
+    elif isinstance(err, decimal.DecimalException):
+        reason = f"invalid decimal operation ({type(err).__name__})"
+    else:
+        reason = str(err) or type(err).__name__
+    return RowError(reason, field=field)
+
+
+# --------------------------------------------------------------------------- the checked tree
+
+
+@dataclass(frozen=True, slots=True)
+class Col:
+    name: str
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: Any
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Arith:
+    op: str  # + - * / // %
+    left: Node
+    right: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    op: str  # == != < <= > >=
+    left: Node
+    right: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    operand: Node
+    negate: bool
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class InList:
+    operand: Node
+    values: tuple[Any, ...]
+    negate: bool
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoolOp:
+    op: str  # and | or
+    left: Node
+    right: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class IfElse:
+    test: Node
+    body: Node
+    orelse: Node
+    pos: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    fn: str
+    args: tuple[Node, ...]
+    pos: int
+
+
+Node = Col | Lit | Arith | Neg | Compare | IsNull | InList | BoolOp | Not | IfElse | Call
+
+# name -> (min args, max args)
+FUNCTIONS: dict[str, tuple[int, int]] = {
+    "int": (1, 1),
+    "float": (1, 1),
+    "str": (1, 1),
+    "decimal": (1, 1),
+    "round": (1, 2),
+    "abs": (1, 1),
+    "lower": (1, 1),
+    "upper": (1, 1),
+    "trim": (1, 1),
+    "length": (1, 1),
+    "coalesce": (2, 32),
+    "concat": (2, 32),
+    "substr": (2, 3),
+    "replace": (3, 3),
+    "nullif": (2, 2),
+}
+_BOOLISH_FUNCTIONS = {"coalesce", "nullif"}  # may return a condition when their arguments are conditions
+_CONSTANTS = {"None": None, "null": None, "True": True, "true": True, "False": False, "false": False}
+_ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%"}
+_CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_FORBIDDEN_NAMES = {
+    ast.Lambda: "lambda",
+    ast.ListComp: "comprehensions",
+    ast.SetComp: "comprehensions",
+    ast.DictComp: "comprehensions",
+    ast.GeneratorExp: "generator expressions",
+    ast.NamedExpr: "assignment expressions",
+    ast.JoinedStr: "f-strings",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
+    ast.Starred: "unpacking",
+    ast.Dict: "dict displays",
+    ast.Set: "set displays",
+    ast.Slice: "slices",
+}
+
+
+class _Checker:
+    """ast (mode='eval') -> checked tree, refusing everything outside the allow-list."""
+
+    def __init__(self, text: str, columns: Sequence[str], field: str) -> None:
+        self.text = text
+        self.columns = list(columns)
+        self.known = set(columns)
+        self.field = field
+        self.used: dict[str, None] = {}
+
+    def fail(self, reason: str, node: ast.AST | None = None, *, list_columns: bool = False) -> ConfigError:
+        at = f" at position {getattr(node, 'col_offset', 0) + 1}" if node is not None else ""
+        cols = f" (columns: {', '.join(self.columns)})" if list_columns else ""
+        return ConfigError(f"{reason}{at} in {self.text!r}{cols}", field=self.field)
+
+    def check(self) -> Node:
+        if len(self.text) > MAX_LENGTH:
+            raise ConfigError(f"expression longer than {MAX_LENGTH} characters", field=self.field)
+        if not self.text.strip():
+            raise ConfigError("empty expression", field=self.field)
+        try:
+            tree = ast.parse(self.text.strip(), mode="eval")
+        except SyntaxError as err:
+            where = f" at position {err.offset}" if err.offset else ""
+            raise ConfigError(f"invalid expression{where}: {err.msg} in {self.text!r}", field=self.field) from None
+        except (RecursionError, MemoryError, ValueError, SystemError):  # SystemError: CPython 3.11 on deep trees
+            raise ConfigError(f"expression cannot be parsed: {self.text[:80]!r}", field=self.field) from None
+        return self.visit(tree.body, 0)
+
+    def visit(self, node: ast.expr, depth: int) -> Node:
+        if depth > MAX_DEPTH:
+            raise self.fail(f"expression nested more than {MAX_DEPTH} levels deep", node)
+        d = depth + 1
+        pos = getattr(node, "col_offset", 0) + 1
+        if isinstance(node, ast.Constant):
+            if type(node.value) not in (int, float, str, bool, type(None)):
+                raise self.fail(f"{type(node.value).__name__} literals are not allowed", node)
+            return Lit(node.value, pos)
+        if isinstance(node, ast.Name):
+            if node.id in _CONSTANTS:
+                return Lit(_CONSTANTS[node.id], pos)
+            if node.id == "row":
+                raise self.fail("'row' alone is not a value; write row.<column>", node)
+            hint = f"; did you mean row.{node.id}?" if node.id in self.known else "; columns are written row.<name>"
+            raise self.fail(f"unknown name '{node.id}'{hint}", node)
+        if isinstance(node, ast.Attribute):
+            if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
+                raise self.fail("attribute access is not allowed (only row.<column>)", node)
+            if node.attr.startswith("__"):
+                raise self.fail(f"attribute access is not allowed: row.{node.attr}", node)
+            return self.column(node.attr, node)
+        if isinstance(node, ast.Subscript):
+            key = node.slice
+            if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
+                raise self.fail("subscripts are not allowed (only row['column'])", node)
+            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+                raise self.fail("row[...] takes a column name in quotes", node)
+            return self.column(key.value, node)
+        if isinstance(node, ast.BinOp):
+            op = _ARITH.get(type(node.op))
+            if op is None:
+                raise self.fail(f"operator {_op_text(node.op)} is not allowed", node)
+            left, right = self.visit(node.left, d), self.visit(node.right, d)
+            for side in (left, right):
+                if _boolish(side) is True and not isinstance(side, Lit):
+                    raise self.fail(f"arithmetic ({op}) on a condition", node)
+            return Arith(op, left, right, pos)
+        if isinstance(node, ast.UnaryOp):
+            operand = self.visit(node.operand, d)
+            if isinstance(node.op, ast.Not):
+                self.condition(operand, node, "not")
+                return Not(operand, pos)
+            if isinstance(node.op, ast.USub | ast.UAdd):
+                if isinstance(operand, Lit) and type(operand.value) in (int, float):
+                    return Lit(-operand.value if isinstance(node.op, ast.USub) else operand.value, pos)
+                if isinstance(node.op, ast.USub):
+                    return Neg(operand, pos)
+            raise self.fail(f"unary operator {_op_text(node.op)} is not allowed", node)
+        if isinstance(node, ast.BoolOp):
+            op = "and" if isinstance(node.op, ast.And) else "or"
+            items = [self.visit(v, d) for v in node.values]
+            for item, v in zip(items, node.values, strict=True):
+                self.condition(item, v, op)
+            out = items[0]
+            for item in items[1:]:
+                out = BoolOp(op, out, item, pos)
+            return out
+        if isinstance(node, ast.Compare):
+            return self.compare(node, d)
+        if isinstance(node, ast.IfExp):
+            test = self.visit(node.test, d)
+            self.condition(test, node.test, "if")
+            return IfElse(test, self.visit(node.body, d), self.visit(node.orelse, d), pos)
+        if isinstance(node, ast.Call):
+            return self.call(node, d)
+        if isinstance(node, ast.List | ast.Tuple):
+            raise self.fail("lists and tuples are only allowed after 'in'", node)
+        what = next((v for k, v in _FORBIDDEN_NAMES.items() if isinstance(node, k)), type(node).__name__)
+        raise self.fail(f"{what} not allowed", node)
+
+    def column(self, name: str, node: ast.AST) -> Col:
+        if name not in self.known:
+            raise self.fail(f"unknown column '{name}'", node, list_columns=True)
+        self.used[name] = None
+        return Col(name, getattr(node, "col_offset", 0) + 1)
+
+    def condition(self, item: Node, node: ast.AST, where: str) -> None:
+        if _boolish(item) is False:
+            raise self.fail(f"'{where}' needs a condition (true/false/None), not {_describe(item)}", node)
+
+    def compare(self, node: ast.Compare, d: int) -> Node:
+        pos = node.col_offset + 1
+        left = self.visit(node.left, d)
+        parts: list[Node] = []
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.Is | ast.IsNot):
+                if not (isinstance(right_node, ast.Constant | ast.Name) and _is_none(right_node)):
+                    raise self.fail("'is' is only allowed as 'is None' / 'is not None'", node)
+                parts.append(IsNull(left, isinstance(op, ast.IsNot), pos))
+                right: Node = Lit(None, pos)
+            elif isinstance(op, ast.In | ast.NotIn):
+                if not isinstance(right_node, ast.Tuple | ast.List):
+                    raise self.fail("'in' needs a literal list, like row.x in ('a', 'b')", node)
+                values = tuple(self.visit(v, d) for v in right_node.elts)
+                if not values:
+                    raise self.fail("'in' needs at least one value", node)
+                if not all(isinstance(v, Lit) for v in values):
+                    raise self.fail("'in' only takes literal values", node)
+                lits = tuple(v.value for v in values if isinstance(v, Lit))
+                if any(v is None for v in lits):
+                    raise self.fail("None in an 'in' list never matches; use 'is None'", node)
+                parts.append(InList(left, lits, isinstance(op, ast.NotIn), pos))
+                right = left  # 'in' cannot chain further meaningfully; keep the left operand
+            else:
+                sym = _CMP.get(type(op))
+                if sym is None:  # pragma: no cover - every ast.cmpop is handled above
+                    raise self.fail("comparison not allowed", node)
+                right = self.visit(right_node, d)
+                if sym in ("==", "!=") and (_is_none_lit(right) or _is_none_lit(left)):
+                    word = "is not None" if sym == "!=" else "is None"
+                    raise self.fail(f"comparing with None is always None; use '{word}'", node)
+                parts.append(Compare(sym, left, right, pos))
+            left = right
+        out = parts[0]
+        for part in parts[1:]:
+            out = BoolOp("and", out, part, pos)
+        return out
+
+    def call(self, node: ast.Call, d: int) -> Node:
+        if isinstance(node.func, ast.Attribute):
+            raise self.fail(f"method calls are not allowed (.{node.func.attr}()); use the functions", node)
+        if not isinstance(node.func, ast.Name):
+            raise self.fail("only the built-in functions can be called", node)
+        name = node.func.id
+        if name not in FUNCTIONS:
+            raise self.fail(f"unknown function '{name}' (functions: {', '.join(sorted(FUNCTIONS))})", node)
+        if node.keywords:
+            raise self.fail(f"{name}() takes no keyword arguments", node)
+        lo, hi = FUNCTIONS[name]
+        if not lo <= len(node.args) <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise self.fail(f"{name}() takes {want} arguments, got {len(node.args)}", node)
+        args = tuple(self.visit(a, d) for a in node.args)
+        return Call(name, args, node.col_offset + 1)
+
+
+def _op_text(op: ast.AST) -> str:
+    return {
+        ast.Pow: "**",
+        ast.MatMult: "@",
+        ast.BitAnd: "&",
+        ast.BitOr: "|",
+        ast.BitXor: "^",
+        ast.LShift: "<<",
+        ast.RShift: ">>",
+        ast.Invert: "~",
+        ast.UAdd: "+",
+    }.get(type(op), type(op).__name__)
+
+
+def _is_none(node: ast.AST) -> bool:
+    if isinstance(node, ast.Constant):
+        return node.value is None
+    return isinstance(node, ast.Name) and node.id in ("None", "null")
+
+
+def _is_none_lit(node: Node) -> bool:
+    return isinstance(node, Lit) and node.value is None
+
+
+def _boolish(node: Node) -> bool | None:
+    """True: certainly a condition (or None); False: certainly not; None: known only at run time."""
+    if isinstance(node, Compare | IsNull | InList | BoolOp | Not):
+        return True
+    if isinstance(node, Lit):
+        return node.value is None or type(node.value) is bool
+    if isinstance(node, Arith | Neg):
+        return False
+    if isinstance(node, IfElse):
+        a, b = _boolish(node.body), _boolish(node.orelse)
+        return False if False in (a, b) else (True if a and b else None)
+    if isinstance(node, Call):
+        if node.fn not in _BOOLISH_FUNCTIONS:
+            return False
+        kinds = [_boolish(a) for a in node.args]
+        return False if False in kinds else (True if all(kinds) else None)
+    return None  # a column
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, Lit):
+        return f"the literal {node.value!r}"
+    if isinstance(node, Call):
+        return f"{node.fn}(...)"
+    if isinstance(node, Arith | Neg):
+        return "arithmetic"
+    return "a value"
+
+
+# --------------------------------------------------------------------------- run-time helpers (row path)
+
+# Generated code runs in this Decimal context (entered once per batch): + - * on Decimals are exact
+# up to 1000 significant digits (PostgreSQL NUMERIC is exact); / uses 28 significant digits.
+_EXACT = decimal.Context(
+    prec=1000,
+    Emax=decimal.MAX_EMAX,
+    Emin=decimal.MIN_EMIN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
+_DIVIDE = decimal.Context(prec=28, traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_OP_WORDS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide", "//": "divide", "%": "take % of"}
+
+
+def _name(v: Any) -> str:
+    return "text" if type(v) is str else type(v).__name__
+
+
+_FLOAT_DECIMALS: dict[float, Decimal] = {}
+
+
+def _float_decimal(v: float) -> Decimal:
+    # The shortest repr: Decimal(0.29) would be 0.28999999999999998002... Literals hit the cache.
+    d = Decimal(repr(v))
+    if len(_FLOAT_DECIMALS) < 4096:
+        _FLOAT_DECIMALS[v] = d
+    return d
+
+
+def _to_decimal(v: Any) -> Decimal:
+    t = type(v)
+    if t is Decimal:
+        return v  # type: ignore[no-any-return]
+    if t is float:
+        return _FLOAT_DECIMALS.get(v) or _float_decimal(v)
+    if t is int:
+        return Decimal(v)
+    raise TypeError(f"expected a number, got {_name(v)}")
+
+
+def _operand(v: Any) -> Any:
+    t = type(v)
+    if t is Decimal or t is int:
+        return v
+    if t is float:
+        return _FLOAT_DECIMALS.get(v) or _float_decimal(v)
+    raise TypeError
+
+
+def _decimals(a: Any, b: Any, op: str) -> tuple[Any, Any]:
+    """Operands for Decimal arithmetic (ints stay ints: the exact context takes them as they are)."""
+    try:
+        return _operand(a), _operand(b)
+    except TypeError:
+        raise TypeError(f"cannot {_OP_WORDS.get(op, op)} {_name(a)} and {_name(b)}") from None
+
+
+def _exact_arith(op: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
+    """+ - * with SQL's NULL propagation; Decimal beside float is Decimal arithmetic (exact in _EXACT)."""
+
+    def arith(a: Any, b: Any) -> Any:
+        ta, tb = type(a), type(b)
+        if (ta is int or ta is float) and (tb is int or tb is float):
+            return op(a, b)
+        if ta is Decimal:
+            if tb is Decimal or tb is int:
+                return op(a, b)
+            if tb is float:
+                return op(a, _FLOAT_DECIMALS.get(b) or _float_decimal(b))
+        elif tb is Decimal:
+            if ta is int:
+                return op(a, b)
+            if ta is float:
+                return op(_FLOAT_DECIMALS.get(a) or _float_decimal(a), b)
+        if a is None or b is None:
+            return None
+        raise TypeError(f"cannot {_OP_WORDS[symbol]} {_name(a)} and {_name(b)}")
+
+    return arith
+
+
+_add = _exact_arith(operator.add, "+")
+_sub = _exact_arith(operator.sub, "-")
+_mul = _exact_arith(operator.mul, "*")
+
+
+def _div(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is float) and (tb is int or tb is float):
+        return a / b  # ZeroDivisionError is a row error
+    if a is None or b is None:
+        return None
+    x, y = _decimals(a, b, "/")
+    if not y:
+        raise ZeroDivisionError("division by zero")
+    return _DIVIDE.divide(x, y)
+
+
+def _floordiv(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is float) and (tb is int or tb is float):
+        return a // b
+    if a is None or b is None:
+        return None
+    x, y = _decimals(a, b, "//")
+    if not y:
+        raise ZeroDivisionError("division by zero")
+    q = Decimal(x) // y  # truncates toward zero; floor it
+    if q * y != x and (x < 0) != (y < 0):
+        q -= 1
+    return q
+
+
+def _mod(a: Any, b: Any) -> Any:
+    ta, tb = type(a), type(b)
+    if (ta is int or ta is float) and (tb is int or tb is float):
+        return a % b
+    if a is None or b is None:
+        return None
+    x, y = _decimals(a, b, "%")
+    if not y:
+        raise ZeroDivisionError("division by zero")
+    r = Decimal(x) % y  # sign of the dividend; make it the divisor's, as Python does
+    if r and (r < 0) != (y < 0):
+        r += y
+    return r
+
+
+def _neg(a: Any) -> Any:
+    t = type(a)
+    if t is int or t is float:
+        return -a
+    if a is None:
+        return None
+    if t is Decimal:
+        return -a
+    raise TypeError(f"cannot negate {_name(a)}")
+
+
+def _comparable(a: Any, b: Any) -> tuple[Any, Any]:
+    ta, tb = type(a), type(b)
+    if ta is not tb and (ta is Decimal or tb is Decimal):
+        return _decimals(a, b, "compare")
+    return a, b
+
+
+def _eq(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a == b)
+
+
+def _ne(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a != b)
+
+
+def _lt(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a < b)
+
+
+def _le(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a <= b)
+
+
+def _gt(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a > b)
+
+
+def _ge(a: Any, b: Any) -> bool | None:
+    if a is None or b is None:
+        return None
+    a, b = _comparable(a, b)
+    return bool(a >= b)
+
+
+def _truth(v: Any) -> bool | None:
+    if v is True or v is False or v is None:
+        return v  # type: ignore[no-any-return]
+    if type(v) is int and (v == 0 or v == 1):
+        return v == 1
+    raise TypeError(f"expected a condition (true/false/None), got {_name(v)} {v!r}"[:200])
+
+
+def _in(v: Any, values: tuple[Any, ...] | frozenset[Any], decimals: tuple[Any, ...], negate: bool) -> bool | None:
+    if v is None:
+        return None
+    found = v in decimals if type(v) is Decimal else v in values
+    return found is not negate
+
+
+def _text(v: Any, fn: str) -> str:
+    if type(v) is not str:
+        raise TypeError(f"{fn}() expects text, got {_name(v)}")
+    return v  # type: ignore[no-any-return]
+
+
+def _f_int(x: Any) -> Any:
+    t = type(x)
+    if t is int or x is None:
+        return x
+    if t is float or t is Decimal or t is bool:
+        return int(x)  # truncates toward zero; inf/nan raise (row errors)
+    if t is str and _INTEGER.fullmatch(s := x.strip()):
+        return int(s)
+    raise ValueError(f"int() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"int() of {_name(x)}")
+
+
+def _f_float(x: Any) -> Any:
+    t = type(x)
+    if t is float or x is None:
+        return x
+    if t is int or t is Decimal:
+        return float(x)
+    if t is str and _NUMBER.fullmatch(s := x.strip()):
+        return float(s)
+    raise ValueError(f"float() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"float() of {_name(x)}")
+
+
+def _f_decimal(x: Any) -> Any:
+    t = type(x)
+    if t is Decimal or x is None:
+        return x
+    if t is int or t is float:
+        return _to_decimal(x)
+    if t is str and _NUMBER.fullmatch(s := x.strip()):
+        return Decimal(s)
+    raise ValueError(f"decimal() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"decimal() of {_name(x)}")
+
+
+def _f_str(x: Any) -> Any:
+    t = type(x)
+    if t is str or x is None:
+        return x
+    if t is bool:
+        return "true" if x else "false"
+    if t is float:
+        return repr(x)
+    return str(x)
+
+
+def _f_round(x: Any, n: Any = 0) -> Any:
+    if x is None or n is None:
+        return None
+    if type(n) is not int:
+        raise TypeError(f"round() digits must be an integer, got {_name(n)}")
+    t = type(x)
+    if t is Decimal:  # half away from zero, as SQL's round(numeric)
+        return x.quantize(Decimal(1).scaleb(-n), rounding=decimal.ROUND_HALF_UP, context=_EXACT)
+    if t is int or t is float:
+        return round(x, n)  # Python's: half to even on the binary value
+    raise TypeError(f"round() of {_name(x)}")
+
+
+def _f_abs(x: Any) -> Any:
+    t = type(x)
+    if t is int or t is float:
+        return abs(x)
+    if x is None:
+        return None
+    if t is Decimal:
+        return abs(x)
+    raise TypeError(f"abs() of {_name(x)}")
+
+
+def _f_lower(s: Any) -> Any:
+    return None if s is None else _text(s, "lower").translate(_ASCII_LOWER)
+
+
+def _f_upper(s: Any) -> Any:
+    return None if s is None else _text(s, "upper").translate(_ASCII_UPPER)
+
+
+def _f_trim(s: Any) -> Any:
+    return None if s is None else _text(s, "trim").strip(" ")
+
+
+def _f_length(s: Any) -> Any:
+    return None if s is None else len(_text(s, "length"))
+
+
+def _f_concat(*parts: Any) -> Any:
+    if None in parts:
+        return None
+    return "".join(_text(p, "concat") for p in parts)
+
+
+def _f_substr(s: Any, start: Any, length: Any = 0, has_length: bool = False) -> Any:
+    if s is None or start is None or length is None:
+        return None
+    _text(s, "substr")
+    if type(start) is not int or type(length) is not int:
+        raise TypeError("substr() positions must be integers")
+    begin = max(start, 1)
+    if not has_length:
+        return s[begin - 1 :]
+    if length < 0:
+        raise ValueError("substr() length must not be negative")
+    end = start + length  # exclusive, 1-based: the SQL window [start, start + length)
+    return s[begin - 1 : end - 1] if end > begin else ""
+
+
+def _f_replace(s: Any, old: Any, new: Any) -> Any:
+    if s is None or old is None or new is None:
+        return None
+    for part in (s, old, new):
+        _text(part, "replace")
+    return s.replace(old, new) if old else s
+
+
+def _f_nullif(a: Any, b: Any) -> Any:
+    return None if a is None or _eq(a, b) is True else a
+
+
+_HELPERS: dict[str, Any] = {
+    name: obj for name, obj in globals().items() if name.startswith("_f_") and callable(obj)
+} | {
+    "_in": _in,
+    "_truth": _truth,
+    "_add": _add,
+    "_sub": _sub,
+    "_mul": _mul,
+    "_div": _div,
+    "_floordiv": _floordiv,
+    "_mod": _mod,
+    "_neg": _neg,
+    "_eq": _eq,
+    "_ne": _ne,
+    "_lt": _lt,
+    "_le": _le,
+    "_gt": _gt,
+    "_ge": _ge,
+    "_ROW_ERRORS": ROW_ERRORS,
+    "_localcontext": decimal.localcontext,
+    "_EXACT": _EXACT,
+    "_row_error": row_error,
+    "__builtins__": {},
+}
+_ARITH_HELPER = {"+": "_add", "-": "_sub", "*": "_mul", "/": "_div", "//": "_floordiv", "%": "_mod"}
+_PY_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_CMP_HELPER = {"==": "_eq", "!=": "_ne", "<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
+_CMP_AST: dict[str, type[ast.cmpop]] = {
+    "==": ast.Eq,
+    "!=": ast.NotEq,
+    "<": ast.Lt,
+    "<=": ast.LtE,
+    ">": ast.Gt,
+    ">=": ast.GtE,
+}
+
+
+# --------------------------------------------------------------------------- Python code generation
+
+
+def _load(name: str) -> ast.Name:
+    return ast.Name(id=name, ctx=ast.Load())
+
+
+def _call(fn: str, *args: ast.expr) -> ast.Call:
+    return ast.Call(func=_load(fn), args=list(args), keywords=[])
+
+
+def _is(left: ast.expr, value: Any, negate: bool = False) -> ast.Compare:
+    return ast.Compare(left=left, ops=[ast.IsNot() if negate else ast.Is()], comparators=[ast.Constant(value)])
+
+
+def _ifexp(test: ast.expr, body: ast.expr, orelse: ast.expr) -> ast.IfExp:
+    return ast.IfExp(test=test, body=body, orelse=orelse)
+
+
+class CodeGen:
+    """Builds the AST of one generated function: temporaries and constants are its own.
+
+    ``column(name)`` gives the AST that loads a column (``r[3]`` or a local variable).
+    """
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = dict(_HELPERS)
+        self._n = 0
+
+    def temp(self) -> str:
+        self._n += 1
+        return f"_t{self._n}"
+
+    def const(self, value: Any) -> ast.expr:
+        if type(value) in (int, float, str, bool, type(None)):
+            return ast.Constant(value)
+        self._n += 1
+        name = f"_k{self._n}"
+        self.namespace[name] = value
+        return _load(name)
+
+    def _walrus(self, value: ast.expr) -> tuple[ast.NamedExpr, ast.Name]:
+        name = self.temp()
+        return ast.NamedExpr(target=ast.Name(id=name, ctx=ast.Store()), value=value), _load(name)
+
+    def condition(self, node: Node, column: Callable[[str], ast.expr]) -> ast.expr:
+        """Code for ``node`` as a condition: True, False or None (checked at run time if needed)."""
+        code = self.expr(node, column)
+        return code if _boolish(node) is True else _call("_truth", code)
+
+    def expr(self, node: Node, column: Callable[[str], ast.expr]) -> ast.expr:
+        e = self.expr
+        if isinstance(node, Col):
+            return column(node.name)
+        if isinstance(node, Lit):
+            return ast.Constant(node.value)
+        if isinstance(node, Arith):
+            return _call(_ARITH_HELPER[node.op], e(node.left, column), e(node.right, column))
+        if isinstance(node, Neg):
+            return _call("_neg", e(node.operand, column))
+        if isinstance(node, Compare):
+            return self.compare(node, column)
+        if isinstance(node, IsNull):
+            return _is(e(node.operand, column), None, negate=node.negate)
+        if isinstance(node, InList):
+            values = frozenset(node.values) if all(type(v) is str for v in node.values) else node.values
+            decimals = tuple(_to_decimal(v) if type(v) in (int, float) else v for v in node.values)
+            return _call(
+                "_in", e(node.operand, column), self.const(values), self.const(decimals), ast.Constant(node.negate)
+            )
+        if isinstance(node, Not):
+            bind, t = self._walrus(self.condition(node.operand, column))
+            return _ifexp(_is(bind, None), ast.Constant(None), ast.UnaryOp(op=ast.Not(), operand=t))
+        if isinstance(node, BoolOp):
+            return self.boolop(node, column)
+        if isinstance(node, IfElse):
+            test = _is(self.condition(node.test, column), True)
+            return _ifexp(test, e(node.body, column), e(node.orelse, column))
+        if isinstance(node, Call):
+            return self.call(node, column)
+        raise AssertionError(node)  # pragma: no cover
+
+    def compare(self, node: Compare, column: Callable[[str], ast.expr]) -> ast.expr:
+        left, right = node.left, node.right
+        if _is_none_lit(left) or _is_none_lit(right):
+            return ast.Constant(None)
+        # Against an int/str/bool literal Python's own operator has our semantics (exact int/Decimal/float
+        # comparison); anything else may mix Decimal and float and goes through the helper.
+        lit, other, flipped = (right, left, False) if isinstance(right, Lit) else (left, right, True)
+        if isinstance(lit, Lit) and type(lit.value) in (int, str, bool):
+            bind, t = self._walrus(self.expr(other, column))
+            lhs, rhs = (ast.Constant(lit.value), t) if flipped else (t, ast.Constant(lit.value))
+            test = ast.Compare(left=lhs, ops=[_CMP_AST[node.op]()], comparators=[rhs])
+            return _ifexp(_is(bind, None), ast.Constant(None), test)
+        return _call(_CMP_HELPER[node.op], self.expr(left, column), self.expr(right, column))
+
+    def boolop(self, node: BoolOp, column: Callable[[str], ast.expr]) -> ast.expr:
+        """Kleene logic, each side evaluated at most once, the right side only when it can matter.
+
+        and: ``False if (a := A) is False else (False if (b := B) is False else (b if a is True else None))``
+        (or: the same with True and False swapped).
+        """
+        stop = node.op == "or"  # 'or' stops at True, 'and' at False
+        bind_a, a = self._walrus(self.condition(node.left, column))
+        bind_b, b = self._walrus(self.condition(node.right, column))
+        inner = _ifexp(_is(bind_b, stop), ast.Constant(stop), _ifexp(_is(a, not stop), b, ast.Constant(None)))
+        return _ifexp(_is(bind_a, stop), ast.Constant(stop), inner)
+
+    def call(self, node: Call, column: Callable[[str], ast.expr]) -> ast.expr:
+        args = [self.expr(a, column) for a in node.args]
+        if node.fn == "coalesce":  # lazy: later arguments are only computed when needed
+            out: ast.expr = args[-1]
+            for arg in reversed(args[:-1]):
+                bind, t = self._walrus(arg)
+                out = _ifexp(_is(bind, None, negate=True), t, out)
+            return out
+        if node.fn == "substr":
+            has_length = len(args) == 3
+            if not has_length:
+                args.append(ast.Constant(0))
+            args.append(ast.Constant(has_length))
+        return _call(f"_f_{node.fn}", *args)
+
+    def compile(self, body: list[ast.stmt], name: str, args: Sequence[str], filename: str) -> Callable[..., Any]:
+        fn = ast.FunctionDef(
+            name=name,
+            args=ast.arguments(
+                posonlyargs=[], args=[ast.arg(arg=a) for a in args], kwonlyargs=[], kw_defaults=[], defaults=[]
+            ),
+            body=body,
+            decorator_list=[],
+            returns=None,
+            type_params=[],
+        )
+        module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
+        namespace = dict(self.namespace)
+        exec(compile(module, filename, "exec"), namespace)  # a generated, vetted AST; never user text
+        return namespace[name]  # type: ignore[no-any-return]
+
+
+def in_row_context(body: list[ast.stmt]) -> ast.With:
+    """``with _localcontext(_EXACT): body`` -- the Decimal context every generated computation runs in."""
+    return ast.With(items=[ast.withitem(context_expr=_call("_localcontext", _load("_EXACT")))], body=body)
+
+
+def guarded(value: ast.expr, field: str) -> ast.Try:
+    """``try: return value``, turning row-level exceptions into RowError naming ``field``."""
+    stmt = ast.Return(value=value)
+    handler = ast.ExceptHandler(
+        type=_load("_ROW_ERRORS"),
+        name="e",
+        body=[ast.Raise(exc=_call("_row_error", ast.Constant(field), _load("e")), cause=ast.Constant(None))],
+    )
+    return ast.Try(body=[stmt], handlers=[handler], orelse=[], finalbody=[])
+
+
+# --------------------------------------------------------------------------- SQL compilation
+
+INT, FLOAT, DEC, STR, BOOL, NULL, OTHER, UNKNOWN = "int", "float", "decimal", "text", "bool", "null", "other", "unknown"
+SQLITE_DECIMAL = "SQLite NUMERIC (REAL in SQL, Decimal on the row path; read it as Float to push down)"
+_NUMERIC = (INT, FLOAT, DEC)
+_KIND_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    INT: sa.BigInteger,
+    FLOAT: sa.Double,
+    DEC: sa.Numeric,
+    STR: sa.String,
+    BOOL: sa.Boolean,
+}
+_DIV_PRECEDENCE = sql_operators._PRECEDENCE[sql_operators.truediv]
+PUSHDOWN_DIALECTS = ("postgresql", "sqlite")
+
+
+def sql_kind(type_: sa.types.TypeEngine[Any], dialect_name: str) -> str:
+    """How the row path sees values of a SQL column type on this dialect."""
+    if isinstance(type_, sa.Boolean):
+        return BOOL
+    if isinstance(type_, sa.Integer):
+        return INT
+    if isinstance(type_, sa.Float):
+        return FLOAT
+    if isinstance(type_, sa.Numeric):
+        if dialect_name == "postgresql":
+            return DEC
+        # SQLite stores NUMERIC as REAL/INTEGER: SQL computes on floats, while SQLAlchemy's Numeric
+        # hands the row path Decimals. Only a Numeric read as float (asdecimal=False) agrees.
+        return FLOAT if not type_.asdecimal else SQLITE_DECIMAL
+    if isinstance(type_, sa.String):
+        return STR
+    if isinstance(type_, sa.types.NullType):
+        return UNKNOWN
+    return OTHER
+
+
+class _Sql:
+    def __init__(self, cols: Mapping[str, ColumnElement[Any]], dialect: str, field: str) -> None:
+        if dialect not in PUSHDOWN_DIALECTS:
+            raise NotPushable(f"{field}: expressions are pushed down only on {' and '.join(PUSHDOWN_DIALECTS)}")
+        self.cols = cols
+        self.pg = dialect == "postgresql"
+        self.dialect = dialect
+        self.field = field
+
+    def refuse(self, node: Node, reason: str) -> NotPushable:
+        return NotPushable(f"{self.field}: {reason} (at position {node.pos})")
+
+    def literal(self, value: Any, kind: str | None = None) -> ColumnElement[Any]:
+        if value is None:
+            return sa.null()
+        if type(value) is bool:
+            return sa.true() if value else sa.false()
+        if kind == DEC:
+            return sa.literal(_to_decimal(value), sa.Numeric())
+        if type(value) is int:
+            return sa.literal(value, sa.BigInteger())
+        if type(value) is float:
+            return sa.literal(value, sa.Double())
+        return sa.literal(value, sa.String())
+
+    def visit(self, node: Node) -> tuple[ColumnElement[Any], str]:
+        expr, kind = self._visit(node)
+        return (sa.null(), NULL) if kind == NULL else (expr, kind)  # an untyped NULL fits every context
+
+    def _visit(self, node: Node) -> tuple[ColumnElement[Any], str]:
+        if isinstance(node, Col):
+            if node.name not in self.cols:
+                raise self.refuse(node, f"column '{node.name}' is not available in SQL")
+            col = self.cols[node.name]
+            return col, sql_kind(col.type, self.dialect)
+        if isinstance(node, Lit):
+            kind = NULL if node.value is None else {bool: BOOL, int: INT, float: FLOAT, str: STR}[type(node.value)]
+            return self.literal(node.value), kind
+        if isinstance(node, Arith):
+            return self.arith(node)
+        if isinstance(node, Neg):
+            x, k = self.visit(node.operand)
+            if k == NULL:
+                return sa.null(), NULL
+            self.need(node, k, _NUMERIC, "unary -")
+            return self.typed(-self.wide(x, k), k), k
+        if isinstance(node, Compare):
+            return self.compare(node.op, node.left, node.right, node)
+        if isinstance(node, IsNull):
+            x, _ = self.visit(node.operand)
+            return (x.is_not(None) if node.negate else x.is_(None)), BOOL
+        if isinstance(node, InList):
+            return self.in_list(node)
+        if isinstance(node, BoolOp):
+            (a, ka), (b, kb) = self.visit(node.left), self.visit(node.right)
+            self.need(node, ka, (BOOL, NULL), node.op)
+            self.need(node, kb, (BOOL, NULL), node.op)
+            return (sa.and_(a, b) if node.op == "and" else sa.or_(a, b)), BOOL
+        if isinstance(node, Not):
+            x, k = self.visit(node.operand)
+            self.need(node, k, (BOOL, NULL), "not")
+            return sa.not_(x), BOOL
+        if isinstance(node, IfElse):
+            t, kt = self.visit(node.test)
+            self.need(node, kt, (BOOL, NULL), "if")
+            (a, b), kind = self.common(node, [node.body, node.orelse])
+            return self.typed(sa.case((t, a), else_=b), kind), kind
+        if isinstance(node, Call):
+            return self.call(node)
+        raise AssertionError(node)  # pragma: no cover
+
+    def need(self, node: Node, kind: str, allowed: tuple[str, ...], what: str) -> None:
+        if kind not in allowed:
+            if kind == UNKNOWN:
+                raise self.refuse(node, f"{what}: the SQL type of a column is unknown")
+            if kind == SQLITE_DECIMAL:
+                raise self.refuse(node, f"{what} on a {kind}")
+            raise self.refuse(node, f"{what} on {kind} values is not pushed down")
+
+    def typed(self, expr: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+        return sa.type_coerce(expr, _KIND_TYPES[kind]()) if kind in _KIND_TYPES else expr
+
+    def wide(self, expr: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+        """PostgreSQL integer arithmetic in BIGINT, as SQLite (and close to Python's unbounded ints)."""
+        if kind == INT and self.pg and not isinstance(expr.type, sa.BigInteger):
+            return sa.cast(expr, sa.BigInteger)
+        return expr
+
+    def numbers(self, node: Node, parts: Sequence[Node], what: str) -> tuple[list[ColumnElement[Any]], str]:
+        """Operands of one numeric kind: float literals become Decimal beside Decimals."""
+        visited = [self.visit(p) for p in parts]
+        kinds = {k for _, k in visited}
+        if NULL in kinds:
+            return [sa.null()], NULL
+        for k in kinds:
+            self.need(node, k, _NUMERIC, what)
+        kind = DEC if DEC in kinds else FLOAT if FLOAT in kinds else INT
+        out = []
+        for part, (expr, k) in zip(parts, visited, strict=True):
+            if kind == DEC and k == FLOAT:
+                if not isinstance(part, Lit):
+                    raise self.refuse(node, f"{what} mixing a NUMERIC and a float column rounds differently in SQL")
+                expr = self.literal(part.value, DEC)
+            out.append(self.wide(expr, k))
+        return out, kind
+
+    def arith(self, node: Arith) -> tuple[ColumnElement[Any], str]:
+        (a, *rest), kind = self.numbers(node, [node.left, node.right], node.op)
+        if kind == NULL:
+            return a, NULL
+        b = rest[0]
+        divisor = node.right.value if isinstance(node.right, Lit) else None
+        if node.op in ("/", "//", "%") and (type(divisor) not in (int, float) or divisor == 0):
+            raise self.refuse(node, f"'{node.op}' by a non-literal could divide by zero, a row error SQL cannot report")
+        if node.op == "/":
+            if kind == DEC:
+                raise self.refuse(node, "'/' with NUMERIC rounds differently in SQL")
+            num, den = sa.cast(a, sa.Double), sa.cast(b, sa.Double)
+            return num.op("/", precedence=_DIV_PRECEDENCE, return_type=sa.Double)(den), FLOAT
+        if node.op in ("//", "%"):
+            if kind != INT:
+                raise self.refuse(node, f"'{node.op}' is pushed down for integers only")
+            a, b = sa.type_coerce(a, sa.BigInteger), sa.type_coerce(b, sa.BigInteger)
+            floor_mod = (a % b + b) % b  # SQL's % truncates; Python's floors
+            return self.typed(floor_mod if node.op == "%" else (a - floor_mod) // b, INT), INT
+        a, b = self.typed(a, kind), self.typed(b, kind)
+        out = a + b if node.op == "+" else a - b if node.op == "-" else a * b
+        return self.typed(out, kind), kind
+
+    def text(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        return sa.collate(expr, "C" if self.pg else "BINARY")
+
+    def compare(self, op: str, left: Node, right: Node, node: Node) -> tuple[ColumnElement[Any], str]:
+        (a, ka), (b, kb) = self.visit(left), self.visit(right)
+        if NULL in (ka, kb):
+            return sa.null(), NULL
+        if ka in _NUMERIC and kb in _NUMERIC:
+            (a, b), _ = self.numbers(node, [left, right], op)
+        elif ka == kb == STR:
+            a, b = self.text(a), self.text(b)
+        elif not (ka == kb == BOOL and op in ("==", "!=")):
+            raise self.refuse(node, f"comparing {ka} with {kb} is not pushed down")
+        return _PY_OPERATORS[op](a, b), BOOL
+
+    def in_list(self, node: InList) -> tuple[ColumnElement[Any], str]:
+        x, k = self.visit(node.operand)
+        kinds = {type(v) for v in node.values}
+        if k in _NUMERIC and kinds <= {int, float}:
+            values = [self.literal(v, DEC) for v in node.values] if k == DEC else [self.literal(v) for v in node.values]
+        elif k == STR and kinds == {str}:
+            x, values = self.text(x), [self.literal(v) for v in node.values]
+        elif k == NULL:
+            return sa.null(), NULL
+        else:
+            raise self.refuse(node, f"'in' on {k} values with {', '.join(sorted(t.__name__ for t in kinds))}")
+        return (x.not_in(values) if node.negate else x.in_(values)), BOOL
+
+    def common(self, node: Node, parts: Sequence[Node]) -> tuple[list[ColumnElement[Any]], str]:
+        """Operands that SQL gives one type (CASE, COALESCE) without changing any value."""
+        visited = [self.visit(p) for p in parts]
+        kinds = {k for _, k in visited} - {NULL}
+        if not kinds:
+            return [e for e, _ in visited], NULL
+        if kinds <= set(_NUMERIC):
+            exprs, kind = self.numbers(node, [p for p, (_, k) in zip(parts, visited, strict=True) if k != NULL], "mix")
+            it = iter(exprs)
+            return [sa.null() if k == NULL else next(it) for _, k in visited], kind
+        if len(kinds) == 1 and kinds <= {STR, BOOL}:
+            return [e for e, _ in visited], kinds.pop()
+        raise self.refuse(node, f"values of kinds {', '.join(sorted(kinds))} mixed")
+
+    def int_literal(self, node: Node, minimum: int) -> ColumnElement[Any]:
+        if not (isinstance(node, Lit) and type(node.value) is int and node.value >= minimum):
+            raise self.refuse(node, f"pushed down only with an integer literal >= {minimum} here")
+        return sa.literal(node.value, sa.Integer())
+
+    def call(self, node: Call) -> tuple[ColumnElement[Any], str]:
+        fn = node.fn
+        if fn == "coalesce":
+            exprs, kind = self.common(node, node.args)
+            return self.typed(sa.func.coalesce(*exprs), kind), kind
+        if fn == "nullif":
+            (a, _), kind = self.common(node, node.args)
+            eq, _ = self.compare("==", node.args[0], node.args[1], node)
+            return self.typed(sa.case((eq, sa.null()), else_=a), kind), kind
+        if fn == "concat":
+            exprs = [self.visit(a) for a in node.args]
+            if any(k == NULL for _, k in exprs):
+                return sa.null(), NULL
+            for _, k in exprs:
+                self.need(node, k, (STR,), "concat()")
+            out = sa.type_coerce(exprs[0][0], sa.String())
+            for e, _ in exprs[1:]:
+                out = out.concat(e)
+            return self.typed(out, STR), STR
+        x, k = self.visit(node.args[0])
+        if k == NULL:
+            return sa.null(), NULL
+        if fn == "int":
+            self.need(node, k, _NUMERIC, "int()")
+            if k != INT and self.pg:
+                x = sa.func.trunc(x)
+            return self.typed(sa.cast(x, sa.BigInteger), INT), INT
+        if fn == "float":
+            self.need(node, k, _NUMERIC, "float()")
+            return sa.cast(x, sa.Double), FLOAT
+        if fn == "decimal":
+            if not self.pg:
+                raise self.refuse(node, "SQLite has no decimal type")
+            self.need(node, k, (INT, DEC), "decimal()")
+            return sa.cast(x, sa.Numeric), DEC
+        if fn == "str":
+            self.need(node, k, (INT, STR), "str()")
+            return (x if k == STR else sa.cast(x, sa.Text)), STR
+        if fn == "abs":
+            self.need(node, k, _NUMERIC, "abs()")
+            return self.typed(sa.func.abs(self.wide(x, k)), k), k
+        if fn == "round":
+            if k != DEC:
+                raise self.refuse(node, "round() is pushed down for PostgreSQL NUMERIC only")
+            digits = [self.int_literal(node.args[1], -1000)] if len(node.args) > 1 else []
+            return self.typed(sa.func.round(x, *digits), DEC), DEC
+        self.need(node, k, (STR,), f"{fn}()")
+        if fn in ("lower", "upper"):
+            return self.typed(getattr(sa.func, fn)(self.text(x) if self.pg else x), STR), STR
+        if fn == "trim":
+            return self.typed(sa.func.btrim(x) if self.pg else sa.func.trim(x), STR), STR
+        if fn == "length":
+            return self.typed(sa.func.char_length(x) if self.pg else sa.func.length(x), INT), INT
+        if fn == "substr":
+            args = [self.int_literal(node.args[1], 1)]
+            if len(node.args) == 3:
+                args.append(self.int_literal(node.args[2], 0))
+            return self.typed(sa.func.substr(x, *args), STR), STR
+        if fn == "replace":
+            rest = [self.visit(a) for a in node.args[1:]]
+            if any(rk == NULL for _, rk in rest):
+                return sa.null(), NULL
+            for _, rk in rest:
+                self.need(node, rk, (STR,), "replace()")
+            return self.typed(sa.func.replace(x, *(e for e, _ in rest)), STR), STR
+        raise AssertionError(fn)  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- the compiled expression
+
+
+class Expression:
+    """One checked expression, compiled to Python once; to SQL on demand."""
+
+    def __init__(self, text: str, columns: Sequence[str], field: str, tree: Node, used: Sequence[str]) -> None:
+        self.text = text
+        self.field = field
+        self.input_columns = tuple(columns)
+        self.tree = tree
+        self.columns_used: tuple[str, ...] = tuple(used)
+        index = {name: i for i, name in enumerate(self.input_columns)}
+        gen = CodeGen()
+
+        def column(name: str) -> ast.expr:
+            return ast.Subscript(value=_load("r"), slice=ast.Constant(index[name]), ctx=ast.Load())
+
+        body: list[ast.stmt] = [in_row_context([guarded(gen.expr(tree, column), field)])]
+        self.python: Callable[[tuple[Any, ...]], Any] = gen.compile(body, "expression", ["r"], f"<{field}>")
+
+    @property
+    def is_condition(self) -> bool | None:
+        """True if certainly a condition, False if certainly not, None if it depends on a column."""
+        return _boolish(self.tree)
+
+    def to_sql(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> ColumnElement[Any]:
+        """The SQLAlchemy expression over ``cols`` (name -> column or expression); NotPushable if inexact."""
+        return self.to_sql_kind(cols, dialect_name)[0]
+
+    def to_sql_kind(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> tuple[ColumnElement[Any], str]:
+        sql = _Sql(cols, dialect_name, self.field)
+        expr, kind = sql.visit(self.tree)
+        return sql.typed(expr, kind), kind
+
+    def __repr__(self) -> str:
+        return f"Expression({self.text!r}, field={self.field!r})"
+
+
+def parse_expression(text: str, columns: Sequence[str], *, field: str) -> tuple[Node, tuple[str, ...]]:
+    """Check ``text`` against the allow-list; the tree and the columns it uses."""
+    if not isinstance(text, str):
+        raise ConfigError(f"expected an expression (text), got {type(text).__name__}", field=field)
+    checker = _Checker(text, columns, field)
+    tree = checker.check()
+    return tree, tuple(checker.used)
+
+
+def compile_expression(text: str, columns: Sequence[str], *, field: str) -> Expression:
+    """Check and compile ``text`` over rows with ``columns``. ConfigError names ``field`` and the position."""
+    tree, used = parse_expression(text, columns, field=field)
+    return Expression(text, columns, field, tree, used)

@@ -1,0 +1,608 @@
+"""The safe expression language: what it refuses, what it means, and that SQL push-down means the same."""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from activedataflow.errors import ConfigError
+from activedataflow.expressions import NotPushable, RowError, compile_expression
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+COLS = ["id", "amount", "status", "note", "qty", "flag"]
+
+
+def ev(text: str, row: tuple[Any, ...], columns: list[str] = COLS) -> Any:
+    return compile_expression(text, columns, field="spec.transform.0.set.x").python(row)
+
+
+def one(**values: Any) -> tuple[Any, ...]:
+    return tuple(values.get(c) for c in COLS)
+
+
+# --------------------------------------------------------------------------- the allow-list
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("row.__class__", "attribute access is not allowed: row.__class__"),
+        ("row.amount.real", "attribute access is not allowed (only row.<column>)"),
+        ("().__class__", "attribute access is not allowed"),
+        ("__import__('os')", "unknown function '__import__'"),
+        ("open('/etc/passwd')", "unknown function 'open'"),
+        ("lambda: 1", "lambda not allowed"),
+        ("[x for x in (1, 2)]", "comprehensions not allowed"),
+        ("{x: 1 for x in (1, 2)}", "comprehensions not allowed"),
+        ("(x for x in (1, 2))", "generator expressions not allowed"),
+        ("(y := 1)", "assignment expressions not allowed"),
+        ("f'{row.id}'", "f-strings not allowed"),
+        ("row.status.upper()", "method calls are not allowed (.upper())"),
+        ("lower(row.status).__len__()", "method calls are not allowed"),
+        ("int(row.qty)(1)", "only the built-in functions can be called"),
+        ("row[0]", "row[...] takes a column name in quotes"),
+        ("(1, 2)[0]", "subscripts are not allowed"),
+        ("row.amount ** 2", "operator ** is not allowed"),
+        ("row.qty << 2", "operator << is not allowed"),
+        ("~row.qty", "unary operator ~ is not allowed"),
+        ("b'bytes'", "bytes literals are not allowed"),
+        ("1j", "complex literals are not allowed"),
+        ("row", "'row' alone is not a value"),
+        ("amount > 0", "unknown name 'amount'; did you mean row.amount?"),
+        ("int(x=1)", "int() takes no keyword arguments"),
+        ("int(*row)", "unpacking not allowed"),
+        ("coalesce(row.note)", "coalesce() takes 2 to 32 arguments, got 1"),
+        ("row.status == None", "use 'is None'"),
+        ("row.status is 'paid'", "'is' is only allowed as 'is None'"),
+        ("row.status in row.note", "'in' needs a literal list"),
+        ("row.status in ('a', None)", "use 'is None'"),
+        ("row.status in ()", "'in' needs at least one value"),
+        ("(row.qty + 1) and row.flag", "'and' needs a condition"),
+        ("not row.qty * 2", "'not' needs a condition"),
+        ("row.qty if 'yes' else 0", "'if' needs a condition"),
+        ("(row.qty > 1) + 1", "arithmetic (+) on a condition"),
+        ("row.qty +", "invalid expression"),
+        ("", "empty expression"),
+    ],
+)
+def test_refused_at_compile_time_with_the_field(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_expression(text, COLS, field="spec.transform.2.filter")
+    assert str(info.value).startswith("spec.transform.2.filter: ")
+    assert info.value.field == "spec.transform.2.filter"
+    assert reason in str(info.value)
+
+
+def test_unknown_column_names_field_column_position_and_the_columns() -> None:
+    with pytest.raises(ConfigError) as info:
+        compile_expression("int(row.amont * 100.0)", ["id", "amount", "status"], field="spec.transform.2.set.cents")
+    assert str(info.value) == (
+        "spec.transform.2.set.cents: unknown column 'amont' at position 5 in 'int(row.amont * 100.0)' "
+        "(columns: id, amount, status)"
+    )
+
+
+def test_odd_column_names_through_subscript() -> None:
+    expr = compile_expression("row['unit price'] * row['qty']", ["unit price", "qty"], field="f")
+    assert expr.python((2.5, 4)) == 10.0
+    assert expr.columns_used == ("unit price", "qty")
+
+
+def test_a_column_named_like_a_dunder_is_reachable_only_by_subscript() -> None:
+    assert compile_expression("row['__class__']", ["__class__"], field="f").python(("x",)) == "x"
+
+
+def test_nesting_is_bounded() -> None:
+    with pytest.raises(ConfigError, match="nested more than"):
+        compile_expression("-(" * 200 + "row.qty" + ")" * 200, COLS, field="f")
+
+
+def test_the_compiled_function_has_no_builtins() -> None:
+    fn = compile_expression("row.qty", COLS, field="f").python
+    assert fn.__globals__["__builtins__"] == {}
+
+
+# --------------------------------------------------------------------------- semantics (row path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "row.amount + 1",
+        "row.amount * 2.5",
+        "-row.amount",
+        "row.amount / 2",
+        "row.amount // 2",
+        "row.amount % 2",
+        "row.amount > 1",
+        "row.amount == 1",
+        "int(row.amount)",
+        "abs(row.amount)",
+        "lower(row.note)",
+        "length(row.note)",
+        "concat(row.note, 'x')",
+        "substr(row.note, 1, 2)",
+        "row.amount in (1, 2)",
+    ],
+)
+def test_none_propagates_like_sql_null(text: str) -> None:
+    assert ev(text, one()) is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "and_", "or_"),
+    [
+        (True, True, True, True),
+        (True, False, False, True),
+        (True, None, None, True),
+        (False, True, False, True),
+        (False, False, False, False),
+        (False, None, False, None),
+        (None, True, None, True),
+        (None, False, False, None),
+        (None, None, None, None),
+    ],
+)
+def test_and_or_are_three_valued(a: bool | None, b: bool | None, and_: bool | None, or_: bool | None) -> None:
+    cols = ["a", "b"]
+    assert ev("row.a and row.b", (a, b), cols) is and_
+    assert ev("row.a or row.b", (a, b), cols) is or_
+    assert ev("not row.a", (a, b), cols) is (None if a is None else not a)
+
+
+def test_and_does_not_evaluate_the_right_side_when_the_left_decides() -> None:
+    assert ev("row.qty != 0 and row.amount / row.qty > 1", one(qty=0, amount=5)) is False
+    assert ev("row.qty == 0 or row.amount / row.qty > 1", one(qty=0, amount=5)) is True
+
+
+def test_sqlite_booleans_0_and_1_count_as_conditions() -> None:
+    assert ev("row.flag and True", one(flag=1)) is True
+    assert ev("not row.flag", one(flag=0)) is True
+    with pytest.raises(RowError, match="expected a condition"):
+        ev("row.flag and True", one(flag=2))
+
+
+def test_int_truncates_toward_zero() -> None:
+    assert ev("int(row.amount * 100.0)", one(amount=0.29)) == 28  # the float is 28.999999999999996
+    assert ev("int(row.amount * 100.0)", one(amount=Decimal("0.29"))) == 29  # NUMERIC is exact
+    assert ev("int(row.amount)", one(amount=-2.7)) == -2
+    assert ev("int(row.amount)", one(amount=Decimal("-2.7"))) == -2
+    assert ev("int(row.note)", one(note=" 42 ")) == 42
+
+
+def test_decimal_with_float_is_decimal_arithmetic_through_str() -> None:
+    assert ev("row.amount * 0.1", one(amount=Decimal("3"))) == Decimal("0.3")
+    assert ev("row.amount + 0.1", one(amount=Decimal("0.2"))) == Decimal("0.3")
+    assert ev("row.amount == 0.3", one(amount=Decimal("0.3"))) is True
+    assert ev("row.amount in (0.3, 7)", one(amount=Decimal("0.3"))) is True
+
+
+def test_decimal_addition_and_multiplication_are_exact() -> None:
+    big = Decimal("12345678901234567890.123456789")
+    exact = decimal.Context(prec=100).multiply(big, big)
+    assert len(exact.as_tuple().digits) > 28  # more than the default context keeps
+    assert ev("row.amount * row.qty", one(amount=big, qty=big)) == exact
+    tiny = Decimal("1e-30")
+    assert ev("row.amount + row.qty", one(amount=big, qty=tiny)) == decimal.Context(prec=100).add(big, tiny)
+
+
+def test_division_is_true_division_and_floor_division_floors() -> None:
+    assert ev("row.qty / 2", one(qty=7)) == 3.5
+    assert isinstance(ev("row.qty / 1", one(qty=4)), float)
+    assert ev("row.amount / 4", one(amount=Decimal("1"))) == Decimal("0.25")
+    assert ev("row.qty // 2", one(qty=-7)) == -4
+    assert ev("row.qty % 2", one(qty=-7)) == 1
+    assert ev("row.amount // 2", one(amount=Decimal("-7"))) == Decimal("-4")  # not Decimal's truncation
+    assert ev("row.amount % 2", one(amount=Decimal("-7"))) == Decimal("1")
+    assert ev("row.amount % -2", one(amount=Decimal("7"))) == Decimal("-1")
+
+
+def test_strings_compare_by_code_point() -> None:
+    assert ev("row.note < 'a'", one(note="Z")) is True
+    assert ev("row.note > 'z'", one(note="é")) is True
+    assert ev("row.note < row.status", one(note="apple", status="apples")) is True
+
+
+def test_text_functions() -> None:
+    assert ev("lower(row.note)", one(note="ÀBC x")) == "Àbc x"  # ASCII letters only
+    assert ev("upper(row.note)", one(note="straße")) == "STRAßE"
+    assert ev("trim(row.note)", one(note="  a b \t")) == "a b \t"
+    assert ev("length(row.note)", one(note="naïve 🚀")) == 7
+    assert ev("substr(row.note, 2, 3)", one(note="abcdef")) == "bcd"
+    assert ev("substr(row.note, 0, 3)", one(note="abcdef")) == "ab"  # SQL's window [0, 3)
+    assert ev("substr(row.note, 3)", one(note="abcdef")) == "cdef"
+    assert ev("replace(row.note, '', 'x')", one(note="abc")) == "abc"
+    assert ev("concat(row.status, '-', str(row.qty))", one(status="a", qty=3)) == "a-3"
+    assert ev("coalesce(row.note, row.status, 'none')", one(status="s")) == "s"
+    assert ev("nullif(row.status, '')", one(status="")) is None
+    assert ev("str(row.flag)", one(flag=True)) == "true"
+
+
+def test_conditional_expression_takes_else_when_the_condition_is_none() -> None:
+    assert ev("row.qty if row.flag else -1", one(qty=3, flag=None)) == -1
+    assert ev("row.qty if row.flag else -1", one(qty=3, flag=True)) == 3
+
+
+def test_round_is_half_away_from_zero_for_decimals() -> None:
+    assert ev("round(row.amount, 1)", one(amount=Decimal("2.25"))) == Decimal("2.3")
+    assert ev("round(row.amount)", one(amount=Decimal("-2.5"))) == Decimal("-3")
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "reason"),
+    [
+        ("row.amount / row.qty", one(amount=1, qty=0), "division by zero"),
+        ("row.amount // 0", one(amount=Decimal(1)), "division by zero"),
+        ("row.amount % row.qty", one(amount=1.5, qty=0.0), "division by zero"),
+        ("int(row.note)", one(note="12abc"), "int() of text '12abc'"),
+        ("row.note + 1", one(note="a"), "cannot add text and int"),
+        ("row.note * 3", one(note="a"), "cannot multiply text and int"),
+        ("row.note < 3", one(note="a"), "not supported between"),
+        ("lower(row.qty)", one(qty=3), "lower() expects text, got int"),
+        ("int(row.amount)", one(amount=float("inf")), "infinity"),
+    ],
+)
+def test_a_bad_value_is_a_row_error_naming_the_field(text: str, row: tuple[Any, ...], reason: str) -> None:
+    with pytest.raises(RowError) as info:
+        ev(text, row)
+    assert info.value.field == "spec.transform.0.set.x"
+    assert reason in str(info.value)
+
+
+@given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6).filter(bool))
+@settings(max_examples=50, deadline=None)
+def test_integer_floor_division_and_modulo_agree_with_decimals(a: int, b: int) -> None:
+    cols = ["a", "b"]
+    assert ev("row.a // row.b", (Decimal(a), Decimal(b)), cols) == a // b
+    assert ev("row.a % row.b", (Decimal(a), Decimal(b)), cols) == a % b
+
+
+# --------------------------------------------------------------------------- SQL: pinned cases
+
+
+def sqlite_engine() -> sa.Engine:
+    return sa.create_engine("sqlite://")
+
+
+def sql_value(engine: sa.Engine, table: sa.Table, text: str, row: dict[str, Any]) -> Any:
+    names = [c.name for c in table.columns]
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [row])
+        expr = compile_expression(text, names, field="f").to_sql(table.c, engine.dialect.name)
+        return conn.execute(sa.select(expr)).scalar_one()
+
+
+@pytest.fixture
+def sqlite_table() -> Iterator[tuple[sa.Engine, sa.Table]]:
+    engine = sqlite_engine()
+    md = sa.MetaData()
+    table = sa.Table(
+        "t",
+        md,
+        sa.Column("amount", sa.Float),
+        sa.Column("qty", sa.Integer),
+        sa.Column("note", sa.String),
+        sa.Column("price", sa.Numeric(12, 2)),
+    )
+    md.create_all(engine)
+    yield engine, table
+    engine.dispose()
+
+
+def test_sqlite_int_of_float_truncates_like_python(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = sqlite_table
+    assert sql_value(engine, table, "int(row.amount * 100.0)", {"amount": 0.29}) == 28
+    assert sql_value(engine, table, "int(row.amount)", {"amount": -2.7}) == -2
+
+
+def test_sqlite_integer_division_and_modulo_floor(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = sqlite_table
+    assert sql_value(engine, table, "row.qty // 2", {"qty": -7}) == -4
+    assert sql_value(engine, table, "row.qty % 2", {"qty": -7}) == 1
+    assert sql_value(engine, table, "row.qty / 2", {"qty": 7}) == 3.5
+
+
+def test_sqlite_numeric_read_as_decimal_is_not_pushed_down(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
+    _, table = sqlite_table
+    with pytest.raises(NotPushable, match="SQLite NUMERIC"):
+        compile_expression("int(row.price * 100.0)", ["price"], field="f").to_sql(table.c, "sqlite")
+    as_float = {"price": sa.type_coerce(table.c.price, sa.Numeric(asdecimal=False))}
+    compile_expression("int(row.price * 100.0)", ["price"], field="f").to_sql(as_float, "sqlite")
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("row.amount / row.qty", "could divide by zero"),
+        ("row.amount // 2", "integers only"),
+        ("round(row.amount)", "NUMERIC only"),
+        ("str(row.amount)", "str() on float values"),
+        ("row.note < 3", "comparing text with int"),
+        ("int(row.note)", "int() on text values"),
+        ("row.other + 1", "the SQL type of a column is unknown"),
+    ],
+)
+def test_inexact_sql_is_refused_with_the_reason(text: str, reason: str) -> None:
+    cols = {
+        "amount": sa.column("amount", sa.Float),
+        "qty": sa.column("qty", sa.Integer),
+        "note": sa.column("note", sa.String),
+        "other": sa.column("other"),
+    }
+    with pytest.raises(NotPushable) as info:
+        compile_expression(text, list(cols), field="spec.transform.1.set.y").to_sql(cols, "sqlite")
+    assert info.value.reason.startswith("spec.transform.1.set.y: ")
+    assert reason in info.value.reason
+
+
+def test_other_dialects_are_refused() -> None:
+    cols = {"qty": sa.column("qty", sa.Integer)}
+    with pytest.raises(NotPushable, match="only on postgresql and sqlite"):
+        compile_expression("row.qty + 1", ["qty"], field="f").to_sql(cols, "mysql")
+
+
+@pytest.mark.postgres
+def test_postgres_numeric_int_is_exact(pg_url: str) -> None:
+    engine = sa.create_engine(pg_url)
+    md = sa.MetaData()
+    table = sa.Table("t", md, sa.Column("amount", sa.Numeric(12, 2)), sa.Column("note", sa.Text))
+    md.create_all(engine)
+    try:
+        assert sql_value(engine, table, "int(row.amount * 100.0)", {"amount": Decimal("0.29")}) == 29
+        assert sql_value(engine, table, "int(row.amount)", {"amount": Decimal("-2.70")}) == -2
+        assert sql_value(engine, table, "row.note < 'a'", {"note": "Z"}) is True  # code points, whatever the locale
+        assert sql_value(engine, table, "lower(row.note)", {"note": "ÀBC"}) == "Àbc"
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- SQL == Python, for all rows
+
+KINDS = ("int", "float", "text", "bool")
+SMALL_INT = st.integers(-20, 20)
+SMALL_FLOAT = st.integers(-2000, 2000).map(lambda n: n / 100)  # no subnormals: PostgreSQL refuses underflow
+TEXT = st.text(alphabet="aAzZ _-éÉß🚀", max_size=6)
+
+
+def column_for(kind: str, pg: bool) -> st.SearchStrategy[str]:
+    names = {
+        "int": ["row.i", "row.n"] if pg else ["row.i"],
+        "float": ["row.f"],
+        "text": ["row.s"],
+        "bool": ["row.b"],
+        "decimal": ["row.d"],
+    }[kind]
+    return st.sampled_from(names)
+
+
+def literal_for(kind: str) -> st.SearchStrategy[str]:
+    return {
+        "int": SMALL_INT.map(str),
+        "float": SMALL_FLOAT.map(repr),
+        "text": TEXT.map(repr),
+        "bool": st.sampled_from(["True", "False"]),
+        "decimal": SMALL_INT.map(str),
+    }[kind]
+
+
+def expressions(kind: str, depth: int, pg: bool) -> st.SearchStrategy[str]:
+    numeric = ["int", "float", "decimal"] if pg else ["int", "float"]
+    leaf = st.one_of(column_for(kind, pg), literal_for(kind), st.just("None"))
+    if depth == 0:
+        return leaf
+
+    def sub(k: str) -> st.SearchStrategy[str]:
+        return expressions(k, depth - 1, pg)
+
+    options: list[st.SearchStrategy[str]] = [leaf]
+    same = sub(kind)
+    options.append(
+        st.tuples(st.sampled_from(["bool"]).flatmap(sub), same, same).map(lambda t: f"({t[1]} if {t[0]} else {t[2]})")
+    )
+    options.append(st.tuples(same, same).map(lambda t: f"coalesce({t[0]}, {t[1]})"))
+    if kind in numeric:
+        options += [
+            st.tuples(same, st.sampled_from(["+", "-", "*"]), same).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            same.map(lambda a: f"(-{a})"),
+            same.map(lambda a: f"abs({a})"),
+        ]
+        if kind == "int":
+            options += [
+                st.tuples(same, st.sampled_from(["//", "%"]), SMALL_INT.filter(bool)).map(
+                    lambda t: f"({t[0]} {t[1]} {t[2]})"
+                ),
+                st.sampled_from(numeric).flatmap(sub).map(lambda a: f"int({a})"),
+                sub("text").map(lambda a: f"length({a})"),
+            ]
+        if kind == "float":
+            options += [
+                st.tuples(st.sampled_from(["int", "float"]).flatmap(sub), SMALL_FLOAT.filter(bool)).map(
+                    lambda t: f"({t[0]} / {t[1]!r})"
+                ),
+                st.sampled_from(numeric).flatmap(sub).map(lambda a: f"float({a})"),
+            ]
+        if kind == "decimal":
+            options += [
+                st.tuples(same, SMALL_FLOAT).map(lambda t: f"({t[0]} * {t[1]!r})"),
+                st.tuples(same, st.integers(-2, 3)).map(lambda t: f"round({t[0]}, {t[1]})"),
+                sub("int").map(lambda a: f"decimal({a})"),
+            ]
+    if kind == "text":
+        options += [
+            same.map(lambda a: f"lower({a})"),
+            same.map(lambda a: f"upper({a})"),
+            same.map(lambda a: f"trim({a})"),
+            st.tuples(same, same).map(lambda t: f"concat({t[0]}, {t[1]})"),
+            st.tuples(same, st.integers(1, 4), st.integers(0, 4)).map(lambda t: f"substr({t[0]}, {t[1]}, {t[2]})"),
+            st.tuples(same, TEXT.map(repr), same).map(lambda t: f"replace({t[0]}, {t[1]}, {t[2]})"),
+            sub("int").map(lambda a: f"str({a})"),
+            st.tuples(same, same).map(lambda t: f"nullif({t[0]}, {t[1]})"),
+        ]
+    if kind == "bool":
+        comparable = st.sampled_from(["numeric", "text", "bool"])
+
+        def comparison(group: str) -> st.SearchStrategy[str]:
+            if group == "numeric":
+                pair = st.tuples(st.sampled_from(numeric).flatmap(sub), st.sampled_from(numeric).flatmap(sub))
+            else:
+                pair = st.tuples(sub(group if group == "text" else "bool"), sub(group if group == "text" else "bool"))
+            ops = ["==", "!="] if group == "bool" else ["==", "!=", "<", "<=", ">", ">="]
+            pair = pair.filter(lambda p: "None" not in p)  # '== None' is refused at compile time
+            return st.tuples(pair, st.sampled_from(ops)).map(lambda t: f"({t[0][0]} {t[1]} {t[0][1]})")
+
+        options += [
+            comparable.flatmap(comparison),
+            st.tuples(same, st.sampled_from(["and", "or"]), same).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+            same.map(lambda a: f"(not {a})"),
+            st.tuples(st.sampled_from(KINDS).flatmap(sub), st.booleans()).map(
+                lambda t: f"({t[0]} is {'not ' if t[1] else ''}None)"
+            ),
+            st.tuples(sub("int"), st.lists(SMALL_INT, min_size=1, max_size=3)).map(
+                lambda t: f"({t[0]} in ({', '.join(map(str, t[1]))},))"
+            ),
+            st.tuples(sub("text"), st.lists(TEXT, min_size=1, max_size=3), st.booleans()).map(
+                lambda t: f"({t[0]} {'not in' if t[2] else 'in'} ({', '.join(map(repr, t[1]))},))"
+            ),
+        ]
+    return st.one_of(*options)
+
+
+def short(text: str) -> bool:
+    return len(text) <= 400
+
+
+def rows_for(pg: bool) -> st.SearchStrategy[list[dict[str, Any]]]:
+    fields: dict[str, st.SearchStrategy[Any]] = {
+        "i": SMALL_INT,
+        "f": SMALL_FLOAT,
+        "s": TEXT,
+        "b": st.booleans(),
+    }
+    if pg:
+        fields |= {"n": st.integers(-100, 100), "d": st.integers(-10000, 10000).map(lambda n: Decimal(n) / 100)}
+    row = st.fixed_dictionaries({k: st.one_of(st.none(), v) for k, v in fields.items()})
+    return st.lists(row, min_size=1, max_size=6)
+
+
+def equal(py: Any, db: Any) -> bool:
+    if py is None or db is None:
+        return py is None and db is None
+    if isinstance(py, bool) or isinstance(db, bool):
+        return bool(py) is bool(db) and type(py) is type(db)
+    return py == db  # int/float/Decimal by value, text exactly
+
+
+def check_agreement(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]], texts: list[str]) -> int:
+    names = [c.name for c in table.columns if c.name != "id"]
+    pushed = 0
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [{"id": n, **r} for n, r in enumerate(rows)])
+        stored = conn.execute(sa.select(*[table.c[c] for c in names]).order_by(table.c.id)).all()
+        for text in texts:
+            expr = compile_expression(text, names, field="f")
+            try:
+                sql = expr.to_sql(table.c, engine.dialect.name)
+            except NotPushable:
+                for values in stored:  # the row path still computes (or reports a row error)
+                    with contextlib.suppress(RowError):
+                        expr.python(tuple(values))
+                continue
+            pushed += 1
+            got = [v for _, v in conn.execute(sa.select(table.c.id, sql).order_by(table.c.id))]
+            for values, db in zip(stored, got, strict=True):
+                py = expr.python(tuple(values))  # a pushable expression never fails on stored values
+                assert equal(py, db), f"{text} on {tuple(values)}: python {py!r}, sql {db!r}"
+    return pushed
+
+
+def agreement_table(engine: sa.Engine, pg: bool) -> sa.Table:
+    md = sa.MetaData()
+    cols = [
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("i", sa.BigInteger),
+        sa.Column("f", sa.Double),
+        sa.Column("s", sa.Text),
+        sa.Column("b", sa.Boolean),
+    ]
+    if pg:
+        cols += [sa.Column("n", sa.Integer), sa.Column("d", sa.Numeric)]
+    table = sa.Table("agree", md, *cols)
+    md.create_all(engine)
+    return table
+
+
+@pytest.fixture(scope="module")
+def sqlite_agreement() -> Iterator[tuple[sa.Engine, sa.Table]]:
+    engine = sqlite_engine()
+    yield engine, agreement_table(engine, pg=False)
+    engine.dispose()
+
+
+ANY_KIND = st.sampled_from(KINDS)
+
+
+@given(
+    rows=rows_for(pg=False),
+    texts=st.lists(ANY_KIND.flatmap(lambda k: expressions(k, 3, False)).filter(short), min_size=1, max_size=4),
+)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_python_and_sqlite_agree(
+    sqlite_agreement: tuple[sa.Engine, sa.Table], rows: list[dict[str, Any]], texts: list[str]
+) -> None:
+    engine, table = sqlite_agreement
+    check_agreement(engine, table, rows, texts)
+
+
+@pytest.fixture(scope="module")
+def pg_agreement(pg_server: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    name = f"t_{uuid.uuid4().hex[:12]}"  # a database of its own for the module (hypothesis reuses it)
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = sa.create_engine(sa.make_url(pg_server).set(database=name))
+    try:
+        yield engine, agreement_table(engine, pg=True)
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+@given(
+    rows=rows_for(pg=True),
+    texts=st.lists(
+        st.sampled_from((*KINDS, "decimal")).flatmap(lambda k: expressions(k, 3, True)).filter(short),
+        min_size=1,
+        max_size=4,
+    ),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_python_and_postgres_agree(
+    pg_agreement: tuple[sa.Engine, sa.Table], rows: list[dict[str, Any]], texts: list[str]
+) -> None:
+    engine, table = pg_agreement
+    check_agreement(engine, table, rows, texts)
+
+
+def test_most_generated_expressions_are_pushed_down(sqlite_agreement: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = sqlite_agreement
+    texts = [
+        "int(row.f * 100.0)",
+        "coalesce(row.s, '') < 'b'",
+        "row.i // 3 + row.i % 3",
+        "(row.f / 2.0) if row.b else 0.5",
+        "concat(lower(row.s), str(row.i))",
+        "row.i in (1, 2) or row.s is None",
+    ]
+    assert check_agreement(engine, table, [{"i": 7, "f": 0.29, "s": "Ab", "b": True}], texts) == len(texts)
