@@ -11,7 +11,7 @@ emptied before every measured run by :func:`reset_fact`.
 
 Usage (by hand)::
 
-    bench/.venv/bin/python -m bench.generate --rows 100000 --sqlite /tmp/orders.db --pg URL
+    bench/.venv/bin/python bench/generate.py --rows 100000 --sqlite /tmp/orders.db --pg URL
 """
 
 from __future__ import annotations

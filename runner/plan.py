@@ -12,10 +12,10 @@
 The pushed-down run is, in one transaction (PostgreSQL: REPEATABLE READ, so
 both statements see one snapshot)::
 
-    SELECT count(*) FROM <source query>                -- records read
     SELECT <keyset> FROM <source query> ORDER BY <keyset> DESC LIMIT 1   -- incremental only: the new cursor
     INSERT INTO sink (cols) SELECT <exprs> FROM (<source query>) AS src WHERE <filters>
         [ON CONFLICT (uniqueBy) DO UPDATE SET c = excluded.c ... | DO NOTHING]   -- rowcount: records written
+    SELECT count(*) FROM <source query>   -- records read; only with filter steps (else read == written)
 
 where ``<source query>`` is the SQL connector's own query (the ``where``
 conditions, the incremental resume condition after the committed cursor,
@@ -179,7 +179,7 @@ class _Pushdown:
         placement: str,
         source_file: Path | None,
         insert: sa.Insert,
-        count: sa.Select[Any],
+        count: sa.Select[Any] | None,
         last: sa.Select[Any] | None,
         written_count: sa.Select[Any] | None,
         keys: tuple[str, ...],
@@ -218,16 +218,18 @@ class _Pushdown:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         try:
             with conn.begin():
-                read = int(conn.execute(self.count, self.params).scalar_one())
                 cursor = None
-                if self.last is not None and read:
-                    row = conn.execute(self.last, self.params).one()
-                    cursor = {k: encode_cursor_value(v) for k, v in zip(self.keys, row, strict=True)}
+                if self.last is not None:
+                    row = conn.execute(self.last, self.params).first()
+                    if row is not None:
+                        cursor = {k: encode_cursor_value(v) for k, v in zip(self.keys, row, strict=True)}
                 result = conn.execute(self.insert, self.params, execution_options={"preserve_rowcount": True})
+                rowcount = max(int(result.rowcount), 0)
                 if self.written_count is not None:
                     written = int(conn.execute(self.written_count, self.params).scalar_one())
                 else:
-                    written = max(int(result.rowcount), 0)
+                    written = rowcount
+                read = written if self.count is None else int(conn.execute(self.count, self.params).scalar_one())
         except sa.exc.DBAPIError as err:
             orig = getattr(err, "orig", None) or err
             raise PushdownFailed(redact(" ".join(str(orig).split()))[:300]) from err
@@ -309,7 +311,8 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     names = list(sql_plan.columns)
     select = sa.select(*sql_plan.select_list()).select_from(subquery).where(sa.true(), *sql_plan.where)
     insert = _upsert(target, select, names)
-    count = sa.select(sa.func.count()).select_from(subquery)
+    # without filter steps every row read is written: the INSERT's rowcount is also the rows read
+    count = sa.select(sa.func.count()).select_from(subquery) if sql_plan.where else None
     last = None
     if spec.source.incremental is not None:
         key_cols = [subquery.c[k] for k in keys]
@@ -322,7 +325,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         written_count=written_count, keys=keys, params=params,
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
-                count_sql=_sql_text(count, dialect, run.translate), _run=run)
+                count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
 
 
 def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:

@@ -303,3 +303,15 @@ def test_pushdown_equals_row_path_on_sqlite(sqlite_url: str, rows: list[dict[str
 def test_pushdown_equals_row_path_on_postgresql(pg_url: str, rows: list[dict[str, Any]], cond: str, i1: str,
                                                 f1: str, s1: str) -> None:
     check_property(pg_url, rows, cond, i1, f1, s1)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_without_filters_rowcount_counts_reads_also_on_updates(backend: str, sqlite_files: tuple[str, str],
+                                                              pg_url: str, executor: FlowExecutor) -> None:
+    url = sqlite_files[0] if backend == "sqlite" else pg_url
+    setup_db(url, [src_row(i) for i in range(1, 16)], "dst")
+    f = flow(url, url, transform=[{"set": {"i1": "row.a + 1"}}, {"select": ["id", "i1"]}])
+    assert plan_flow(f, url, url).kind == "pushdown"
+    for _ in range(2):  # inserts, then updates of every row
+        done = run(executor, f)
+        assert (done.records_read, done.records_written, done.records_failed) == (15, 15, 0)

@@ -1,0 +1,330 @@
+"""The approaches the benchmark compares, each moving the PERF_ANCHORS flow once.
+
+Flow: ``orders`` rows with ``status = 'paid'`` -> rename ``customer_id`` to ``customer``,
+``amount_cents = int(amount * 100)``, drop ``amount`` -> upsert into ``fact_orders`` by ``id``
+(update ``amount_cents, status, updated_at``). Every function returns
+``(rows_read, rows_written)`` and is timed by :mod:`bench.measure` from its first
+connection to its last commit, in a process of its own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+BATCH = 5000
+SELECT_COLS = "id, customer_id, amount, status, note, updated_at"
+FACT_COLS = ("id", "customer", "status", "note", "updated_at", "amount_cents")
+UPDATE = ("amount_cents", "status", "updated_at")
+PG_TYPES = ["int8", "int8", "numeric", "text", "text", "timestamp"]
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite:///")
+
+
+def _sqlite_upsert_sql() -> str:
+    sets = ", ".join(f"{c} = excluded.{c}" for c in UPDATE)
+    return (f"INSERT INTO fact_orders ({', '.join(FACT_COLS)}) VALUES (?, ?, ?, ?, ?, ?) "
+            f"ON CONFLICT (id) DO UPDATE SET {sets}")
+
+
+def _pg_merge_sql(source: str) -> str:
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATE)
+    cols = ", ".join(FACT_COLS)
+    return f"INSERT INTO fact_orders ({cols}) SELECT {cols} FROM {source} ON CONFLICT (id) DO UPDATE SET {sets}"
+
+
+# --------------------------------------------------------------------------- ours
+
+_STORE_DIR = tempfile.mkdtemp(prefix="adf-bench-store-")
+
+
+def store_url() -> str:
+    return f"sqlite:///{_STORE_DIR}/adf.db"
+
+
+def prepare_ours() -> None:
+    """Create and migrate the embedded store once (an installation has it already)."""
+    from activedataflow.store import open_store
+
+    open_store(store_url()).close()
+
+
+
+def ours(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """The product: a FlowExecutor run of the flow against the embedded SQLite store (adf run's path)."""
+    from activedataflow.model import parse_dataflow
+    from activedataflow.runner.executor import FlowExecutor
+    from activedataflow.store import open_store
+
+    flow = parse_dataflow({
+        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "paid-orders"},
+        "spec": {
+            "interval": "15m",
+            "source": {"type": "sql", "connection": {"url": src}, "table": "orders",
+                       "columns": ["id", "customer_id", "amount", "status", "note", "updated_at"],
+                       "where": [{"column": "status", "op": "=", "value": "paid"}], "batchSize": batch},
+            "transform": [{"rename": {"customer_id": "customer"}},
+                          {"set": {"amount_cents": "int(row.amount * 100)"}},
+                          {"drop": ["amount"]}],
+            "sink": {"type": "sql", "connection": {"url": dst}, "table": "fact_orders", "mode": "upsert",
+                     "uniqueBy": ["id"], "updateOnly": list(UPDATE), "batchSize": batch, "transaction": "batch"},
+        },
+    })
+    store = open_store(store_url())  # created and migrated by prepare_ours(), before the clock started
+    try:
+        executor = FlowExecutor(store)
+        outcome = executor.run(executor.register(flow), trigger="manual", force=True)
+    finally:
+        store.close()
+    run = outcome.run
+    assert run is not None
+    if run.status != "success":
+        raise RuntimeError(f"run failed: {run.error_message}")
+    return run.records_read, run.records_written
+
+
+# --------------------------------------------------------------------------- SQLAlchemy Core and ORM
+
+
+def core(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """SQLAlchemy Core: keyset pages, one batched ``insert().values([...]).on_conflict_do_update`` per page."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    se, de = sa.create_engine(src), sa.create_engine(dst)
+    orders = sa.Table("orders", sa.MetaData(), autoload_with=se)
+    fact = sa.Table("fact_orders", sa.MetaData(), autoload_with=de)
+    insert = (postgresql.insert if de.dialect.name == "postgresql" else sqlite.insert)(fact)
+    read = written = 0
+    last = 0
+    with se.connect() as sc, de.connect() as dc:
+        while True:
+            page = sc.execute(
+                sa.select(orders).where(orders.c.status == "paid", orders.c.id > last).order_by(orders.c.id)
+                .limit(batch)
+            ).all()
+            sc.commit()
+            if not page:
+                break
+            last = page[-1].id
+            read += len(page)
+            values = [{"id": r.id, "customer": r.customer_id, "status": r.status, "note": r.note,
+                       "updated_at": r.updated_at, "amount_cents": int(r.amount * 100)} for r in page]
+            stmt = insert.values(values)
+            dc.execute(stmt.on_conflict_do_update(index_elements=["id"],
+                                                  set_={c: stmt.excluded[c] for c in UPDATE}))
+            dc.commit()
+            written += len(values)
+    se.dispose()
+    de.dispose()
+    return read, written
+
+
+def orm(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """A naive ORM loop: ``session.merge()`` per row, commit per page."""
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    fact_class = _orm_model()
+    se, de = sa.create_engine(src), sa.create_engine(dst)
+    orders = sa.Table("orders", sa.MetaData(), autoload_with=se)
+    read = 0
+    last = 0
+    with se.connect() as sc, Session(de) as session:
+        while True:
+            page = sc.execute(
+                sa.select(orders).where(orders.c.status == "paid", orders.c.id > last).order_by(orders.c.id)
+                .limit(batch)
+            ).all()
+            sc.commit()
+            if not page:
+                break
+            last = page[-1].id
+            read += len(page)
+            for r in page:
+                session.merge(fact_class(id=r.id, customer=r.customer_id, status=r.status, note=r.note,
+                                   updated_at=r.updated_at, amount_cents=int(r.amount * 100)))
+            session.commit()
+            session.expunge_all()
+    se.dispose()
+    de.dispose()
+    return read, read
+
+
+def _orm_model() -> Any:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Fact(Base):
+        __tablename__ = "fact_orders"
+        id = mapped_column(sa.BigInteger, primary_key=True, autoincrement=False)
+        customer = mapped_column(sa.BigInteger)
+        status = mapped_column(sa.Text)
+        note = mapped_column(sa.Text)
+        updated_at = mapped_column(sa.DateTime)
+        amount_cents = mapped_column(sa.BigInteger)
+
+    return Fact
+
+
+# --------------------------------------------------------------------------- dlt
+
+
+def dlt_merge(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """dlt: ``sql_table`` source (where pushed into the query), the transform as ``add_map``, merge on id."""
+    import dlt
+    import sqlalchemy as sa
+    from dlt.sources.sql_database import sql_table
+
+    def paid_only(query: Any, table: Any) -> Any:
+        return query.where(table.c.status == "paid")
+
+    def transform(row: dict[str, Any]) -> dict[str, Any]:
+        return {"id": row["id"], "customer": row["customer_id"], "status": row["status"], "note": row["note"],
+                "updated_at": row["updated_at"], "amount_cents": int(row["amount"] * 100)}
+
+    def nullable(table: Any) -> Any:
+        # the reflected NOT NULLs would become constraints of fact_orders on columns the transform renames/drops
+        for column in table.columns:
+            column.nullable = True
+        return table
+
+    resource = sql_table(credentials=src, table="orders", chunk_size=batch, query_adapter_callback=paid_only,
+                         table_adapter_callback=nullable, reflection_level="full")
+    resource = resource.add_map(transform)
+    resource.apply_hints(table_name="fact_orders", write_disposition="merge", primary_key="id")
+    if dst.startswith("postgresql"):
+        destination = dlt.destinations.postgres(credentials=_libpq(dst))
+    else:
+        destination = dlt.destinations.sqlalchemy(credentials=dst)
+    counter = {"n": 0}
+
+    def count(row: dict[str, Any]) -> dict[str, Any]:
+        counter["n"] += 1
+        return row
+
+    resource = resource.add_map(count)
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = dlt.pipeline(pipeline_name="bench", pipelines_dir=tmp, destination=destination,
+                                dataset_name="bench", progress=None)
+        info = pipeline.run(resource)
+        info.raise_on_failed_jobs()
+    del sa
+    return counter["n"], counter["n"]
+
+
+# --------------------------------------------------------------------------- COPY / stdlib paths and the floor
+
+
+def copy_pg_pg(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """COPY (SELECT ...) TO STDOUT -> Python per row -> COPY into a temp staging table -> one merge."""
+    import psycopg
+
+    n = 0
+    with psycopg.connect(_libpq(src)) as sc, psycopg.connect(_libpq(dst)) as dc:
+        dc.execute("CREATE TEMP TABLE stage (id int8, customer int8, status text, note text, updated_at timestamp, "
+                   "amount_cents int8) ON COMMIT DROP")
+        with (sc.cursor().copy(f"COPY (SELECT {SELECT_COLS} FROM orders WHERE status = 'paid') TO STDOUT") as out,
+              dc.cursor().copy(f"COPY stage ({', '.join(FACT_COLS)}) FROM STDIN (FORMAT BINARY)") as into):
+            out.set_types(PG_TYPES)
+            into.set_types(["int8", "int8", "text", "text", "timestamp", "int8"])
+            write = into.write_row
+            for i, cust, amount, status, note, ts in out.rows():
+                write((i, cust, status, note, ts, int(amount * 100)))
+                n += 1
+        written = dc.execute(_pg_merge_sql("stage")).rowcount
+        dc.commit()
+    return n, written
+
+
+def copy_pg_sqlite(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """COPY (SELECT ...) TO STDOUT -> Python per row -> stdlib sqlite3 executemany upsert."""
+    import psycopg
+
+    n = 0
+    con = sqlite3.connect(_sqlite_path(dst))
+    sql = _sqlite_upsert_sql()
+    query = f"COPY (SELECT {SELECT_COLS} FROM orders WHERE status = 'paid') TO STDOUT"
+    with psycopg.connect(_libpq(src)) as sc, sc.cursor().copy(query) as out:
+        out.set_types(PG_TYPES)
+        buf: list[tuple[Any, ...]] = []
+        for i, cust, amount, status, note, ts in out.rows():
+            buf.append((i, cust, status, note, ts.isoformat(" "), int(amount * 100)))
+            if len(buf) >= batch:
+                con.executemany(sql, buf)
+                n += len(buf)
+                buf = []
+        con.executemany(sql, buf)
+        n += len(buf)
+    con.commit()
+    con.close()
+    return n, n
+
+
+def stdlib_sqlite(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """stdlib sqlite3: fetchmany pages -> Python per row -> executemany of one prepared upsert."""
+    s = sqlite3.connect(_sqlite_path(src))
+    d = sqlite3.connect(_sqlite_path(dst))
+    sql = _sqlite_upsert_sql()
+    n = 0
+    cur = s.execute(f"SELECT {SELECT_COLS} FROM orders WHERE status = 'paid'")
+    while page := cur.fetchmany(batch):
+        d.executemany(sql, [(i, c, st, note, ts, int(a * 100)) for i, c, a, st, note, ts in page])
+        n += len(page)
+    d.commit()
+    s.close()
+    d.close()
+    return n, n
+
+
+def floor_pg(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """One statement in the source database: INSERT ... SELECT ... WHERE ... ON CONFLICT."""
+    import psycopg
+
+    assert src == dst, "the floor runs inside one database"
+    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in UPDATE)
+    with psycopg.connect(_libpq(src)) as c:
+        written = c.execute(
+            f"INSERT INTO fact_orders ({', '.join(FACT_COLS)}) SELECT id, customer_id, status, note, updated_at, "
+            f"trunc(amount * 100)::int8 FROM orders WHERE status = 'paid' ON CONFLICT (id) DO UPDATE SET {sets}"
+        ).rowcount
+        c.commit()
+    return written, written
+
+
+def floor_sqlite(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """One statement with the source ATTACHed: INSERT ... SELECT ... WHERE true ON CONFLICT (float amounts)."""
+    d = sqlite3.connect(_sqlite_path(dst))
+    d.execute("ATTACH DATABASE ? AS src", (_sqlite_path(src),))
+    sets = ", ".join(f"{c} = excluded.{c}" for c in UPDATE)
+    written = d.execute(
+        f"INSERT INTO fact_orders ({', '.join(FACT_COLS)}) SELECT id, customer_id, status, note, updated_at, "
+        f"CAST(amount * 100 AS INTEGER) FROM src.orders WHERE status = 'paid' ON CONFLICT (id) DO UPDATE SET {sets}"
+    ).rowcount
+    d.commit()
+    d.close()
+    return written, written
+
+
+APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
+    "ours": ours,
+    "core": core,
+    "orm": orm,
+    "dlt": dlt_merge,
+    "copy_pg_pg": copy_pg_pg,
+    "copy_pg_sqlite": copy_pg_sqlite,
+    "stdlib_sqlite": stdlib_sqlite,
+    "floor_pg": floor_pg,
+    "floor_sqlite": floor_sqlite,
+}

@@ -1,0 +1,80 @@
+"""Time one approach in this process and print one JSON line (run by :mod:`bench.run`, one process per measurement).
+
+    python bench/measure.py APPROACH SRC_URL DST_URL [--profile FILE.html]
+
+``seconds`` runs from the approach's first connection to its last commit (imports are done before);
+``rss_mb`` is the process's peak resident set, imports included; ``base_rss_mb`` the same
+before the first row moves (interpreter, imports, an opened store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+
+def _preload(name: str) -> None:
+    """Import what the approach imports, so that the clock measures moving rows, not importing."""
+    import sqlalchemy  # noqa: F401
+
+    if name == "ours":
+        import activedataflow.runner.executor
+        import activedataflow.runner.fastpath.pg
+        import activedataflow.runner.plan
+        import activedataflow.store  # noqa: F401
+    if name == "dlt":
+        import dlt  # noqa: F401
+        from dlt.sources.sql_database import sql_table  # noqa: F401
+    if "pg" in name or name in ("ours", "core", "orm", "dlt"):
+        import psycopg  # noqa: F401
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would include the parent's, inherited across exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("approach")
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--profile", help="write a pyinstrument HTML profile here")
+    args = ap.parse_args()
+    from approaches import APPROACHES  # a sibling module
+
+    fn = APPROACHES[args.approach]
+    _preload(args.approach)
+    if args.approach == "ours":
+        from approaches import prepare_ours
+
+        prepare_ours()
+    base_mb = peak_rss_mb()  # interpreter and imports, before any row moves
+    profiler: Any = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001)
+        profiler.start()
+    t0 = time.perf_counter()
+    read, written = fn(args.src, args.dst)
+    seconds = time.perf_counter() - t0
+    if profiler is not None:
+        profiler.stop()
+        with open(args.profile, "w") as f:
+            f.write(profiler.output_html())
+        print(profiler.output_text(unicode=False, color=False, show_all=False), file=sys.stderr)
+    print(json.dumps({"seconds": seconds, "read": read, "written": written, "rss_mb": peak_rss_mb(),
+                      "base_rss_mb": base_mb}))
+
+
+if __name__ == "__main__":
+    main()
