@@ -1,13 +1,29 @@
-"""What every sink shares: a buffer flushed every ``batchSize`` rows, and the count of rejected rows."""
+"""What the connectors share: sources that close on a failed open; sinks' buffer and rejected-row count."""
 
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 from ...errors import ConnectorError
-from .base import Row, SinkStats, SinkWriter
+from .base import Row, SinkStats, SinkWriter, SourceReader
 
-__all__ = ["BufferedSinkWriter"]
+__all__ = ["BufferedSinkWriter", "ClosingSourceReader"]
+
+
+class ClosingSourceReader(SourceReader):
+    """A source whose :meth:`open` releases what it connected when it fails (unknown table, bad cursor...)."""
+
+    def open(self, cursor: Any = None) -> tuple[str, ...]:
+        try:
+            return self._open(cursor)
+        except BaseException:
+            self.close()
+            raise
+
+    @abc.abstractmethod
+    def _open(self, cursor: Any) -> tuple[str, ...]:
+        """Connect, check, and return the output columns (see :meth:`SourceReader.open`)."""
 
 
 class BufferedSinkWriter(SinkWriter):

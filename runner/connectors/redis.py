@@ -39,8 +39,8 @@ import redis
 
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
-from .base import Batch, Row, SourceReader
-from .buffered import BufferedSinkWriter
+from .base import Batch, Row
+from .common import BufferedSinkWriter, ClosingSourceReader
 
 __all__ = ["RedisSinkWriter", "RedisSourceReader", "compile_key_template", "redis_client"]
 
@@ -228,7 +228,7 @@ def _parse_json_value(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-class RedisSourceReader(SourceReader):
+class RedisSourceReader(ClosingSourceReader):
     """Reads a stream (XRANGE pages, resumable) or the keys matching a pattern (SCAN pages)."""
 
     def __init__(self, spec: RedisSource, url: str, *, field: str = "spec.source") -> None:
@@ -238,13 +238,6 @@ class RedisSourceReader(SourceReader):
         self.columns: tuple[str, ...] = ()
         self._client: redis.Redis | None = None
         self._after: str | None = None
-
-    def open(self, cursor: Any = None) -> tuple[str, ...]:
-        try:
-            return self._open(cursor)
-        except BaseException:
-            self.close()  # nothing left connected when the table, a column or the cursor is wrong
-            raise
 
     def _open(self, cursor: Any) -> tuple[str, ...]:
         spec, f = self.spec, self.field

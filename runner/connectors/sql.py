@@ -43,8 +43,8 @@ from sqlalchemy.engine import URL
 
 from ...errors import ConfigError, ConnectorError, redact
 from ...model import SqlSink, SqlSource, Where
-from .base import Batch, Row, SourceReader
-from .buffered import BufferedSinkWriter
+from .base import Batch, Row
+from .common import BufferedSinkWriter, ClosingSourceReader
 
 __all__ = [
     "ExecutemanyStrategy",
@@ -309,7 +309,7 @@ def _where_clause(table: sa.Table, i: int, cond: Where, prefix: str) -> sa.Colum
     return comparisons[op](value)
 
 
-class SqlSourceReader(SourceReader):
+class SqlSourceReader(ClosingSourceReader):
     """Reads a table in keyset pages of ``batchSize`` rows (see the module docstring)."""
 
     def __init__(self, spec: SqlSource, url: str, *, field: str = "spec.source") -> None:
@@ -329,13 +329,6 @@ class SqlSourceReader(SourceReader):
         self._trim = False
 
     # -- setup
-    def open(self, cursor: Any = None) -> tuple[str, ...]:
-        try:
-            return self._open(cursor)
-        except BaseException:
-            self.close()  # nothing left connected when the table, a column or the cursor is wrong
-            raise
-
     def _open(self, cursor: Any) -> tuple[str, ...]:
         spec, f = self.spec, self.field
         self._engine = create_sql_engine(self.url, field=f"{f}.connection", readonly=True)
