@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests import services
+from tests.k8s.cluster import Cluster, control_plane
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +75,29 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'adf.db'}"
+
+
+# --------------------------------------------------------------------------- Kubernetes
+# Defined here (not in tests/k8s/) so every test folder shares ONE control plane per session.
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Cluster]:
+    """The real control plane (etcd + kube-apiserver + kube-controller-manager), once per session."""
+    with control_plane() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kube_crds(kube: Cluster) -> Cluster:
+    """The same cluster with ``crds/`` applied and Established."""
+    kube.apply_crds()
+    return kube
+
+
+@pytest.fixture
+def namespace(kube: Cluster) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    name = kube.namespace()
+    yield name
+    kube.delete_namespace(name)

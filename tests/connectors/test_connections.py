@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 # the real control plane (etcd + kube-apiserver), shared with tests/k8s
-from tests.k8s.conftest import kube, namespace  # noqa: F401
 
 FIELD = "spec.source.connection"
 PW = "pa55-w0rd"
@@ -68,13 +67,13 @@ def test_secret_ref_without_environment_or_cluster_says_what_to_set(no_cluster: 
 # --------------------------------------------------------------------------- the real API server
 
 
-def create_secret(kube, ns: str, name: str, data: dict[str, str]) -> None:  # noqa: F811 - kube is the Cluster
+def create_secret(kube, ns: str, name: str, data: dict[str, str]) -> None:
     kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
                 "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}})
 
 
 @pytest.mark.k8s
-def test_secret_ref_read_from_the_cluster(kube, namespace: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+def test_secret_ref_read_from_the_cluster(kube, namespace: str, monkeypatch: pytest.MonkeyPatch,
                                           no_cluster: None) -> None:
     create_secret(kube, namespace, "shop-db", {"url": f"postgresql+psycopg://app:{PW}@db/shop", "user": "app"})
     monkeypatch.setenv("KUBECONFIG", kube.kubeconfig)
@@ -82,7 +81,7 @@ def test_secret_ref_read_from_the_cluster(kube, namespace: str, monkeypatch: pyt
 
 
 @pytest.mark.k8s
-def test_the_environment_wins_over_the_cluster(kube, namespace: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+def test_the_environment_wins_over_the_cluster(kube, namespace: str, monkeypatch: pytest.MonkeyPatch,
                                                no_cluster: None) -> None:
     create_secret(kube, namespace, "shop-db", {"url": "sqlite:///from-cluster.db"})
     monkeypatch.setenv("KUBECONFIG", kube.kubeconfig)
@@ -91,7 +90,7 @@ def test_the_environment_wins_over_the_cluster(kube, namespace: str, monkeypatch
 
 
 @pytest.mark.k8s
-def test_a_missing_key_lists_the_keys_without_values(kube, namespace: str,  # noqa: F811
+def test_a_missing_key_lists_the_keys_without_values(kube, namespace: str,
                                                      monkeypatch: pytest.MonkeyPatch, no_cluster: None) -> None:
     create_secret(kube, namespace, "shop-db", {"dsn": f"postgresql://app:{PW}@db/shop", "user": "app"})
     monkeypatch.setenv("KUBECONFIG", kube.kubeconfig)
@@ -103,7 +102,7 @@ def test_a_missing_key_lists_the_keys_without_values(kube, namespace: str,  # no
 
 
 @pytest.mark.k8s
-def test_a_missing_secret_names_it_and_the_namespace(kube, namespace: str,  # noqa: F811
+def test_a_missing_secret_names_it_and_the_namespace(kube, namespace: str,
                                                      monkeypatch: pytest.MonkeyPatch, no_cluster: None) -> None:
     monkeypatch.setenv("KUBECONFIG", kube.kubeconfig)
     with pytest.raises(ConfigError, match=(
@@ -114,7 +113,7 @@ def test_a_missing_secret_names_it_and_the_namespace(kube, namespace: str,  # no
 
 
 @pytest.mark.k8s
-def test_a_service_account_without_rbac_is_told_what_to_grant(kube, namespace: str,  # noqa: F811
+def test_a_service_account_without_rbac_is_told_what_to_grant(kube, namespace: str,
                                                               monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                               no_cluster: None) -> None:
     create_secret(kube, namespace, "shop-db", {"url": f"postgresql://app:{PW}@db/shop"})

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 from activedataflow.store import Store, open_store
 from activedataflow.store.redis_store import RedisStore
 
@@ -17,21 +15,6 @@ BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
 ]
-
-
-@pytest.fixture
-def mysql_url(mysql_server: str) -> Iterator[str]:
-    """A fresh, empty MariaDB database for one test (dropped afterwards)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(mysql_server)
-    with admin.begin() as c:
-        c.execute(sa.text(f"CREATE DATABASE `{name}`"))
-    try:
-        yield sa.make_url(mysql_server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as c:
-            c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
 
 
 @pytest.fixture
