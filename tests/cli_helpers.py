@@ -41,7 +41,7 @@ def sqlite_fact(path: Path) -> None:
 
 def manifest(tmp: Path, *, name: str = "paid-orders", source_url: str, sink_url: str, extra_transform: str = "",
              sink_table: str = "fact_orders", schedule: str = '"*/15 * * * *"', incremental: bool = True) -> Path:
-    inc = "\n    incremental: {cursorColumn: updated_at}" if incremental else ""
+    inc = "\n            incremental: {cursorColumn: updated_at}" if incremental else ""
     text = textwrap.dedent(
         f"""\
         apiVersion: activedataflow.io/v1alpha1
