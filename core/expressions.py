@@ -306,7 +306,7 @@ class _Checker:
                 raise self.fail(f"operator {_op_text(node.op)} is not allowed", node)
             left, right = self.visit(node.left, d), self.visit(node.right, d)
             for side in (left, right):
-                if _boolish(side) is True and not isinstance(side, Lit):
+                if isinstance(side, Compare | IsNull | InList | BoolOp | Not):
                     raise self.fail(f"arithmetic ({op}) on a condition", node)
             return Arith(op, left, right, pos)
         if isinstance(node, ast.UnaryOp):
