@@ -249,3 +249,59 @@ def test_fold_duplicates_keeps_the_sequential_upsert_result() -> None:
     unique = [(1, "a"), (2, "b")]
     assert fold_duplicates(unique, [0], [1]) is unique
     assert fold_duplicates([(1, 1, "x"), (1, 2, "y"), (1, 1, "z")], [0, 1], [2]) == [(1, 1, "z"), (1, 2, "y")]
+
+
+# --------------------------------------------------------------------------- read-ahead
+
+
+def test_prefetcher_keeps_order_raises_in_the_consumer_and_stops_when_closed() -> None:
+    import threading
+
+    from activedataflow.runner.fastpath.prefetch import Prefetcher
+
+    assert list(Prefetcher(iter(range(50)))) == list(range(50))
+
+    def failing() -> Iterator[int]:
+        yield 1
+        raise ValueError("boom")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="boom"):
+        for x in Prefetcher(failing()):
+            got.append(x)
+    assert got == [1]
+
+    produced: list[int] = []
+    closed = threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            i = 0
+            while True:
+                produced.append(i)
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    pre = Prefetcher(endless(), depth=1)
+    it = iter(pre)
+    assert [next(it), next(it)] == [0, 1]
+    pre.close()
+    assert closed.is_set() and len(produced) <= 5  # bounded read-ahead; the source generator was closed
+    assert not pre._thread.is_alive()
+
+
+def test_source_reader_closed_mid_iteration_stops_reading(pg_url: str) -> None:
+    make_tables(pg_url, "src")
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(sa.text("INSERT INTO src (id, label) SELECT g, 'x' FROM generate_series(1, 500) g"))
+    engine.dispose()
+    spec = SqlSource.model_validate({"type": "sql", "connection": {"url": pg_url}, "table": "src", "batchSize": 10})
+    reader = open_source(spec, pg_url)
+    reader.open()
+    batches = reader.batches()
+    assert [r[0] for r in next(batches).rows] == list(range(1, 11))
+    reader.close()  # as the executor does after a failed write, with the generator left suspended
+    assert isinstance(reader, RawFetchSourceReader) and reader._prefetch is None

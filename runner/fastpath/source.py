@@ -8,29 +8,47 @@ which returns Decimal and datetime itself). Measured on 500k PostgreSQL rows
 in pages of 5000: keyset pages as SQLAlchemy rows 1.6 s, as raw tuples 1.0 s,
 ``COPY (SELECT ...) TO STDOUT`` text 1.4 s / binary 1.7 s, a named server-side
 cursor 0.9 s (but one long transaction). Keyset pages keep the connector's
-short read-only transactions, so they are used. On SQLite SQLAlchemy's own row
+short read-only transactions, so they are used, and the next page is fetched
+by a thread while the runner works on this one (:mod:`.prefetch`). On SQLite SQLAlchemy's own row
 processing (DateTime and Numeric parsing in C) is faster, so the reader is used
 on PostgreSQL only (:func:`activedataflow.runner.fastpath.sql_source_reader`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
 from ...errors import ConnectorError
-from ..connectors.base import Row
+from ..connectors.base import Batch, Row
 from ..connectors.sql import SqlSourceReader, _db_message
 from .dbapi import RawRows
+from .prefetch import Prefetcher
 
 __all__ = ["RawFetchSourceReader"]
 
 
 class RawFetchSourceReader(SqlSourceReader):
-    """The SQL source reader with pages fetched as raw tuples."""
+    """The SQL source reader with pages fetched as raw tuples, one page read ahead by a thread."""
 
     _raw: RawRows | None = None
+    _prefetch: Prefetcher[Batch] | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        self._stop_prefetch()
+        self._prefetch = Prefetcher(super().batches(), depth=1, name=f"adf-read-{self.spec.table}")
+        return iter(self._prefetch)
+
+    def _stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.close()  # before the connection goes: the thread may be fetching on it
+            self._prefetch = None
+
+    def close(self) -> None:
+        self._stop_prefetch()
+        super().close()
 
     def _fetch(self, stmt: sa.Select[Any], params: dict[str, Any]) -> list[Row]:
         assert self._conn is not None
