@@ -611,46 +611,21 @@ def _comparable(a: Any, b: Any) -> tuple[Any, Any]:
     return a, b
 
 
-def _eq(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a == b)
+def _comparison(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], bool | None]:
+    """A comparison with SQL's NULL propagation; Decimal beside float compares as Decimals."""
+
+    def compare(a: Any, b: Any) -> bool | None:
+        if a is None or b is None:
+            return None
+        a, b = _comparable(a, b)
+        return bool(op(a, b))
+
+    return compare
 
 
-def _ne(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a != b)
-
-
-def _lt(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a < b)
-
-
-def _le(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a <= b)
-
-
-def _gt(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a > b)
-
-
-def _ge(a: Any, b: Any) -> bool | None:
-    if a is None or b is None:
-        return None
-    a, b = _comparable(a, b)
-    return bool(a >= b)
+_eq, _ne = _comparison(operator.eq), _comparison(operator.ne)
+_lt, _le = _comparison(operator.lt), _comparison(operator.le)
+_gt, _ge = _comparison(operator.gt), _comparison(operator.ge)
 
 
 def _truth(v: Any) -> bool | None:
@@ -674,37 +649,32 @@ def _text(v: Any, fn: str) -> str:
     return v  # type: ignore[no-any-return]
 
 
-def _f_int(x: Any) -> Any:
-    t = type(x)
-    if t is int or x is None:
-        return x
-    if t is float or t is Decimal or t is bool:
-        return int(x)  # truncates toward zero; inf/nan raise (row errors)
-    if t is str and _INTEGER.fullmatch(s := x.strip()):
-        return int(s)
-    raise ValueError(f"int() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"int() of {_name(x)}")
+def _number_function(
+    name: str,
+    own: type,
+    converted: tuple[type, ...],
+    convert: Callable[[Any], Any],
+    pattern: re.Pattern[str],
+    parse: Callable[[str], Any],
+) -> Callable[[Any], Any]:
+    """int()/float()/decimal(): numbers convert (int truncates toward zero); text must be a plain number."""
+
+    def fn(x: Any) -> Any:
+        t = type(x)
+        if t is own or x is None:
+            return x
+        if t in converted:
+            return convert(x)  # int(inf/nan) raises: a row error
+        if t is str and pattern.fullmatch(s := x.strip()):
+            return parse(s)
+        raise ValueError(f"{name}() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"{name}() of {_name(x)}")
+
+    return fn
 
 
-def _f_float(x: Any) -> Any:
-    t = type(x)
-    if t is float or x is None:
-        return x
-    if t is int or t is Decimal:
-        return float(x)
-    if t is str and _NUMBER.fullmatch(s := x.strip()):
-        return float(s)
-    raise ValueError(f"float() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"float() of {_name(x)}")
-
-
-def _f_decimal(x: Any) -> Any:
-    t = type(x)
-    if t is Decimal or x is None:
-        return x
-    if t is int or t is float:
-        return _to_decimal(x)
-    if t is str and _NUMBER.fullmatch(s := x.strip()):
-        return Decimal(s)
-    raise ValueError(f"decimal() of {_name(x)} {x!r}"[:200]) if t is str else TypeError(f"decimal() of {_name(x)}")
+_f_int = _number_function("int", int, (float, Decimal, bool), int, _INTEGER, int)
+_f_float = _number_function("float", float, (int, Decimal), float, _NUMBER, float)
+_f_decimal = _number_function("decimal", Decimal, (int, float), _to_decimal, _NUMBER, Decimal)
 
 
 def _f_str(x: Any) -> Any:

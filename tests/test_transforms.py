@@ -216,9 +216,7 @@ def test_python_step_import_errors_name_the_step(user_module: str, spec: str, me
 # --------------------------------------------------------------------------- push-down
 
 
-@pytest.fixture
-def orders() -> Iterator[tuple[sa.Engine, sa.Table]]:
-    engine = sa.create_engine("sqlite://")
+def orders_table(engine: sa.Engine) -> sa.Table:
     md = sa.MetaData()
     table = sa.Table(
         "orders",
@@ -230,7 +228,13 @@ def orders() -> Iterator[tuple[sa.Engine, sa.Table]]:
         sa.Column("updated_at", sa.String),
     )
     md.create_all(engine)
-    yield engine, table
+    return table
+
+
+@pytest.fixture
+def orders() -> Iterator[tuple[sa.Engine, sa.Table]]:
+    engine = sa.create_engine("sqlite://")
+    yield engine, orders_table(engine)
     engine.dispose()
 
 
@@ -309,17 +313,7 @@ def test_pushed_down_pipelines_equal_the_row_path_on_sqlite(
     steps: list[dict[str, Any]], rows: list[tuple[Any, ...]]
 ) -> None:
     engine = sa.create_engine("sqlite://")
-    md = sa.MetaData()
-    table = sa.Table(
-        "orders",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("customer_id", sa.Integer),
-        sa.Column("amount", sa.Float),
-        sa.Column("status", sa.String),
-        sa.Column("updated_at", sa.String),
-    )
-    md.create_all(engine)
+    table = orders_table(engine)
     data = [(i, c, a, s, "t") for i, (c, a, s) in enumerate(rows)]
     with engine.begin() as conn:
         if data:
