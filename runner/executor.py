@@ -332,7 +332,10 @@ class FlowExecutor:
             columns = source.open(cursor)
             pipeline = compile_transforms(spec.transform, columns)
             sink = open_sink(spec.sink, sink_url)
-            sink.open(pipeline.columns)
+            sink_open = False
+            if pipeline.columns_known:  # else a python step names its columns with its first row
+                sink.open(pipeline.columns)
+                sink_open = True
             row_errors: list[str] = []
 
             def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
@@ -343,8 +346,14 @@ class FlowExecutor:
                     raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
                 read += len(batch.rows)
                 rows = pipeline.apply(batch.rows, on_error=on_row_error)
-                sink.write(rows)
-                durable = sink.checkpoint()
+                if not sink_open and pipeline.columns_known:
+                    sink.open(pipeline.columns)
+                    sink_open = True
+                if sink_open:
+                    sink.write(rows)
+                    durable = sink.checkpoint()
+                else:  # nothing came out of the pipeline yet: nothing to make durable
+                    durable = True
                 if batch.cursor is not None and _incremental(flow):
                     cursor = batch.cursor
                     if durable:
@@ -355,7 +364,8 @@ class FlowExecutor:
                 written = sink.stats.written
                 progress.advanced(read, written, failed)
                 self.store.update_counts(run.id, Counts(read, written, failed))
-            sink.commit()
+            if sink_open:
+                sink.commit()
             written = sink.stats.written
             failed = sink.stats.failed + len(row_errors)
             self._check_failures(spec, failed, errors)

@@ -252,3 +252,29 @@ def test_decimal_amounts_stay_exact(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "wh.db") as db:
         got = {r[0]: (r[1], r[2]) for r in db.execute("SELECT id, customer, amount_cents FROM fact_orders")}
     assert got == EXPECTED_FACT
+
+
+def paid_doubled(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A `python:` step that declares no columns: they come from its first returned row."""
+    if row["status"] != "paid":
+        return None
+    return {"id": row["id"], "status": row["status"], "updated_at": row["updated_at"], "cents": row["amount"] * 2}
+
+
+def test_python_step_without_declared_columns_opens_the_sink_after_its_first_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src_url, dst_url = make_dbs(tmp_path, pk=True)
+    with sqlite3.connect(tmp_path / "src.db") as db:  # the first batch yields no row at all
+        db.executemany("INSERT INTO src VALUES (?, ?, ?, ?)",
+                       [(i, i, "pending" if i <= 3 else "paid", i) for i in range(1, 9)])
+    flow = flow_doc(src_url, dst_url, mode="upsert", transaction="batch", src_batch=3, sink_batch=3,
+                    incremental=True)
+    doc = flow.model_dump(by_alias=True, mode="json", exclude_none=True)
+    doc["spec"]["transform"] = [{"python": "tests.test_executor:paid_doubled"}]
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    executor = FlowExecutor(store)
+    run = executor.run(executor.register(parse_dataflow(doc)), force=True).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert (run.records_read, run.records_written) == (8, 5)
+    assert actual_sink(tmp_path / "dst.db") == expected_sink(tmp_path / "src.db")

@@ -1,0 +1,172 @@
+"""Operator at scale: N DataFlows applied at once against the real API server.
+
+Run by hand (not in CI):  .venv/bin/python bench/operator_scale.py [--flows 300] [--store sqlite|redis]
+
+Prints, side by side with a plain `kubectl apply` of N CronJobs:
+* seconds from `kubectl apply` until every DataFlow is Ready=True with its CronJob,
+* API requests per DataFlow (apiserver_request_total, all clients, over the phase),
+* peak RSS of the operator process (VmHWM).
+
+It starts its own control plane (tests/k8s/cluster.py: etcd + kube-apiserver +
+kube-controller-manager from ~/.cache/activedataflow/bin) and its own store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.k8s.cluster import Cluster, control_plane  # noqa: E402
+
+METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+
+
+def request_counts(kube: Cluster) -> Counter[tuple[str, str]]:
+    """apiserver_request_total summed by (verb, resource)."""
+    out = kube.kubectl("get", "--raw", "/metrics").stdout
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in out.splitlines():
+        m = METRIC.match(line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m["labels"]))
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        counts[(labels.get("verb", ""), resource)] += int(float(m["value"]))
+    return counts
+
+
+def dataflow(name: str, ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "activedataflow.io/v1alpha1",
+        "kind": "DataFlow",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "schedule": "*/15 * * * *",
+            "source": {"type": "sql", "connection": {"secretRef": {"name": "shop-db", "key": "url"}},
+                       "table": "orders"},
+            "transform": [{"filter": "row.amount > 0"}],
+            "sink": {"type": "sql", "connection": {"secretRef": {"name": "wh-db", "key": "url"}},
+                     "table": "fact_orders", "mode": "upsert", "uniqueBy": ["id"]},
+        },
+    }
+
+
+def cronjob(name: str, ns: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "schedule": "*/15 * * * *",
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "run", "image": "registry.example/activedataflow:bench",
+                                "command": ["adf", "heartbeat", "--flow", name]}],
+            }}}},
+        },
+    }
+
+
+def as_list(items: list[dict[str, Any]]) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def phase(kube: Cluster, items: list[dict[str, Any]], done: Any) -> tuple[float, Counter[tuple[str, str]]]:
+    before = request_counts(kube)
+    t0 = time.monotonic()
+    kube.kubectl("apply", "-f", "-", input=as_list(items))
+    kube.wait_for(done, timeout=900, interval=1.0, what="all objects ready")
+    elapsed = time.monotonic() - t0
+    time.sleep(2)  # let trailing status patches land in the counters
+    after = request_counts(kube)
+    return elapsed, after - before
+
+
+def count_ready(kube: Cluster, ns: str, n: int) -> bool:
+    flows = kube.get("dataflows", "-n", ns).get("items", [])
+    ready = sum(
+        1 for f in flows
+        if any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (f.get("status") or {}).get("conditions", []))
+    )
+    cronjobs = len(kube.get("cronjobs", "-n", ns).get("items", []))
+    print(f"  ... {ready}/{n} Ready, {cronjobs} CronJobs", file=sys.stderr)
+    return ready == n and cronjobs >= n
+
+
+def vm_hwm_mb(pid: int) -> float:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flows", type=int, default=300)
+    ap.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    args = ap.parse_args()
+    n = args.flows
+    work = Path(tempfile.mkdtemp(prefix="adf-opbench-"))
+    with contextlib.ExitStack() as stack:
+        kube = stack.enter_context(control_plane())
+        kube.apply_crds()
+        # Baseline: plain CronJobs, applied at once.
+        base_ns = kube.namespace("plain")
+        base_s, base_req = phase(
+            kube, [cronjob(f"flow-{i}", base_ns) for i in range(n)],
+            lambda: len(kube.get("cronjobs", "-n", base_ns).get("items", [])) >= n,
+        )
+        # Ours: DataFlows reconciled by `adf operator` into flow records + CronJobs.
+        ns = kube.namespace("flows")
+        if args.store == "redis":
+            from tests.services import redis_server
+
+            store_url = stack.enter_context(redis_server())
+        else:
+            store_url = f"sqlite:///{work / 'adf.db'}"
+        env = {k: v for k, v in kube.env.items() if not k.startswith("ADF_")}
+        env.update(ADF_STORE_URL=store_url, ADF_RUNNER_IMAGE="registry.example/activedataflow:bench",
+                   ADF_WATCH_NAMESPACES=ns)
+        log = open(work / "operator.log", "wb")  # noqa: SIM115
+        op = subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "operator"], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+        try:
+            time.sleep(3)  # kopf start-up, outside the measured phase
+            ours_s, ours_req = phase(kube, [dataflow(f"flow-{i}", ns) for i in range(n)],
+                                     lambda: count_ready(kube, ns, n))
+            rss = vm_hwm_mb(op.pid)
+        finally:
+            op.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                op.wait(20)
+    total_base, total_ours = sum(base_req.values()), sum(ours_req.values())
+    print()
+    print(f"{n} objects applied at once, real kube-apiserver v1.36 on loopback, store {args.store}")
+    print(f"{'':34}{'plain CronJobs':>16}{'DataFlows (adf)':>18}")
+    print(f"{'seconds until all Ready':34}{base_s:>16.1f}{ours_s:>18.1f}")
+    print(f"{'objects/s':34}{n / base_s:>16.1f}{n / ours_s:>18.1f}")
+    print(f"{'API requests (all clients)':34}{total_base:>16}{total_ours:>18}")
+    print(f"{'API requests per object':34}{total_base / n:>16.1f}{total_ours / n:>18.1f}")
+    print(f"{'operator peak RSS (MB)':34}{'-':>16}{rss:>18.0f}")
+    print("\nrequests by (verb, resource) during the DataFlow phase, top 12:")
+    for (verb, res), c in ours_req.most_common(12):
+        print(f"  {verb:8} {res:32} {c:6}  ({c / n:.2f} per flow)")
+    print(f"\noperator log: {work / 'operator.log'}")
+
+
+if __name__ == "__main__":
+    main()
