@@ -105,7 +105,8 @@ def test_open_sink_uses_copy_on_postgresql_and_prepared_executemany_on_sqlite(pg
         sink.close()
     spec = SqlSource.model_validate({"type": "sql", "connection": {"url": pg_url}, "table": "fact"})
     assert type(open_source(spec, pg_url)) is RawFetchSourceReader
-    assert type(open_source(spec.model_copy(update={"connection": {"url": sqlite_url}}), sqlite_url)) is SqlSourceReader
+    sqlite_reader = open_source(spec.model_copy(update={"connection": {"url": sqlite_url}}), sqlite_url)
+    assert type(sqlite_reader) is RawFetchSourceReader and not sqlite_reader.read_ahead
 
 
 # --------------------------------------------------------------------------- PostgreSQL COPY: same as executemany

@@ -45,14 +45,17 @@ def install() -> None:
 
 
 def sql_source_reader(spec: SqlSource, url: str, *, field: str = "spec.source") -> SqlSourceReader:
-    """The SQL source reader for ``url``: pages fetched on the raw psycopg cursor on PostgreSQL.
-
-    (On SQLite SQLAlchemy's own row processing is faster than processing the raw rows in Python.)
-    """
+    """The SQL source reader for ``url``: raw-tuple pages on PostgreSQL (read ahead by a thread) and SQLite."""
     from ..connectors.sql import SqlSourceReader
 
-    if enabled() and url.startswith(("postgresql+psycopg:", "postgresql:", "postgres:")):
-        from .source import RawFetchSourceReader
+    if not enabled():
+        return SqlSourceReader(spec, url, field=field)
+    from .source import RawFetchSourceReader
 
+    if url.startswith(("postgresql+psycopg:", "postgresql:", "postgres:")):
         return RawFetchSourceReader(spec, url, field=field)
+    if url.startswith("sqlite"):
+        reader = RawFetchSourceReader(spec, url, field=field)
+        reader.read_ahead = False
+        return reader
     return SqlSourceReader(spec, url, field=field)

@@ -12,6 +12,7 @@ path produces.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,6 +36,28 @@ def as_sqlalchemy_error(err: Exception, statement: str, dialect: Dialect) -> Exc
     return err
 
 
+def _bind_processor(type_: Any, dialect: Dialect) -> Processor | None:
+    """The type's bind processor; SQLite's default DATETIME format through ``isoformat`` (4x faster, same text)."""
+    impl = type_.dialect_impl(dialect)
+    proc = impl.bind_processor(dialect)
+    if proc is None or dialect.name != "sqlite":
+        return proc
+    from sqlalchemy.dialects.sqlite import DATETIME
+
+    if type(impl) is not DATETIME or impl._storage_format != DATETIME._storage_format:
+        return proc
+    slow = proc
+    datetime_type = dt.datetime
+
+    def datetime_text(value: Any) -> Any:
+        # "%04d-%02d-%02d %02d:%02d:%02d.%06d" of a naive datetime is its isoformat; anything else as SQLAlchemy does
+        if type(value) is datetime_type and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return slow(value)
+
+    return datetime_text
+
+
 class RawWrite:
     """One INSERT/upsert compiled for ``columns``, each batch run with the driver's ``executemany``.
 
@@ -53,7 +76,7 @@ class RawWrite:
             raise ValueError(f"statement needs parameters {missing} not among the written columns")
         self.names = order
         self.positions = [list(columns).index(n) for n in order]
-        procs = [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in order]
+        procs = [_bind_processor(binds[n].type, dialect) for n in order]
         self.processors = [(i, p) for i, p in enumerate(procs) if p is not None]
         self.identity = self.positional and self.positions == list(range(len(columns))) and not self.processors
 
