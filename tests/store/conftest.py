@@ -18,12 +18,13 @@ BACKENDS = [
 
 
 @pytest.fixture
-def memory_url() -> str:
-    """memory:// with the process-wide emulator emptied first."""
+def memory_url() -> Iterator[str]:
+    """memory:// with the process-wide emulator emptied before and after the test."""
     store = open_store("memory://", migrate=False)
     assert isinstance(store, RedisStore)
     store.r.flushall()
-    return "memory://"
+    yield "memory://"
+    store.r.flushall()
 
 
 def url_of(request: pytest.FixtureRequest, backend: str) -> str:
