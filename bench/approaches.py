@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 BATCH = 5000
@@ -94,18 +94,14 @@ def ours(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
 # --------------------------------------------------------------------------- SQLAlchemy Core and ORM
 
 
-def core(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
-    """SQLAlchemy Core: keyset pages, one batched ``insert().values([...]).on_conflict_do_update`` per page."""
+def _paid_pages(src: str, batch: int) -> Iterator[list[Any]]:
+    """Keyset pages of paid orders as SQLAlchemy rows (the read side of the Core and ORM baselines)."""
     import sqlalchemy as sa
-    from sqlalchemy.dialects import postgresql, sqlite
 
-    se, de = sa.create_engine(src), sa.create_engine(dst)
+    se = sa.create_engine(src)
     orders = sa.Table("orders", sa.MetaData(), autoload_with=se)
-    fact = sa.Table("fact_orders", sa.MetaData(), autoload_with=de)
-    insert = (postgresql.insert if de.dialect.name == "postgresql" else sqlite.insert)(fact)
-    read = written = 0
     last = 0
-    with se.connect() as sc, de.connect() as dc:
+    with se.connect() as sc:
         while True:
             page = sc.execute(
                 sa.select(orders).where(orders.c.status == "paid", orders.c.id > last).order_by(orders.c.id)
@@ -115,6 +111,21 @@ def core(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
             if not page:
                 break
             last = page[-1].id
+            yield page
+    se.dispose()
+
+
+def core(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
+    """SQLAlchemy Core: keyset pages, one batched ``insert().values([...]).on_conflict_do_update`` per page."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    de = sa.create_engine(dst)
+    fact = sa.Table("fact_orders", sa.MetaData(), autoload_with=de)
+    insert = (postgresql.insert if de.dialect.name == "postgresql" else sqlite.insert)(fact)
+    read = written = 0
+    with de.connect() as dc:
+        for page in _paid_pages(src, batch):
             read += len(page)
             values = [{"id": r.id, "customer": r.customer_id, "status": r.status, "note": r.note,
                        "updated_at": r.updated_at, "amount_cents": int(r.amount * 100)} for r in page]
@@ -123,7 +134,6 @@ def core(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
                                                   set_={c: stmt.excluded[c] for c in UPDATE}))
             dc.commit()
             written += len(values)
-    se.dispose()
     de.dispose()
     return read, written
 
@@ -134,27 +144,16 @@ def orm(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
     from sqlalchemy.orm import Session
 
     fact_class = _orm_model()
-    se, de = sa.create_engine(src), sa.create_engine(dst)
-    orders = sa.Table("orders", sa.MetaData(), autoload_with=se)
+    de = sa.create_engine(dst)
     read = 0
-    last = 0
-    with se.connect() as sc, Session(de) as session:
-        while True:
-            page = sc.execute(
-                sa.select(orders).where(orders.c.status == "paid", orders.c.id > last).order_by(orders.c.id)
-                .limit(batch)
-            ).all()
-            sc.commit()
-            if not page:
-                break
-            last = page[-1].id
+    with Session(de) as session:
+        for page in _paid_pages(src, batch):
             read += len(page)
             for r in page:
                 session.merge(fact_class(id=r.id, customer=r.customer_id, status=r.status, note=r.note,
-                                   updated_at=r.updated_at, amount_cents=int(r.amount * 100)))
+                                         updated_at=r.updated_at, amount_cents=int(r.amount * 100)))
             session.commit()
             session.expunge_all()
-    se.dispose()
     de.dispose()
     return read, read
 

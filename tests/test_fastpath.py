@@ -50,10 +50,11 @@ def make_tables(url: str, *names: str) -> None:
     engine.dispose()
 
 
-def read(url: str, table: str) -> list[tuple[Any, ...]]:
+def rows_of(url: str, table: str) -> list[tuple[Any, ...]]:
+    """All rows of ``table`` as the database stores them (no SQLAlchemy types: SQLite's text stays text)."""
     engine = sa.create_engine(url)
     with engine.connect() as c:
-        rows = [tuple(r) for r in c.execute(sa.text(f"SELECT {', '.join(COLS)} FROM {table} ORDER BY id"))]
+        rows = [tuple(r) for r in c.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))]
     engine.dispose()
     return rows
 
@@ -137,7 +138,7 @@ def test_copy_upsert_equals_executemany(pg_url: str, strategies: dict[str, Any],
         fields["updateOnly"] = update_only
     fast = write_all(pg_url, "fast", rows, generic=False, strategies=strategies, **fields)
     slow = write_all(pg_url, "slow", rows, generic=True, strategies=strategies, **fields)
-    assert read(pg_url, "fast") == read(pg_url, "slow")
+    assert rows_of(pg_url, "fast") == rows_of(pg_url, "slow")
     assert (fast.stats.written, fast.stats.failed) == (slow.stats.written, slow.stats.failed)
 
 
@@ -147,7 +148,7 @@ def test_copy_sends_text_when_binary_refuses_a_python_type(pg_url: str, strategi
             for i in range(1, 60)]
     sink = write_all(pg_url, "fast", rows, generic=False, strategies=strategies)
     assert isinstance(sink.strategy, PgCopyStrategy) and sink.strategy.binary is False
-    got = read(pg_url, "fast")
+    got = rows_of(pg_url, "fast")
     assert len(got) == 59 and sink.stats.failed == 0
     assert got[29] == (30, 30, 30, Decimal("1.2500"), 2.0, "x", dt.datetime(2024, 1, 2, 3, 4, 5), True)
     assert got[0][3] == Decimal("1.2345")
@@ -160,7 +161,7 @@ def test_copy_isolates_bad_rows_exactly(pg_url: str, strategies: dict[str, Any])
     rows[10] = (11, 11, 11, Decimal(11), 0.5, None, T0, True)
     rows[70] = (71, 71, 2**40, Decimal(71), 0.5, "big", T0, True)
     sink = write_all(pg_url, "fast", rows, generic=False, strategies=strategies, maxFailedRecords=5)
-    got = read(pg_url, "fast")
+    got = rows_of(pg_url, "fast")
     assert [r[0] for r in got] == [i for i in range(1, 101) if i not in (11, 71)]
     assert (sink.stats.written, sink.stats.failed) == (98, 2)
     assert any("row 11" in e or "id=11" in e for e in sink.stats.errors)
@@ -174,7 +175,7 @@ def test_copy_honours_transaction_run(pg_url: str) -> None:
     assert sink.checkpoint() is False
     sink.rollback()
     sink.close()
-    assert read(pg_url, "fast") == []
+    assert rows_of(pg_url, "fast") == []
 
 
 def test_copy_batch_commits_at_each_checkpoint(pg_url: str) -> None:
@@ -186,7 +187,7 @@ def test_copy_batch_commits_at_each_checkpoint(pg_url: str) -> None:
     sink.write([(i, i, i, Decimal(i), 0.5, "x", T0, True) for i in range(151, 301)])
     sink.rollback()  # the second batch is lost, the first was committed
     sink.close()
-    assert [r[0] for r in read(pg_url, "fast")] == list(range(1, 151))
+    assert [r[0] for r in rows_of(pg_url, "fast")] == list(range(1, 151))
 
 
 # --------------------------------------------------------------------------- SQLite prepared executemany
@@ -203,7 +204,7 @@ def test_sqlite_prepared_executemany_equals_generic(sqlite_url: str, strategies:
         fields.update(uniqueBy=["id"], updateOnly=["amount", "at"])
     fast = write_all(sqlite_url, "fast", rows, generic=False, strategies=strategies, **fields)
     slow = write_all(sqlite_url, "slow", rows, generic=True, strategies=strategies, **fields)
-    assert read(sqlite_url, "fast") == read(sqlite_url, "slow")
+    assert rows_of(sqlite_url, "fast") == rows_of(sqlite_url, "slow")
     assert (fast.stats.written, fast.stats.failed) == (slow.stats.written, slow.stats.failed)
     assert [e.replace("fast", "t") for e in fast.stats.errors] == [e.replace("slow", "t") for e in slow.stats.errors]
 

@@ -22,6 +22,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.test_fastpath import rows_of
+
 pytestmark = pytest.mark.timeout(120)
 
 SRC_DDL = ("CREATE TABLE src (id BIGINT PRIMARY KEY, a BIGINT, b BIGINT, x DOUBLE PRECISION, s TEXT, "
@@ -49,14 +51,6 @@ def execute(url: str, *statements: str, params: list[dict[str, Any]] | None = No
             c.execute(sa.text(s), params) if params and s.lstrip().upper().startswith("INSERT") else c.execute(
                 sa.text(s))
     engine.dispose()
-
-
-def rows_of(url: str, table: str) -> list[tuple[Any, ...]]:
-    engine = sa.create_engine(url)
-    with engine.connect() as c:
-        out = [tuple(r) for r in c.execute(sa.text(f"SELECT * FROM {table} ORDER BY id"))]
-    engine.dispose()
-    return out
 
 
 def setup_db(url: str, rows: list[dict[str, Any]], *sinks: str) -> None:
