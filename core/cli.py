@@ -66,7 +66,13 @@ def _setup_logging(verbose: int) -> None:
 def cli(ctx: click.Context, store: str, verbose: int) -> None:
     """ActiveDataFlow: scheduled source -> transform -> sink pipelines."""
     _setup_logging(verbose)
-    ctx.obj = {"store_url": store}
+    ctx.obj = {"store_url": store, "verbose": verbose}
+
+
+def _service_logging(ctx: click.Context) -> None:
+    """Long-running services (operator, serve) log what they do at INFO unless -v asked for more."""
+    if ctx.obj["verbose"] == 0:
+        logging.getLogger().setLevel(logging.INFO)
 
 
 @contextmanager
@@ -192,6 +198,8 @@ def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """HTTP heartbeat endpoint: POST /heartbeat runs every due flow."""
     from .runner.server import serve as run_server
+
+    _service_logging(ctx)
 
     run_server(ctx.obj["store_url"], host=host, port=port)
 
@@ -370,6 +378,7 @@ def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str 
     """Run the operator (kopf)."""
     from .operator.app import run_operator
 
+    _service_logging(ctx)
     env_ns = [n.strip() for n in os.environ.get("ADF_WATCH_NAMESPACES", "").split(",") if n.strip()]
     run_operator(namespaces=list(namespaces) or env_ns or None, store_url=ctx.obj["store_url"], liveness=liveness)
 
