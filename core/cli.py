@@ -95,7 +95,13 @@ def _executor(store: Any, *, reflect: bool) -> Any:
         from .runner.reflect import reflector_from_env
 
         reflector = reflector_from_env()
-    return FlowExecutor(store, reflector=reflector, progress_factory=progress_factory(sys.stderr))
+    try:
+        lease = float(os.environ.get("ADF_LEASE_SECONDS", "60"))
+    except ValueError:
+        raise UserError("ADF_LEASE_SECONDS: expected a number of seconds") from None
+    return FlowExecutor(
+        store, reflector=reflector, lease_seconds=lease, progress_factory=progress_factory(sys.stderr)
+    )
 
 
 def _exit_for(outcomes: Sequence[Any]) -> None:

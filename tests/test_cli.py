@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,3 +158,46 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "adf-demo" / "shop.db") as db:
         expected = db.execute("SELECT COUNT(*) FROM orders WHERE status = 'paid' AND amount > 0").fetchone()[0]
     assert written == expected > 0
+
+
+def slow_copy(row: dict[str, object]) -> dict[str, object]:
+    """A `python:` step that takes its time, so a test can kill the runner mid-run."""
+    time.sleep(0.05)
+    return row
+
+
+def test_a_killed_runner_is_reaped_and_its_flow_runs_again(tmp_path: Path) -> None:
+    rows = [(i, 100 + i, f"{i}.00", "paid", f"2026-01-01 10:00:{i:02d}") for i in range(1, 41)]
+    sqlite_orders(tmp_path / "shop.db", rows)
+    with sqlite3.connect(tmp_path / "wh.db") as db:
+        db.execute("CREATE TABLE fact_orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
+                   "status TEXT, updated_at TIMESTAMP)")
+    store = f"sqlite:///{tmp_path / 'adf.db'}"
+    shop, wh = f"sqlite:///{tmp_path / 'shop.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
+    path = manifest(tmp_path, source_url=shop, sink_url=wh)
+    text = path.read_text()
+    text = text[: text.index("  transform:")] + "  transform:\n    - python: tests.test_cli:slow_copy\n" + \
+        text[text.index("  sink:"):]
+    path.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
+    env.update(ADF_STORE_URL=store, ADF_LEASE_SECONDS="2")
+    runner = subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "run", str(path)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = adf("--store", store, "runs", "-o", "json")
+        runs = json.loads(listed.stdout) if listed.returncode == 0 else []
+        if runs and runs[0]["status"] == "in_progress" and runs[0]["records_read"] > 0:
+            break
+        time.sleep(0.1)
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(10)
+    time.sleep(2.5)  # the dead runner's lease lapses
+    beat = adf("--store", store, "heartbeat", "-o", "json", env={"ADF_LEASE_SECONDS": "2"})
+    assert beat.returncode == 0, beat.stderr
+    assert json.loads(beat.stdout)["flows_triggered"] == 1  # reaping made the flow due again
+    newest, dead = json.loads(adf("--store", store, "runs", "-o", "json").stdout)[:2]
+    assert dead["status"] == "failed" and "runner lost" in dead["error_message"]
+    assert newest["status"] == "success"
+    with sqlite3.connect(tmp_path / "wh.db") as db:
+        assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM fact_orders").fetchone() == (40, 40)
