@@ -201,3 +201,31 @@ def test_a_killed_runner_is_reaped_and_its_flow_runs_again(tmp_path: Path) -> No
     assert newest["status"] == "success"
     with sqlite3.connect(tmp_path / "wh.db") as db:
         assert db.execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM fact_orders").fetchone() == (40, 40)
+
+
+def test_run_on_a_terminal_shows_a_progress_bar_with_rows_per_second(tmp_path: Path, dbs: tuple[str, str, str]
+                                                                     ) -> None:
+    import pty
+
+    src, sink, store = dbs
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
+    env.update(ADF_STORE_URL=store, COLUMNS="120", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "run",
+                             str(manifest(tmp_path, source_url=src, sink_url=sink))],
+                            env=env, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(60) == 0
+    text = output.decode("utf-8", "replace")
+    assert "\x1b[" in text  # a live, styled display, not log lines
+    assert "rows/s" in text and "success" in text
+    assert "started (attempt" not in text  # the plain log-line progress is for pipes and files
