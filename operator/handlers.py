@@ -203,6 +203,17 @@ def _is_heartbeat(obj: Mapping[str, Any]) -> bool:
     return ((obj.get("spec") or {}).get("runtime") or {}).get("type") == "heartbeat"
 
 
+def was_heartbeat(reason: str, old: Any) -> bool | None:
+    """Whether the flow ran in the shared heartbeat CronJob before this event: never on create;
+    from the old spec on an update (kopf gives the old value of the watched ``spec`` field);
+    unknown (None) otherwise."""
+    if reason == "create":
+        return False
+    if reason == "update" and isinstance(old, Mapping):
+        return ((old.get("runtime") or {}).get("type")) == "heartbeat"
+    return None
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -249,10 +260,11 @@ def _store_secret(ctx: Context, namespace: str, mirror_name: str) -> tuple[Secre
     return SecretKeyRef(name=mirror_name, key="url"), True
 
 
-def _ensure_mirror_secret(ctx: Context, cronjob: Mapping[str, Any]) -> None:
+def _ensure_mirror_secret(ctx: Context, cronjob: Mapping[str, Any], *, fresh: bool = False) -> None:
+    """``fresh``: the CronJob was just created, so its Secret cannot be up to date: write without a look."""
     meta = cronjob["metadata"]
     desired = build_store_secret(meta["name"], meta["namespace"], url=ctx.config.store_url, owner=cronjob)
-    current = ctx.kube.get(SECRET, meta["namespace"], meta["name"])
+    current = None if fresh else ctx.kube.get(SECRET, meta["namespace"], meta["name"])
     if current is not None:
         owners = [o.get("uid") for o in current["metadata"].get("ownerReferences") or []]
         if current.get("data") == desired["data"] and owners == [meta["uid"]]:
@@ -276,7 +288,7 @@ def ensure_flow_cronjob(ctx: Context, flow: DataFlow, obj: Mapping[str, Any]) ->
     desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=store)
     live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
     if mirror:
-        _ensure_mirror_secret(ctx, live)
+        _ensure_mirror_secret(ctx, live, fresh=change == "created")
     return live, change
 
 
@@ -332,12 +344,20 @@ def _drop_flow_from_heartbeat(ctx: Context, flow: DataFlow, uid: str) -> None:
 
 
 def reconcile_flow(
-    body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0, resync: bool = False
+    body: Mapping[str, Any],
+    *,
+    status: MutableMapping[str, Any],
+    ctx: Context,
+    retry: int = 0,
+    resync: bool = False,
+    was_heartbeat: bool | None = None,
 ) -> None:
     """Create / update / resume: validate, store the flow record, keep its CronJob, report status.
 
     ``resync``: the periodic pass that repairs drift (a CronJob deleted by hand) and
     refreshes ``nextRunAt``; it repeats no Event for an unchanged invalid spec.
+    ``was_heartbeat``: whether the flow ran in the shared heartbeat CronJob before this
+    change (False on create); None when unknown (resume, resync), which costs a look.
     """
     obj = plain(body)
     meta = obj["metadata"]
@@ -355,7 +375,8 @@ def reconcile_flow(
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:
             live, change = ensure_flow_cronjob(ctx, flow, obj)
-            _drop_flow_from_heartbeat(ctx, flow, meta["uid"])
+            if was_heartbeat is not False:
+                _drop_flow_from_heartbeat(ctx, flow, meta["uid"])
             zone = f" {flow.spec.timeZone}" if flow.spec.timeZone else ""
             runs_in = f"CronJob {cronjob_name(flow.name)} ('{cron_schedule(flow)}'{zone})"
 

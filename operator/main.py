@@ -37,8 +37,10 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*DATAFLOWS, registry=registry)
 @kopf.on.create(*DATAFLOWS, registry=registry)
 @kopf.on.update(*DATAFLOWS, field="spec", registry=registry)
-def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry)
+def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: kopf.Reason,
+              old: Any = None, **_: Any) -> None:
+    was_heartbeat = handlers.was_heartbeat(reason.value, old)
+    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat)
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)

@@ -353,3 +353,13 @@ def test_next_run_is_the_first_cronjob_tick_at_or_after_the_due_time(ctx: Contex
     store.finish_run(run.id, status="success", now=NOW, counts=Counts())
     status = reconcile(ctx, kube, fresh(kube, body))
     assert status["nextRunAt"] == "2025-03-01T10:30:00Z"  # '*/15 * * * *' fires at 10:30 first
+
+
+def test_was_heartbeat_is_known_on_create_and_update_and_unknown_otherwise() -> None:
+    from activedataflow.operator.handlers import was_heartbeat
+
+    assert was_heartbeat("create", None) is False
+    assert was_heartbeat("update", {"runtime": {"type": "heartbeat"}}) is True
+    assert was_heartbeat("update", {"runtime": {"type": "cronjob"}}) is False
+    assert was_heartbeat("update", {}) is False  # runtime defaults to cronjob
+    assert was_heartbeat("resume", None) is None
