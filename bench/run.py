@@ -194,7 +194,7 @@ def table(out: object, n: int, results: dict[tuple[str, str, str], dict[str, flo
               "sqlite_src": results.get(("floor_sqlite", "sqlite_src", "sqlite_dst"))}
     reference_of = {"stdlib_sqlite": ("sqlite_src", "sqlite_dst"), "floor_pg": ("pg_src", "pg_src"),
                     "copy_pg_pg": ("pg_src", "pg_dst"), "copy_pg_sqlite": ("pg_src", "sqlite_dst")}
-    emit("| how | s | rows written | rows/s | peak RSS MB | x COPY path | x floor |")  # type: ignore[operator]
+    emit("| how | s | rows written | rows/s | peak RSS MB (after imports) | x COPY path | x floor |")  # type: ignore[operator]
     emit("|---|---:|---:|---:|---:|---:|---:|")  # type: ignore[operator]
     for case in CASES:
         r = results.get((case.approach, case.src, case.dst))
@@ -211,8 +211,8 @@ def table(out: object, n: int, results: dict[tuple[str, str, str], dict[str, flo
         floor = floors.get(case.src)
         fl = f"{r['seconds'] / floor['seconds']:.2f}" if isinstance(floor, dict) else ""
         rate = r["written"] / r["seconds"] if r["seconds"] else 0
-        emit(f"| {case.label} | {r['seconds']:.2f} | {int(r['written']):,} | {rate:,.0f} | {r['rss_mb']:.0f} "  # type: ignore[operator]
-             f"| {ref} | {fl} |")
+        emit(f"| {case.label} | {r['seconds']:.2f} | {int(r['written']):,} | {rate:,.0f} "  # type: ignore[operator]
+             f"| {r['rss_mb']:.0f} ({r['base_rss_mb']:.0f}) | {ref} | {fl} |")
 
 
 if __name__ == "__main__":
