@@ -51,10 +51,13 @@ def store_url() -> str:
 
 
 def prepare_ours() -> None:
-    """Create and migrate the embedded store once (an installation has it already)."""
-    from activedataflow.store import open_store
+    """Create and migrate the embedded store, in another process: an installation has it already,
+    so the measured process opens an existing store (and never loads Alembic)."""
+    import subprocess
+    import sys
 
-    open_store(store_url()).close()
+    code = "import sys; from activedataflow.store import open_store; open_store(sys.argv[1]).close()"
+    subprocess.run([sys.executable, "-c", code, store_url()], check=True)
 
 
 

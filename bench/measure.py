@@ -17,20 +17,25 @@ import time
 from typing import Any
 
 
-def _preload(name: str) -> None:
-    """Import what the approach imports, so that the clock measures moving rows, not importing."""
-    import sqlalchemy  # noqa: F401
+def _preload(name: str, urls: tuple[str, str]) -> None:
+    """Import what the approach imports, so that the clock measures moving rows, not importing.
 
+    Only what the approach itself would load for these URLs: a SQLite-only case never loads psycopg.
+    """
+    if name in ("ours", "core", "orm", "dlt"):
+        import sqlalchemy  # noqa: F401
     if name == "ours":
         import activedataflow.runner.executor
-        import activedataflow.runner.fastpath.pg
         import activedataflow.runner.plan
-        import activedataflow.store  # noqa: F401
+        import activedataflow.store
     if name == "dlt":
         import dlt  # noqa: F401
         from dlt.sources.sql_database import sql_table  # noqa: F401
-    if "pg" in name or name in ("ours", "core", "orm", "dlt"):
+    if any(u.startswith("postgresql") for u in urls):
         import psycopg  # noqa: F401
+
+        if name == "ours":
+            import activedataflow.runner.fastpath.pg  # noqa: F401
 
 
 def peak_rss_mb() -> float:
@@ -52,7 +57,7 @@ def main() -> None:
     from approaches import APPROACHES  # a sibling module
 
     fn = APPROACHES[args.approach]
-    _preload(args.approach)
+    _preload(args.approach, (args.src, args.dst))
     if args.approach == "ours":
         from approaches import prepare_ours
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -427,6 +426,8 @@ def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
 
 
 def iter_manifest_documents(text: str, *, source: str = "") -> Iterator[dict[str, Any]]:
+    import yaml  # only manifests need it; a runner parses stored JSON specs
+
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as err:

@@ -148,3 +148,27 @@ def test_redis_keys_are_prefixed_and_hold_json(redis_url: str) -> None:
     assert all(key.startswith("adf:") for key in store.r.keys("*"))
     assert store.r.hget("adf:flow:shop/orders", "cursor") == '{"id":7}'
     assert store.r.zscore("adf:due", "shop/orders") == float("-inf")
+
+
+def test_the_head_revision_the_store_checks_is_alembics_newest() -> None:
+    from activedataflow.store.sql import HEAD_REVISION, MIGRATIONS
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD_REVISION
+
+
+def test_opening_a_store_already_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/adf.db"
+    open_store(url).close()  # migrated here
+    probe = (
+        "import sys; from activedataflow.store import open_store; s = open_store(sys.argv[1]); s.ping(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
