@@ -32,12 +32,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConnectorError, UserError, redact
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
 from ..store.base import Counts, FlowRecord, FlowUpsert, RunRecord, Store, Trigger
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 log = logging.getLogger("activedataflow.runner")
 
@@ -305,29 +308,54 @@ class FlowExecutor:
         self, flow: DataFlow, run: RunRecord, cursor: Any, progress: Progress, lease: _Lease
     ) -> tuple[Counts, Any]:
         from .connections import resolve_url
-        from .connectors import open_sink, open_source
-        from .plan import PushdownFailed, plan_flow
-        from .transforms import compile_transforms
+        from .plan import plan_flow
 
         spec = flow.spec
         src_url = resolve_url(spec.source.connection, namespace=flow.namespace, field="spec.source.connection")
         sink_url = resolve_url(spec.sink.connection, namespace=flow.namespace, field="spec.sink.connection")
-        read = written = failed = 0
-        errors: list[str] = []
         plan = plan_flow(flow, src_url, sink_url, cursor=cursor)
         if plan.kind == "pushdown":  # one SQL statement in the database (runner/plan.py)
-            try:
-                done = plan.execute()
-            except PushdownFailed as err:
-                log.info("flow %s/%s: push-down failed, using the row path: %s", flow.namespace, flow.name, err)
-            else:
-                if done.cursor is not None and _incremental(flow):
-                    cursor = done.cursor
-                    self.store.commit_cursor(flow.name, flow.namespace, cursor)
-                progress.advanced(done.read, done.written, 0)
-                return Counts(done.read, done.written, 0), cursor
+            pushed = self._push_down(flow, plan, cursor, progress)
+            if pushed is not None:
+                return pushed
+        return self._row_path(flow, run, src_url, sink_url, cursor, progress, lease)
+
+    def _push_down(self, flow: DataFlow, plan: Plan, cursor: Any, progress: Progress) -> tuple[Counts, Any] | None:
+        """The pushed-down run; None when the statement failed and the row path should take over."""
+        from .plan import PushdownFailed
+
+        try:
+            done = plan.execute()
+        except PushdownFailed as err:
+            log.info("flow %s/%s: push-down failed, using the row path: %s", flow.namespace, flow.name, err)
+            return None
+        if done.cursor is not None and _incremental(flow):
+            cursor = done.cursor
+            self.store.commit_cursor(flow.name, flow.namespace, cursor)
+        progress.advanced(done.read, done.written, 0)
+        return Counts(done.read, done.written, 0), cursor
+
+    def _row_path(
+        self, flow: DataFlow, run: RunRecord, src_url: str, sink_url: str, cursor: Any, progress: Progress,
+        lease: _Lease,
+    ) -> tuple[Counts, Any]:
+        """Source pages through the compiled transforms into the sink; the cursor committed once durable."""
+        from .connectors import open_sink, open_source
+        from .transforms import compile_transforms
+
+        spec = flow.spec
+        read = written = failed = 0
+        row_errors: list[str] = []
         source = open_source(spec.source, src_url)
         sink = None
+
+        def check_failures() -> int:
+            """Rows refused by a transform or by the sink so far; raises past maxFailedRecords."""
+            assert sink is not None
+            failed = sink.stats.failed + len(row_errors)
+            self._check_failures(spec, failed, (row_errors + sink.stats.errors)[:5])
+            return failed
+
         try:
             columns = source.open(cursor)
             pipeline = compile_transforms(spec.transform, columns)
@@ -336,7 +364,6 @@ class FlowExecutor:
             if pipeline.columns_known:  # else a python step names its columns with its first row
                 sink.open(pipeline.columns)
                 sink_open = True
-            row_errors: list[str] = []
 
             def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
                 row_errors.append(str(err))
@@ -358,17 +385,14 @@ class FlowExecutor:
                     cursor = batch.cursor
                     if durable:
                         self.store.commit_cursor(flow.name, flow.namespace, cursor)
-                failed = sink.stats.failed + len(row_errors)
-                errors = (row_errors + sink.stats.errors)[:5]
-                self._check_failures(spec, failed, errors)
+                failed = check_failures()
                 written = sink.stats.written
                 progress.advanced(read, written, failed)
                 self.store.update_counts(run.id, Counts(read, written, failed))
             if sink_open:
                 sink.commit()
             written = sink.stats.written
-            failed = sink.stats.failed + len(row_errors)
-            self._check_failures(spec, failed, errors)
+            failed = check_failures()  # the last flush may have refused rows too
             return Counts(read, written, failed), cursor
         except BaseException as err:
             if sink is not None:
