@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -289,8 +290,10 @@ def test_prefetcher_keeps_order_raises_in_the_consumer_and_stops_when_closed() -
     pre = Prefetcher(endless(), depth=1)
     it = iter(pre)
     assert [next(it), next(it)] == [0, 1]
+    time.sleep(0.2)  # time enough to read far ahead, if it were allowed to
+    assert produced == [0, 1, 2]  # one page ahead of the one in use: two pages alive at most
     pre.close()
-    assert closed.is_set() and len(produced) <= 5  # bounded read-ahead; the source generator was closed
+    assert closed.is_set() and produced == [0, 1, 2]  # the source generator was closed
     assert not pre._thread.is_alive()
 
 
