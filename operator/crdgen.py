@@ -169,6 +169,25 @@ def _exactly_one(fields: list[str] | tuple[str, ...]) -> str:
     return f"[{', '.join(f'has(self.{f})' for f in fields)}].filter(x, x).size() == 1"
 
 
+_INTERVAL_RE = "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
+
+def _interval_seconds(field: str) -> str:
+    """CEL: the seconds of an interval string like 1h30m (0 for an absent unit)."""
+    def part(unit: str) -> str:
+        return (f"({field}.matches('[0-9]+{unit}') ? "
+                f"int({field}.find('[0-9]+{unit}').replace('{unit}', '')) : 0)")
+
+    return f"({part('h')} * 3600 + {part('m')} * 60 + {part('s')})"
+
+
+def _cron_expressible(seconds: str) -> str:
+    """CEL: schedule.cron_for_interval(seconds) is not None, i.e. the interval divides an hour or a day."""
+    t = seconds
+    return (f"({t} >= 60 && {t} % 60 == 0 && "
+            f"(({t} < 3600 && 3600 % {t} == 0) || ({t} % 3600 == 0 && {t} <= 86400 && 86400 % {t} == 0)))")
+
+
 _STEP_KINDS = tuple(TransformStep.model_fields)
 
 # The model's cross-field validators, as the API server checks them; keyed by model class name.
@@ -177,11 +196,12 @@ RULES: dict[str, list[Rule]] = {
         Rule(_exactly_one(("schedule", "interval")), "exactly one of schedule or interval is required",
              ".schedule", REQUIRED),
         Rule("!has(self.interval) || "
-             "(self.interval != '' && self.interval.matches('^([0-9]+h)?([0-9]+m)?([0-9]+s)?$'))",
+             f"(self.interval != '' && self.interval.matches('{_INTERVAL_RE}'))",
              "must be an interval like 15m, 1h30m or 90s", ".interval", INVALID),
         Rule("!has(self.interval) || (has(self.runtime) && self.runtime.type == 'heartbeat') || "
-             "!self.interval.matches('[0-9]+s$') || int(self.interval.find('[0-9]+s$').replace('s', '')) % 60 == 0",
-             "must be whole minutes when runtime.type is cronjob", ".interval", INVALID),
+             f"!self.interval.matches('{_INTERVAL_RE}') || {_cron_expressible(_interval_seconds('self.interval'))}",
+             "cannot be expressed exactly as a cron schedule; with runtime.type cronjob use a divisor of 60 minutes "
+             "or of 24 hours (5m, 15m, 2h, 24h...), a schedule, or runtime.type heartbeat", ".interval", INVALID),
     ],
     "Connection": [
         Rule(_exactly_one(("url", "secretRef")), "exactly one of url or secretRef is required", ".url", REQUIRED),

@@ -212,7 +212,9 @@ CEL_CASES: list[tuple[str, list[Callable[[dict[str, Any]], None]], str]] = [
     ("bad-interval", [_set("schedule", _DELETE), _set("interval", "fortnightly")],
      "spec.interval: Invalid value"),
     ("interval-not-whole-minutes-for-a-cronjob", [_set("schedule", _DELETE), _set("interval", "1m30s")],
-     "spec.interval: Invalid value: must be whole minutes when runtime.type is cronjob"),
+     "spec.interval: Invalid value: cannot be expressed exactly as a cron schedule"),
+    ("interval-not-dividing-an-hour-for-a-cronjob", [_set("schedule", _DELETE), _set("interval", "7m")],
+     "spec.interval: Invalid value: cannot be expressed exactly as a cron schedule"),
     ("upsert-without-uniqueBy", [_set("sink.uniqueBy", _DELETE), _set("sink.updateOnly", _DELETE)],
      "spec.sink.uniqueBy: Required value: required when mode is upsert"),
     ("updateOnly-with-insert", [_set("sink.mode", "insert")],
@@ -306,6 +308,32 @@ def test_kubectl_get_dataflows_prints_the_contract_columns(kube_crds: Cluster, n
     assert row["NEXT-RUN"] == "2030-01-01T00:15:00Z"
     [wide] = _table(kube_crds.kubectl("get", "df", "-n", namespace, "-o", "wide").stdout)
     assert (wide["REASON"], wide["SUCCEEDED"], wide["FAILED"]) == ("Scheduled", "4", "1")
+
+
+_INTERVALS = ["1m", "2m", "7m", "15m", "45m", "60m", "90m", "1h30m", "120s", "90s", "3600s", "5h", "8h", "24h",
+              "48h", "1h0m30s"]
+
+
+@pytest.mark.k8s
+def test_the_api_server_takes_exactly_the_intervals_the_model_takes_for_a_cronjob(
+    kube_crds: Cluster, namespace: str
+) -> None:
+    """The CEL rule mirrors schedule.cron_for_interval: a CronJob can only tick at divisors of an hour or a day."""
+    docs = []
+    for i, interval in enumerate(_INTERVALS):
+        doc = _flow(namespace, name=f"every-{i}", interval=interval)
+        del doc["spec"]["schedule"]
+        docs.append(doc)
+    model_ok = set()
+    for doc in docs:
+        try:
+            parse_dataflow(doc)
+            model_ok.add(doc["spec"]["interval"])
+        except ConfigError:
+            pass
+    assert model_ok == {"1m", "2m", "15m", "60m", "120s", "3600s", "8h", "24h"}
+    api_ok = {doc["spec"]["interval"] for doc in docs if kube_crds.apply(doc, check=False).returncode == 0}
+    assert api_ok == model_ok
 
 
 @pytest.mark.k8s
