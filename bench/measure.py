@@ -22,9 +22,9 @@ def _preload(name: str, urls: tuple[str, str]) -> None:
 
     Only what the approach itself would load for these URLs: a SQLite-only case never loads psycopg.
     """
-    if name in ("ours", "core", "orm", "dlt"):
+    if name in ("ours", "ours_run", "core", "orm", "dlt"):
         import sqlalchemy  # noqa: F401
-    if name == "ours":
+    if name.startswith("ours"):
         import activedataflow.runner.executor
         import activedataflow.runner.plan
         import activedataflow.store
@@ -34,7 +34,7 @@ def _preload(name: str, urls: tuple[str, str]) -> None:
     if any(u.startswith("postgresql") for u in urls):
         import psycopg  # noqa: F401
 
-        if name == "ours":
+        if name.startswith("ours"):
             import activedataflow.runner.fastpath.pg  # noqa: F401
 
 
@@ -58,7 +58,7 @@ def main() -> None:
 
     fn = APPROACHES[args.approach]
     _preload(args.approach, (args.src, args.dst))
-    if args.approach == "ours":
+    if args.approach.startswith("ours"):
         from approaches import prepare_ours
 
         prepare_ours()

@@ -49,6 +49,8 @@ CASES = [
     Case("ours PG -> PG, same db (push-down)", "ours", "pg_src", "pg_src", reference="floor_pg"),
     Case("ours PG -> PG, two dbs (row path)", "ours", "pg_src", "pg_dst", reference="copy_pg_pg"),
     Case("ours PG -> SQLite", "ours", "pg_src", "sqlite_dst", reference="copy_pg_sqlite"),
+    Case("ours PG -> SQLite, transaction: run (one commit, as the COPY path)", "ours_run", "pg_src", "sqlite_dst",
+         reference="copy_pg_sqlite"),
     Case("SQLAlchemy Core keyset + batched upsert, PG -> PG", "core", "pg_src", "pg_dst"),
     Case("SQLAlchemy Core keyset + batched upsert, SQLite -> SQLite", "core", "sqlite_src", "sqlite_dst"),
     Case("ORM session.merge per row, PG -> PG", "orm", "pg_src", "pg_dst", max_rows=100_000),
@@ -169,7 +171,7 @@ def main() -> None:
                     if case.dst.startswith("pg"):
                         reset_pg(dst)
                     profile = (results_dir / f"{stamp}-{n}-{case.approach}-{case.src}-{case.dst}.html"
-                               if args.profile and case.approach == "ours" else None)
+                               if args.profile and case.approach.startswith("ours") else None)
                     r = measure(case, urls[case.src], dst, profile, args.timeout)
                     if isinstance(r, str):
                         error = r
