@@ -8,7 +8,7 @@ import os
 import kopf
 
 from .handlers import Context, OperatorConfig
-from .kube import RestKube, load_api_client
+from .kube import RestKube, load_transport
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
 
@@ -56,7 +56,7 @@ def run_operator(
     from . import main
 
     config = OperatorConfig.from_env(store_url=store_url)
-    ctx = Context(config, RestKube(load_api_client()))  # a malformed store URL fails here (exit 2)
+    ctx = Context(config, RestKube(load_transport()))  # a malformed store URL fails here (exit 2)
     watched = watch_namespaces(namespaces)
     if not logging.getLogger().handlers:
         kopf.configure(verbose=bool(os.environ.get("ADF_DEBUG")))

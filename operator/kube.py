@@ -3,8 +3,16 @@
 The operator's reconciliation and the runner's reflection talk to Kubernetes
 only through :class:`KubeApi` (a Protocol), so they are plain functions that a
 unit test can drive with an in-memory implementation. :class:`RestKube` is the
-real one, on top of the official ``kubernetes`` client's ``ApiClient`` (auth,
-TLS, kubeconfig), speaking JSON to the REST paths of the few kinds used here.
+real one, speaking JSON to the REST paths of the few kinds used here over a
+:class:`Transport` that :func:`load_transport` picks:
+
+* in a pod (``KUBERNETES_SERVICE_HOST``/``KUBERNETES_SERVICE_PORT`` set, the
+  service-account ``token`` and ``ca.crt`` present): :class:`ServiceAccountTransport`,
+  plain urllib3, so a runner pod never imports the ``kubernetes`` package (+11 MB,
+  hundreds of generated modules). ``ADF_SERVICEACCOUNT_DIR`` points it at another
+  directory than ``/var/run/secrets/kubernetes.io/serviceaccount`` (tests);
+* elsewhere: :class:`ApiClientTransport`, the official client's ``ApiClient`` from
+  ``KUBECONFIG`` / ``~/.kube/config`` (auth plugins, client certificates).
 
 Nothing here imports kopf: the runner uses it too.
 """
@@ -15,11 +23,13 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 from ..errors import UserError, redact
 from ..model import API_GROUP, API_VERSION
@@ -32,12 +42,16 @@ __all__ = [
     "JOB",
     "SECRET",
     "AlreadyExists",
+    "ApiClientTransport",
     "Conflict",
     "Kind",
     "KubeApi",
     "KubeError",
     "RestKube",
-    "load_api_client",
+    "ServiceAccountTransport",
+    "Transport",
+    "join_host_port",
+    "load_transport",
     "owner_reference",
     "rfc3339",
 ]
@@ -45,6 +59,9 @@ __all__ = [
 log = logging.getLogger("activedataflow.kube")
 
 FIELD_MANAGER = "activedataflow"
+USER_AGENT = "activedataflow"
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_MAX_AGE = 60.0  # seconds; bound service-account tokens rotate, the official client re-reads each minute
 
 
 @dataclass(frozen=True)
@@ -159,49 +176,254 @@ def event_body(obj: Mapping[str, Any], *, type: str, reason: str, message: str, 
     }
 
 
+# --------------------------------------------------------------------------- transports
+
+
+class Transport(Protocol):
+    """One HTTP exchange with the API server: what :class:`RestKube` stands on.
+
+    ``path`` is the REST path (``/api/v1/...``), ``query`` its parameters (encoded
+    by the transport), ``body`` a JSON-serialisable value or None. Returns the
+    status code and the raw answer. Connection problems raise ``OSError``
+    subclasses or urllib3's errors.
+    """
+
+    @property
+    def server(self) -> str:
+        """The API server's base URL (no credentials)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: Any,
+        timeout: float,
+    ) -> tuple[int, bytes]: ...
+
+    def close(self) -> None: ...
+
+
+def join_host_port(host: str, port: str | int) -> str:
+    """``host:port``, an IPv6 address in brackets (like Go's ``net.JoinHostPort``)."""
+    if (":" in host or "%" in host) and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
+
+
+def request_url(server: str, path: str, query: Sequence[tuple[str, str]] = ()) -> str:
+    """``server`` + ``path`` with ``query`` percent-encoded."""
+    url = server.rstrip("/") + "/" + path.lstrip("/")
+    return f"{url}?{urlencode(list(query))}" if query else url
+
+
+class ServiceAccountTransport:
+    """HTTPS to the API server with the pod's service account, over urllib3 alone.
+
+    The CA is ``<root>/ca.crt`` (every connection is verified against it, never
+    unverified) and the bearer token ``<root>/token``, re-read once it is older
+    than ``token_max_age`` seconds: bound service-account tokens rotate and the
+    kubelet rewrites the file. ``retries`` bounds urllib3's retries (its default
+    is 3). The token is never logged, shown in a repr or put in an error.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: str | int,
+        *,
+        root: str | os.PathLike[str] = SERVICEACCOUNT_DIR,
+        retries: int | None = None,
+        token_max_age: float = TOKEN_MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        import urllib3
+
+        if not host or not str(port):
+            raise ValueError("KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are empty")
+        self._server = "https://" + join_host_port(host, port)
+        self.root = Path(root)
+        self.ca_file = self.root / "ca.crt"
+        self.token_file = self.root / "token"
+        if not self.ca_file.is_file() or self.ca_file.stat().st_size == 0:
+            raise FileNotFoundError(f"no service-account CA at {self.ca_file}")
+        self.token_max_age = token_max_age
+        self._clock = clock
+        self._token = self._read_token()
+        self._token_read_at = clock()
+        pool_kw: dict[str, Any] = {} if retries is None else {"retries": retries}
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=2,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=str(self.ca_file),
+            **pool_kw,
+        )
+
+    @property
+    def server(self) -> str:
+        return self._server
+
+    def __repr__(self) -> str:
+        return f"ServiceAccountTransport(server={self._server!r}, root={str(self.root)!r})"
+
+    def _read_token(self) -> str:
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as err:
+            raise FileNotFoundError(f"no service-account token at {self.token_file} ({err.strerror})") from None
+        if not token:
+            raise ValueError(f"the service-account token file {self.token_file} is empty")
+        return token
+
+    def token(self) -> str:
+        """The bearer token, re-read from its file once older than ``token_max_age``."""
+        now = self._clock()
+        if now - self._token_read_at >= self.token_max_age:
+            try:
+                self._token = self._read_token()
+            except (OSError, ValueError) as err:  # keep the last one; the kubelet may be mid-rewrite
+                log.warning("could not re-read the service-account token: %s", err)
+            self._token_read_at = now
+        return self._token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float = 15.0,
+    ) -> tuple[int, bytes]:
+        import urllib3
+
+        resp = self._pool.request(
+            method,
+            request_url(self._server, path, query),
+            body=None if body is None else json.dumps(body).encode(),
+            headers={**(headers or {}), "User-Agent": USER_AGENT, "Authorization": f"Bearer {self.token()}"},
+            timeout=urllib3.Timeout(total=timeout),
+            redirect=False,  # never carry the token elsewhere
+        )
+        return resp.status, resp.data or b""
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, retries: int | None = None
+    ) -> ServiceAccountTransport | None:
+        """In a pod: the transport from ``KUBERNETES_SERVICE_HOST``/``_PORT`` and the service-account
+        directory (``ADF_SERVICEACCOUNT_DIR``, else the standard mount); None when any is missing."""
+        env = os.environ if env is None else env
+        host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+        if not (host and port):
+            return None
+        root = env.get("ADF_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR
+        try:
+            return cls(host, port, root=root, retries=retries)
+        except (OSError, ValueError) as err:
+            log.debug("in-cluster configuration unusable: %s", err)
+            return None
+
+
+class ApiClientTransport:
+    """The official client's ``kubernetes.client.ApiClient`` (kubeconfig: auth plugins, client
+    certificates, proxies) as a :class:`Transport`."""
+
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    @property
+    def server(self) -> str:
+        return str(self.api.configuration.host)
+
+    def __repr__(self) -> str:
+        return f"ApiClientTransport(server={self.server!r})"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float = 15.0,
+    ) -> tuple[int, bytes]:
+        req = self.api.param_serialize(
+            method,
+            path,
+            query_params=list(query),
+            header_params=dict(headers or {}),
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        resp = self.api.call_api(*req, _request_timeout=timeout)
+        return resp.status, resp.read() or b""
+
+    def close(self) -> None:
+        self.api.close()
+
+    @classmethod
+    def from_kubeconfig(cls, env: Mapping[str, str] | None = None, *, retries: int | None = None) -> ApiClientTransport:
+        """From ``KUBECONFIG`` / ``~/.kube/config``; UserError when there is none or it is unusable."""
+        env = os.environ if env is None else env
+        path = env.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        if not any(Path(p).is_file() for p in path.split(os.pathsep) if p):
+            raise UserError(f"no Kubernetes configuration: not in a cluster and no kubeconfig at {path}")
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        cfg = client.Configuration()
+        cfg.retries = retries
+        try:
+            config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
+        except (ConfigException, OSError, ValueError, TypeError) as err:
+            raise UserError(f"kubeconfig {path} is unusable: {redact(str(err))}") from None
+        return cls(client.ApiClient(cfg))
+
+
+def load_transport(*, retries: int | None = None, env: Mapping[str, str] | None = None) -> Transport:
+    """The in-cluster :class:`ServiceAccountTransport` when ``KUBERNETES_SERVICE_HOST`` is set and the
+    service-account token and CA exist (no ``kubernetes`` import); else an :class:`ApiClientTransport`
+    from ``KUBECONFIG`` / ``~/.kube/config``. Raises UserError when there is no configuration at all.
+
+    ``retries`` bounds urllib3's connection retries (its default is 3)."""
+    in_cluster = ServiceAccountTransport.from_env(env, retries=retries)
+    if in_cluster is not None:
+        return in_cluster
+    return ApiClientTransport.from_kubeconfig(env, retries=retries)
+
+
 # --------------------------------------------------------------------------- the real one
 
 
-def load_api_client(*, retries: int | None = None) -> Any:
-    """A ``kubernetes.client.ApiClient`` from the in-cluster service account, else ``KUBECONFIG`` /
-    ``~/.kube/config``. Raises UserError when there is no configuration at all.
-
-    ``retries`` bounds urllib3's connection retries (its default is 3)."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    cfg = client.Configuration()
-    cfg.retries = retries
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg)
-        except ConfigException as err:
-            log.debug("in-cluster configuration unusable: %s", err)
-    path = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if not any(Path(p).is_file() for p in path.split(os.pathsep) if p):
-        raise UserError(f"no Kubernetes configuration: not in a cluster and no kubeconfig at {path}")
-    try:
-        config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
-    except (ConfigException, OSError, ValueError, TypeError) as err:
-        raise UserError(f"kubeconfig {path} is unusable: {redact(str(err))}") from None
-    return client.ApiClient(cfg)
-
-
 class RestKube:
-    """:class:`KubeApi` over the REST API with the official client's ``ApiClient``.
+    """:class:`KubeApi` over the REST API, on a :class:`Transport` (see :func:`load_transport`).
 
     ``timeout`` bounds every request (seconds), so a hung API server never
     stalls a run or a reconciliation for long.
     """
 
-    def __init__(self, api_client: Any, *, timeout: float = 15.0) -> None:
-        self.api = api_client
+    def __init__(self, transport: Transport, *, timeout: float = 15.0) -> None:
+        self.transport = transport
         self.timeout = timeout
 
     @property
     def server(self) -> str:
-        return str(self.api.configuration.host)
+        return self.transport.server
+
+    def __repr__(self) -> str:
+        return f"RestKube({self.transport!r})"
+
+    def close(self) -> None:
+        self.transport.close()
 
     # ----------------------------------------------------------------- transport
     def request(
@@ -219,15 +441,13 @@ class RestKube:
         or urllib3's errors; callers decide what that means.
         """
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        req = self.api.param_serialize(
-            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        status, data = self.transport.request(
+            method, path, query=query or [], headers=headers, body=body, timeout=self.timeout
         )
-        resp = self.api.call_api(*req, _request_timeout=self.timeout)
-        data = resp.read()
-        if resp.status == 404:
+        if status == 404:
             return None
-        if not 200 <= resp.status < 300:
-            raise _error(resp.status, data)
+        if not 200 <= status < 300:
+            raise _error(status, data)
         return json.loads(data) if data else {}
 
     # ----------------------------------------------------------------- KubeApi

@@ -10,7 +10,7 @@ import time
 
 from ..errors import UnknownFlow, UserError, redact
 from .cronjob import RUN_NOW_ANNOTATION
-from .kube import DATAFLOW, KubeError, RestKube, load_api_client
+from .kube import DATAFLOW, KubeError, RestKube, load_transport
 
 __all__ = ["trigger_run"]
 
@@ -23,7 +23,7 @@ def trigger_run(name: str, namespace: str) -> str:
     """
     import urllib3
 
-    kube = RestKube(load_api_client(retries=1), timeout=10)
+    kube = RestKube(load_transport(retries=1), timeout=10)
     value = str(int(time.time()))
     patch = {"metadata": {"annotations": {RUN_NOW_ANNOTATION: value}}}
     try:

@@ -24,7 +24,7 @@ from ..operator.kube import (
     Conflict,
     KubeApi,
     RestKube,
-    load_api_client,
+    load_transport,
     owner_reference,
     rfc3339,
 )
@@ -198,7 +198,7 @@ def reflector_from_env(env: Mapping[str, str] | None = None) -> Reflector:
     if flag == "0" or not (in_cluster or flag == "1" or env.get("KUBECONFIG")):
         return NullReflector()
     try:
-        kube = RestKube(load_api_client(retries=1), timeout=PROBE_TIMEOUT)
+        kube = RestKube(load_transport(retries=1, env=env), timeout=PROBE_TIMEOUT)
         kube.request("GET", "/version")
     except Exception as err:
         log.info("not reflecting runs into Kubernetes: %s", redact(str(err)))
