@@ -21,7 +21,6 @@ import binascii
 import logging
 import os
 import re
-from pathlib import Path
 
 from ..errors import ConfigError
 from ..model import Connection, SecretKeyRef
@@ -59,72 +58,46 @@ def resolve_url(conn: Connection, *, namespace: str, field: str) -> str:
     return _read_secret(ref, namespace=namespace, field=f"{field}.secretRef", env=env)
 
 
-def _kube_api_client() -> object | None:
-    """An ApiClient from the in-cluster service account or a kubeconfig; None when neither exists."""
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    cfg = client.Configuration()
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        try:
-            config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg)
-        except ConfigException:
-            pass
-    kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if not any(Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p):
-        return None
-    try:
-        # the path explicitly: the library reads KUBECONFIG once, at import
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg, persist_config=False)
-    except (ConfigException, OSError, ValueError, TypeError) as err:
-        log.debug("kubeconfig unusable: %s", err)
-        return None
-    return client.ApiClient(cfg)
-
-
 def _read_secret(ref: SecretKeyRef, *, namespace: str, field: str, env: str) -> str:
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from ..errors import UserError
+    from ..operator.kube import SECRET, KubeError, RestKube, load_transport
+
     what = f"secret {ref.name} key {ref.key}"
-    api_client = _kube_api_client()
-    if api_client is None:
+    try:  # the pod's service account (without importing the kubernetes client), else a kubeconfig
+        kube = RestKube(load_transport(retries=1), timeout=K8S_TIMEOUT_SECONDS)
+    except UserError as err:
+        log.debug("no usable Kubernetes configuration: %s", err)
         raise ConfigError(
             f"{what} not found (set {env}, or run where a Kubernetes configuration "
             f"can read Secrets in namespace {namespace})",
             field=field,
-        )
-    with api_client as api:  # type: ignore[attr-defined]
-        try:
-            secret = client.CoreV1Api(api).read_namespaced_secret(
-                ref.name, namespace, _request_timeout=K8S_TIMEOUT_SECONDS
-            )
-        except ApiException as err:
-            if err.status == 404:
-                raise ConfigError(f"secret {ref.name} not found in namespace {namespace} (or set {env})",
-                                  field=field) from None
-            if err.status in (401, 403):
-                raise ConfigError(
-                    f"not allowed to read secret {ref.name} in namespace {namespace} "
-                    f"(HTTP {err.status}; grant 'get' on secrets, or set {env})",
-                    field=field,
-                ) from None
-            raise ConfigError(f"cannot read secret {ref.name} in namespace {namespace}: HTTP {err.status} "
-                              f"{err.reason}", field=field) from None
-        except (HTTPError, OSError) as err:
-            host = getattr(api.configuration, "host", "the Kubernetes API")  # type: ignore[attr-defined]
-            raise ConfigError(f"cannot read secret {ref.name}: Kubernetes API at {host} unreachable "
-                              f"({type(err).__name__}; or set {env})", field=field) from None
-    data = secret.data or {}
+        ) from None
+    try:
+        secret = kube.get(SECRET, namespace, ref.name)
+    except KubeError as err:
+        if err.status in (401, 403):
+            raise ConfigError(
+                f"not allowed to read secret {ref.name} in namespace {namespace} "
+                f"(HTTP {err.status}; grant 'get' on secrets, or set {env})",
+                field=field,
+            ) from None
+        raise ConfigError(f"cannot read secret {ref.name} in namespace {namespace}: HTTP {err.status} {err}",
+                          field=field) from None
+    except (HTTPError, OSError) as err:
+        raise ConfigError(f"cannot read secret {ref.name}: Kubernetes API at {kube.server} unreachable "
+                          f"({type(err).__name__}; or set {env})", field=field) from None
+    finally:
+        kube.transport.close()
+    if secret is None:
+        raise ConfigError(f"secret {ref.name} not found in namespace {namespace} (or set {env})", field=field)
+    data = secret.get("data") or {}
     if ref.key in data:
         try:
             value = base64.b64decode(data[ref.key], validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise ConfigError(f"{what} in namespace {namespace} is not UTF-8 text", field=field) from None
-    elif ref.key in (secret.string_data or {}):
-        value = secret.string_data[ref.key]
     else:
         keys = ", ".join(sorted(data)) or "none"
         raise ConfigError(f"secret {ref.name} in namespace {namespace} has no key {ref.key}; keys: {keys}",
