@@ -21,6 +21,19 @@ def adf(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd
     )
 
 
+def heartbeat_in_a_process(store: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``adf heartbeat`` in a fresh interpreter; also the top-level packages it had loaded when it exited."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
+        "from activedataflow.cli import main\n"
+        "main(['--store', sys.argv[1], 'heartbeat'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, store], capture_output=True, text=True, env=env, timeout=60)
+    lines = result.stdout.split("\n")
+    return result, set(lines[-2].split()) if len(lines) > 1 else set()
+
+
 def sqlite_orders(path: Path, rows: list[tuple[int, int, str, str, str]]) -> None:
     """orders(id, customer_id, amount, status, updated_at) in a SQLite file."""
     with sqlite3.connect(path) as db:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, manifest, sqlite_fact, sqlite_orders
+from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, heartbeat_in_a_process, manifest, sqlite_fact, sqlite_orders
 
 
 @pytest.fixture
@@ -235,16 +235,9 @@ def test_a_heartbeat_loads_only_what_running_sqlite_flows_needs(tmp_path: Path, 
     """The runner pod's memory: no migration tool, YAML, Kubernetes client, web server or unused drivers."""
     src, sink, store = dbs
     assert adf("--store", store, "apply", str(manifest(tmp_path, source_url=src, sink_url=sink))).returncode == 0
-    probe = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
-        "from activedataflow.cli import main\n"
-        "main(['--store', sys.argv[1], 'heartbeat'])\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADF_", "KUBE"))}
-    result = subprocess.run([sys.executable, "-c", probe, store], capture_output=True, text=True, env=env, timeout=60)
+    result, loaded = heartbeat_in_a_process(store, env)
     assert result.returncode == 0, result.stderr
-    loaded = set(result.stdout.split("\n")[-2].split())
     assert fact_rows(tmp_path) == EXPECTED_FACT  # the flow ran
     assert {"sqlalchemy", "pydantic", "activedataflow"} <= loaded
     unneeded = {"alembic", "mako", "yaml", "kubernetes", "kopf", "aiohttp", "rich", "psycopg", "pymysql", "redis"}

@@ -12,8 +12,6 @@ import base64
 import datetime
 import os
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +27,7 @@ from activedataflow.operator.kube import (
 )
 from activedataflow.runner.reflect import KubeReflector, NullReflector, reflector_from_env
 
-from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, manifest, sqlite_fact, sqlite_orders
+from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, heartbeat_in_a_process, manifest, sqlite_fact, sqlite_orders
 from tests.k8s.cluster import Cluster
 
 pytestmark = pytest.mark.k8s
@@ -170,18 +168,11 @@ def test_a_heartbeat_in_a_pod_reflects_its_run_without_importing_kubernetes(
     kube_crds.kubectl("apply", "-f", str(path))
     assert adf("--store", store, "apply", str(path)).returncode == 0
 
-    probe = (
-        "import atexit, sys\n"
-        "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
-        "from activedataflow.cli import main\n"
-        "main(['--store', sys.argv[1], 'heartbeat'])\n"
-    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADF_", "KUBE"))}
     env.update(pod_env(kube_crds, service_account_dir(kube_crds, tmp_path / "sa")))
     env["HOME"] = str(tmp_path)  # no ~/.kube/config to fall back to
-    result = subprocess.run([sys.executable, "-c", probe, store], capture_output=True, text=True, env=env, timeout=60)
+    result, loaded = heartbeat_in_a_process(store, env)
     assert result.returncode == 0, result.stderr
-    loaded = set(result.stdout.split("\n")[-2].split())
     assert "urllib3" in loaded and "kubernetes" not in loaded
 
     with sqlite3.connect(tmp_path / "wh.db") as db:
