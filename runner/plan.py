@@ -240,8 +240,12 @@ class _Pushdown:
         return PushdownResult(read, written, cursor)
 
 
-def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str]) -> sa.Insert:
+def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str], placement: str) -> sa.Insert:
     table = target.table
+    if placement == "attach":
+        # the source tables are translated to the ATTACHed schema (schema None -> adf_src); the sink table
+        # must stay in the sink's own file, so it is named main.<table> explicitly
+        table = table.to_metadata(sa.MetaData(), schema="main")
     if target.mode == "insert":
         return sa.insert(table).from_select(names, select)
     ins = (postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table).from_select(names, select)
@@ -310,7 +314,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
 
     names = list(sql_plan.columns)
     select = sa.select(*sql_plan.select_list()).select_from(subquery).where(sa.true(), *sql_plan.where)
-    insert = _upsert(target, select, names)
+    insert = _upsert(target, select, names, placement)
     # without filter steps every row read is written: the INSERT's rowcount is also the rows read
     count = sa.select(sa.func.count()).select_from(subquery) if sql_plan.where else None
     last = None

@@ -201,7 +201,9 @@ def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: F
     f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "f"},
                         "spec": spec})
     assert plan_flow(f, pg_url, pg_url).kind == "pushdown"
-    done = run(executor, f)
+    assert "INSERT INTO main.dst" in (plan.sql or "")  # not into a table of the source file
+    assert plan.execute().written == 10
+    done = run(executor, f)  # again, through the executor
     assert (done.status, done.records_read, done.records_written, done.records_failed) == ("success", 10, 9, 1)
     assert [r[0] for r in rows_of(pg_url, "dst")] == list(range(2, 11))
 
