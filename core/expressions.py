@@ -47,9 +47,34 @@ Push-down is exact or refused: where SQL cannot give the same value on every row
 column, which could be zero; Decimal division; ``//`` on floats; ``round`` of floats; ``str`` of
 floats; comparing a NUMERIC column with a float column...) :meth:`Expression.to_sql` raises
 :class:`NotPushable` with the reason. Column kinds come from the SQLAlchemy types of the columns
-given to ``to_sql``, which must be the types the row path reads with: on SQLite a NUMERIC column
-is stored as REAL/INTEGER, so only ``Numeric(asdecimal=False)``/``Float`` (the row path reads floats)
-is pushed down; a ``Numeric`` read as Decimal is refused beyond plain use.
+given to ``to_sql`` (:func:`sql_kind`), which must be the types the row path reads with.
+
+SQLite NUMERIC (Decimal on the row path)
+----------------------------------------
+SQLite stores NUMERIC as REAL/INTEGER, and SQLAlchemy's ``Numeric`` hands the row path
+``Decimal('%.{s}f' % value)``. A column with a declared scale s and precision p <= 15 (the digits a
+double holds exactly) is computed in SQL as the exact scaled integer K = D * 10**s
+(``CAST(ROUND(col * 10.0**s) AS BIGINT)``; kind :class:`Scaled`, which tracks the scale and a bound
+on ``|K|`` at compile time):
+
+* ``+ -``: scales align to the larger one; ``*``: scales add; unary ``-``, ``abs``: unchanged; int
+  literals are scale 0, float literals the Decimal of their shortest repr (as on the row path). A
+  result that may exceed 15 digits is refused ("exceeds the 15 digits SQLite REAL holds exactly");
+  so is an INTEGER column beside a NUMERIC in arithmetic (up to 19 digits).
+* ``int(x)`` is ``K / 10**s`` in SQLite's integer division (truncates toward zero, as ``int()``);
+  ``float(x)`` is ``K / 10.0**s`` (the double nearest D, as ``float(Decimal)``); comparisons and
+  ``in`` compare the aligned integers; ``round(x, n)`` (n >= 0) rounds K half away from zero, as the
+  row path's ``quantize(ROUND_HALF_UP)``.
+* refused: ``/``, ``//``, ``%``, ``str()``, ``round()`` with negative digits, NUMERIC mixed with a float
+  column, a float literal beside a value that is an int on some rows (``(row.d if c else 1) * 0.5``
+  is float arithmetic there), NUMERIC without a declared scale (read with 10 decimals) or with more
+  than 15 digits.
+* a NUMERIC result leaves the expression as ``K / 10.0**s`` (type :class:`SqliteDecimal`): the
+  double the sink's Numeric/Float bind processor makes of the row path's Decimal.
+* SQLite does not enforce the declaration: a stored value with more decimals (0.285 in
+  NUMERIC(12,2), which the row path rounds half-even on the binary value), more digits, or text
+  makes the statement fail with SQLite's "integer overflow" (:data:`SQLITE_GUARD_ERROR`), and the
+  run continues on the row path. The check costs ~0.1 s per million values.
 """
 
 from __future__ import annotations
@@ -964,7 +989,10 @@ def guarded(value: ast.expr, field: str) -> ast.Try:
 # --------------------------------------------------------------------------- SQL compilation
 
 INT, FLOAT, DEC, STR, BOOL, NULL, OTHER, UNKNOWN = "int", "float", "decimal", "text", "bool", "null", "other", "unknown"
-SQLITE_DECIMAL = "SQLite NUMERIC (REAL in SQL, Decimal on the row path; read it as Float to push down)"
+SQLITE_DIGITS = 15  # the decimal digits a double (SQLite REAL) holds exactly
+SQLITE_NUMERIC_NO_SCALE = "SQLite NUMERIC without a declared scale (the row path reads it rounded to 10 decimals)"
+SQLITE_NUMERIC_WIDE = f"SQLite NUMERIC of more than {SQLITE_DIGITS} digits (beyond what SQLite REAL holds exactly)"
+_SQLITE_REFUSED = (SQLITE_NUMERIC_NO_SCALE, SQLITE_NUMERIC_WIDE)
 _NUMERIC = (INT, FLOAT, DEC)
 _KIND_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
     INT: sa.BigInteger,
@@ -977,7 +1005,42 @@ _DIV_PRECEDENCE = sql_operators._PRECEDENCE[sql_operators.truediv]
 PUSHDOWN_DIALECTS = ("postgresql", "sqlite")
 
 
-def sql_kind(type_: sa.types.TypeEngine[Any], dialect_name: str) -> str:
+@dataclass(frozen=True, slots=True)
+class Scaled:
+    """The kind of a SQLite NUMERIC(p,s) value: a Decimal on the row path, a scaled integer K in SQL.
+
+    The value is ``K / 10**scale`` with ``|K| <= bound`` (at most 15 digits, so K and every double
+    on the way are exact).
+    """
+
+    bound: int
+    scale: int
+    maybe_int: bool = False  # an int on some rows of the row path (a branch of if/coalesce, an int literal)
+
+    @property
+    def precision(self) -> int:
+        return len(str(self.bound))
+
+    def __str__(self) -> str:
+        return f"SQLite NUMERIC({self.precision},{self.scale})"
+
+
+Kind = str | Scaled
+
+
+class SqliteDecimal(sa.Numeric):  # type: ignore[type-arg]
+    """A SQLite NUMERIC(p,s) value computed by push-down: the double nearest the row path's Decimal."""
+
+    cache_ok = True
+
+
+class SqliteDecimalOrInt(SqliteDecimal):
+    """A :class:`SqliteDecimal` that is an int on some rows of the row path (``row.d if c else 0``)."""
+
+    cache_ok = True
+
+
+def sql_kind(type_: sa.types.TypeEngine[Any], dialect_name: str) -> Kind:
     """How the row path sees values of a SQL column type on this dialect."""
     if isinstance(type_, sa.Boolean):
         return BOOL
@@ -988,14 +1051,72 @@ def sql_kind(type_: sa.types.TypeEngine[Any], dialect_name: str) -> str:
     if isinstance(type_, sa.Numeric):
         if dialect_name == "postgresql":
             return DEC
-        # SQLite stores NUMERIC as REAL/INTEGER: SQL computes on floats, while SQLAlchemy's Numeric
-        # hands the row path Decimals. Only a Numeric read as float (asdecimal=False) agrees.
-        return FLOAT if not type_.asdecimal else SQLITE_DECIMAL
+        if not type_.asdecimal:
+            return FLOAT
+        # SQLite stores NUMERIC as REAL/INTEGER; SQLAlchemy's Numeric hands the row path
+        # Decimal('%.{scale}f' % value). With a declared scale and at most 15 digits that Decimal
+        # is computed exactly in SQL as a scaled integer (see _Sql.scaled_column).
+        if isinstance(type_, SqliteDecimal) and type_.scale is not None and type_.precision is not None:
+            return Scaled(10**type_.precision - 1, type_.scale, isinstance(type_, SqliteDecimalOrInt))
+        if type_.scale is None or type_.scale < 0:
+            return SQLITE_NUMERIC_NO_SCALE
+        if type_.precision is None or type_.precision > SQLITE_DIGITS or type_.scale > SQLITE_DIGITS:
+            return SQLITE_NUMERIC_WIDE
+        return Scaled(10**type_.precision - 1, type_.scale)
     if isinstance(type_, sa.String):
         return STR
     if isinstance(type_, sa.types.NullType):
         return UNKNOWN
     return OTHER
+
+
+def _int_sql(value: int) -> ColumnElement[Any]:
+    """An integer constant of the generated SQL (not a user literal): inline, readable in --explain."""
+    return sa.literal_column(str(value) if value >= 0 else f"({value})", sa.BigInteger())
+
+
+def _real_sql(value: float) -> ColumnElement[Any]:
+    return sa.literal_column(repr(value) if value >= 0 else f"({value!r})", sa.Double())
+
+
+# SQLite raises "integer overflow" for abs() of the smallest 64-bit integer: the pushed-down statement
+# fails (and the run continues on the row path) when a stored value is not what its NUMERIC declares.
+SQLITE_GUARD_ERROR = "integer overflow"
+
+
+def _sqlite_fail(col: ColumnElement[Any]) -> ColumnElement[Any]:
+    # 0 * CAST(col AS INTEGER) keeps NULL NULL and makes the expression depend on the row, so that
+    # SQLite does not evaluate it once up front
+    return sa.func.abs(sa.literal_column("(-9223372036854775807 - 1)") + _int_sql(0) * sa.cast(col, sa.BigInteger))
+
+
+def _scaled_literal(value: Any) -> tuple[int, Scaled] | None:
+    """An int or float literal as the row path's Decimal, scaled: (K, kind); None if not finite."""
+    if type(value) is int:
+        return value, Scaled(abs(value), 0, maybe_int=True)
+    d = _to_decimal(value)
+    if not d.is_finite():
+        return None
+    exponent = d.as_tuple().exponent
+    assert isinstance(exponent, int)
+    scale = max(-exponent, 0)
+    k = int(d.scaleb(scale, context=_EXACT))
+    return k, Scaled(abs(k), scale)
+
+
+def sqlite_decimal_output(expr: ColumnElement[Any], name: str) -> ColumnElement[Any]:
+    """A SQLite output column as the row path writes it; NotPushable for a NUMERIC SQL cannot reproduce.
+
+    A NUMERIC(p,s) source column passed through unchanged becomes the double nearest the Decimal the
+    row path reads (checked like every other use, see :meth:`_Sql.scaled_column`); values computed
+    by push-down (:class:`SqliteDecimal`) already are.
+    """
+    kind = sql_kind(expr.type, "sqlite")
+    if kind in _SQLITE_REFUSED:
+        raise NotPushable(f"column '{name}': a {kind} is written as the row path's Decimal, which SQL does not give")
+    if not isinstance(kind, Scaled) or isinstance(expr.type, SqliteDecimal):
+        return expr
+    return _Sql({}, "sqlite", name).decimal_value(_Sql.scaled_column(expr, kind), kind)
 
 
 class _Sql:
@@ -1023,16 +1144,19 @@ class _Sql:
             return sa.literal(value, sa.Double())
         return sa.literal(value, sa.String())
 
-    def visit(self, node: Node) -> tuple[ColumnElement[Any], str]:
+    def visit(self, node: Node) -> tuple[ColumnElement[Any], Kind]:
         expr, kind = self._visit(node)
         return (sa.null(), NULL) if kind == NULL else (expr, kind)  # an untyped NULL fits every context
 
-    def _visit(self, node: Node) -> tuple[ColumnElement[Any], str]:
+    def _visit(self, node: Node) -> tuple[ColumnElement[Any], Kind]:
         if isinstance(node, Col):
             if node.name not in self.cols:
                 raise self.refuse(node, f"column '{node.name}' is not available in SQL")
             col = self.cols[node.name]
-            return col, sql_kind(col.type, self.dialect)
+            kind = sql_kind(col.type, self.dialect)
+            if isinstance(kind, Scaled):
+                return self.scaled_column(col, kind), kind
+            return col, kind
         if isinstance(node, Lit):
             kind = NULL if node.value is None else {bool: BOOL, int: INT, float: FLOAT, str: STR}[type(node.value)]
             return self.literal(node.value), kind
@@ -1042,6 +1166,8 @@ class _Sql:
             x, k = self.visit(node.operand)
             if k == NULL:
                 return sa.null(), NULL
+            if isinstance(k, Scaled):
+                return self.typed(-x, k), k
             self.need(node, k, _NUMERIC, "unary -")
             return self.typed(-self.wide(x, k), k), k
         if isinstance(node, Compare):
@@ -1069,26 +1195,30 @@ class _Sql:
             return self.call(node)
         raise AssertionError(node)  # pragma: no cover
 
-    def need(self, node: Node, kind: str, allowed: tuple[str, ...], what: str) -> None:
+    def need(self, node: Node, kind: Kind, allowed: tuple[str, ...], what: str) -> None:
         if kind not in allowed:
             if kind == UNKNOWN:
                 raise self.refuse(node, f"{what}: the SQL type of a column is unknown")
-            if kind == SQLITE_DECIMAL:
+            if kind in _SQLITE_REFUSED:
                 raise self.refuse(node, f"{what} on a {kind}")
             raise self.refuse(node, f"{what} on {kind} values is not pushed down")
 
-    def typed(self, expr: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+    def typed(self, expr: ColumnElement[Any], kind: Kind) -> ColumnElement[Any]:
+        if isinstance(kind, Scaled):
+            return sa.type_coerce(expr, sa.BigInteger())  # the scaled integer K
         return sa.type_coerce(expr, _KIND_TYPES[kind]()) if kind in _KIND_TYPES else expr
 
-    def wide(self, expr: ColumnElement[Any], kind: str) -> ColumnElement[Any]:
+    def wide(self, expr: ColumnElement[Any], kind: Kind) -> ColumnElement[Any]:
         """PostgreSQL integer arithmetic in BIGINT, as SQLite (and close to Python's unbounded ints)."""
         if kind == INT and self.pg and not isinstance(expr.type, sa.BigInteger):
             return sa.cast(expr, sa.BigInteger)
         return expr
 
-    def numbers(self, node: Node, parts: Sequence[Node], what: str) -> tuple[list[ColumnElement[Any]], str]:
+    def numbers(
+        self, node: Node, parts: Sequence[Node], what: str, visited: list[tuple[ColumnElement[Any], Kind]] | None = None
+    ) -> tuple[list[ColumnElement[Any]], str]:
         """Operands of one numeric kind: float literals become Decimal beside Decimals."""
-        visited = [self.visit(p) for p in parts]
+        visited = visited or [self.visit(p) for p in parts]
         kinds = {k for _, k in visited}
         if NULL in kinds:
             return [sa.null()], NULL
@@ -1104,10 +1234,144 @@ class _Sql:
             out.append(self.wide(expr, k))
         return out, kind
 
-    def arith(self, node: Arith) -> tuple[ColumnElement[Any], str]:
-        (a, *rest), kind = self.numbers(node, [node.left, node.right], node.op)
-        if kind == NULL:
-            return a, NULL
+    # ------------------------------------------------ SQLite NUMERIC: exact decimals as scaled integers
+    #
+    # The row path reads a SQLite NUMERIC(p,s) value v (a double) as D = Decimal('%.{s}f' % v); SQL
+    # computes on K = D * 10**s, an integer (|K| < 10**15 < 2**53: exact as INTEGER and as REAL). + - *
+    # on Decimals are exact, and so are they on K (scales add up or align); int(D) is K / 10**s in
+    # SQLite's integer division (which truncates toward zero, as int() does); float(D) is K / 10.0**s
+    # (IEEE division of two exact doubles: the double nearest D, as float(Decimal) gives).
+
+    @staticmethod
+    def scaled_column(col: ColumnElement[Any], kind: Scaled) -> ColumnElement[Any]:
+        """K of a NUMERIC(p,s) column: ROUND(v * 10**s), or a statement error where that is not D * 10**s.
+
+        v * 10**s is within 0.23 of an integer K for every v nearest (or a few ulp from) a decimal with
+        s decimals and at most 15 digits, and then '%.{s}f' % v gives exactly K / 10**s. A stored value
+        with more decimals (0.285 in NUMERIC(12,2): the row path rounds it half-even, on the binary value)
+        or more digits than declared, or text, fails the check: the statement raises and the run goes on
+        on the row path (SQLite does not enforce the declared precision and scale).
+        """
+        t = col * _real_sql(10.0**kind.scale)
+        k = sa.cast(sa.func.round(t), sa.BigInteger)
+        if isinstance(col.type, SqliteDecimal):
+            return k  # computed by push-down: the double nearest K / 10**s already
+        bound = float(Decimal(10) ** (kind.precision - kind.scale) - Decimal("0.5").scaleb(-kind.scale))
+        ok = sa.and_((t - sa.func.round(t)).between(_real_sql(-0.25), _real_sql(0.25)),
+                     col.between(_real_sql(-bound), _real_sql(bound)))
+        return sa.case((ok, k), else_=_sqlite_fail(col))
+
+    def decimal_value(self, k: ColumnElement[Any], kind: Scaled) -> ColumnElement[Any]:
+        """The double nearest K / 10**s, which is what the row path's Decimal becomes in a REAL/NUMERIC column."""
+        value = self.raw_div(k, _real_sql(10.0**kind.scale), sa.Double())
+        type_ = SqliteDecimalOrInt if kind.maybe_int else SqliteDecimal
+        return sa.type_coerce(value, type_(kind.precision, kind.scale))
+
+    @staticmethod
+    def raw_div(a: ColumnElement[Any], b: ColumnElement[Any], type_: sa.types.TypeEngine[Any]) -> ColumnElement[Any]:
+        """SQLite's own '/': integer division truncating toward zero for integers, IEEE division otherwise."""
+        return a.op("/", precedence=_DIV_PRECEDENCE, return_type=type_)(b)
+
+    def fits(self, node: Node, kind: Scaled, what: str) -> Scaled:
+        if kind.bound >= 10**SQLITE_DIGITS or kind.scale > SQLITE_DIGITS:
+            raise self.refuse(
+                node,
+                f"{what} on SQLite NUMERIC gives up to {kind.precision} digits ({kind.scale} decimals), which "
+                f"exceeds the {SQLITE_DIGITS} digits SQLite REAL holds exactly",
+            )
+        return kind
+
+    def scaled(self, node: Node, part: Node, visited: tuple[ColumnElement[Any], Kind],
+               what: str) -> tuple[ColumnElement[Any], Scaled]:
+        """An operand beside a SQLite NUMERIC as (K, kind): literals become the row path's Decimal exactly."""
+        expr, kind = visited
+        if isinstance(kind, Scaled):
+            return expr, kind
+        if isinstance(part, Lit) and type(part.value) in (int, float):
+            lit = _scaled_literal(part.value)
+            if lit is None:
+                raise self.refuse(node, f"{what} with {part.value!r}")
+            return sa.literal(lit[0], sa.BigInteger()), lit[1]
+        if kind == INT:
+            return expr, Scaled(2**63, 0, maybe_int=True)  # any 64-bit integer
+        if kind == FLOAT:
+            raise self.refuse(node, f"{what} mixing a SQLite NUMERIC and a float column rounds differently in SQL")
+        raise self.refuse(node, f"{what} on SQLite NUMERIC and {kind} values is not pushed down")
+
+    def no_float_beside_int(self, node: Node, parts: Sequence[Node], kinds: Sequence[Scaled], what: str) -> None:
+        """A float literal beside a value that is an int on some rows: float arithmetic there, Decimal in SQL."""
+        if any(isinstance(p, Lit) and type(p.value) is float for p in parts) and any(k.maybe_int for k in kinds):
+            raise self.refuse(node, f"{what}: a float beside a value that is an int on some rows (int and float "
+                                    "arithmetic there, Decimal arithmetic in SQL)")
+
+    def aligned(self, node: Node, parts: Sequence[Node], visited: Sequence[tuple[ColumnElement[Any], Kind]],
+                what: str) -> tuple[list[ColumnElement[Any]], list[Scaled], int]:
+        """Operands at one scale (the largest): K * 10**(s - s_i). Each must still fit."""
+        ops = [self.scaled(node, p, v, what) for p, v in zip(parts, visited, strict=True)]
+        self.no_float_beside_int(node, parts, [k for _, k in ops], what)
+        scale = max(k.scale for _, k in ops)
+        out, kinds = [], []
+        for expr, k in ops:
+            shift = scale - k.scale
+            kinds.append(self.fits(node, Scaled(k.bound * 10**shift, scale, k.maybe_int), what))
+            out.append(expr if not shift else expr * _int_sql(10**shift))
+        return out, kinds, scale
+
+    def scaled_arith(
+        self, node: Arith, visited: list[tuple[ColumnElement[Any], Kind]]
+    ) -> tuple[ColumnElement[Any], Kind]:
+        op = node.op
+        if op == "/":
+            raise self.refuse(node, "'/' on SQLite NUMERIC: the row path divides Decimals to 28 digits, SQL cannot")
+        if op in ("//", "%"):
+            raise self.refuse(node, f"'{op}' on SQLite NUMERIC is not pushed down (integers only)")
+        parts = [node.left, node.right]
+        if op == "*":
+            (a, ka), (b, kb) = (self.scaled(node, p, v, "*") for p, v in zip(parts, visited, strict=True))
+            self.no_float_beside_int(node, parts, [ka, kb], "*")
+            both_int = ka.maybe_int and kb.maybe_int
+            kind = self.fits(node, Scaled(ka.bound * kb.bound, ka.scale + kb.scale, both_int), "*")
+            return self.typed(a * b, kind), kind
+        (a, b), (ka, kb), scale = self.aligned(node, parts, visited, op)
+        kind = self.fits(node, Scaled(ka.bound + kb.bound, scale, ka.maybe_int and kb.maybe_int), op)
+        return self.typed(a + b if op == "+" else a - b, kind), kind
+
+    def scaled_call(self, node: Call, x: ColumnElement[Any], k: Scaled) -> tuple[ColumnElement[Any], Kind]:
+        fn = node.fn
+        if fn == "int":  # K / 10**s truncates toward zero, as int(Decimal)
+            return (self.typed(self.raw_div(x, _int_sql(10**k.scale), sa.BigInteger()), INT) if k.scale else x), INT
+        if fn == "float":
+            return self.raw_div(x, _real_sql(10.0**k.scale), sa.Double()), FLOAT
+        if fn == "abs":
+            return self.typed(sa.func.abs(x), k), k
+        if fn == "decimal":
+            return x, Scaled(k.bound, k.scale)  # a Decimal on every row now
+        if fn == "round":  # the row path: Decimal.quantize(10**-n, ROUND_HALF_UP), half away from zero
+            n = 0
+            if len(node.args) > 1:
+                if not (isinstance(node.args[1], Lit) and type(node.args[1].value) is int and node.args[1].value >= 0):
+                    raise self.refuse(node, "round() of a SQLite NUMERIC is pushed down with literal digits >= 0 only")
+                n = node.args[1].value
+            if n >= k.scale:
+                kind = self.fits(node, Scaled(k.bound * 10 ** (n - k.scale), n, k.maybe_int), "round()")
+                return self.typed(x * _int_sql(10 ** (n - k.scale)) if n > k.scale else x, kind), kind
+            unit = 10 ** (k.scale - n)
+            half = sa.case((x < 0, _int_sql(-(unit // 2))), else_=_int_sql(unit // 2))
+            kind = Scaled(k.bound // unit + 1, n, k.maybe_int)
+            return self.typed(self.raw_div(x + half, _int_sql(unit), sa.BigInteger()), kind), kind
+        if fn == "str":
+            raise self.refuse(node, "str() of a SQLite NUMERIC formats differently in SQL")
+        raise self.refuse(node, f"{fn}() on {k} values is not pushed down")
+
+    # ------------------------------------------------ the operators
+
+    def arith(self, node: Arith) -> tuple[ColumnElement[Any], Kind]:
+        visited = [self.visit(node.left), self.visit(node.right)]
+        if any(k == NULL for _, k in visited):
+            return sa.null(), NULL
+        if any(isinstance(k, Scaled) for _, k in visited):
+            return self.scaled_arith(node, visited)
+        (a, *rest), kind = self.numbers(node, [node.left, node.right], node.op, visited)
         b = rest[0]
         divisor = node.right.value if isinstance(node.right, Lit) else None
         if node.op in ("/", "//", "%") and (type(divisor) not in (int, float) or divisor == 0):
@@ -1130,22 +1394,36 @@ class _Sql:
     def text(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.collate(expr, "C" if self.pg else "BINARY")
 
-    def compare(self, op: str, left: Node, right: Node, node: Node) -> tuple[ColumnElement[Any], str]:
-        (a, ka), (b, kb) = self.visit(left), self.visit(right)
+    def compare(self, op: str, left: Node, right: Node, node: Node) -> tuple[ColumnElement[Any], Kind]:
+        visited = [self.visit(left), self.visit(right)]
+        (a, ka), (b, kb) = visited
         if NULL in (ka, kb):
             return sa.null(), NULL
-        if ka in _NUMERIC and kb in _NUMERIC:
-            (a, b), _ = self.numbers(node, [left, right], op)
+        if isinstance(ka, Scaled) or isinstance(kb, Scaled):
+            (a, b), _, _ = self.aligned(node, [left, right], visited, op)
+        elif ka in _NUMERIC and kb in _NUMERIC:
+            (a, b), _ = self.numbers(node, [left, right], op, visited)
         elif ka == kb == STR:
             a, b = self.text(a), self.text(b)
         elif not (ka == kb == BOOL and op in ("==", "!=")):
             raise self.refuse(node, f"comparing {ka} with {kb} is not pushed down")
         return _PY_OPERATORS[op](a, b), BOOL
 
-    def in_list(self, node: InList) -> tuple[ColumnElement[Any], str]:
+    def in_list(self, node: InList) -> tuple[ColumnElement[Any], Kind]:
         x, k = self.visit(node.operand)
         kinds = {type(v) for v in node.values}
-        if k in _NUMERIC and kinds <= {int, float}:
+        if isinstance(k, Scaled) and kinds <= {int, float}:
+            lits = [_scaled_literal(v) for v in node.values]
+            if k.maybe_int and float in kinds:
+                raise self.refuse(node, "'in' with floats, on a value that is an int on some rows")
+            if any(lit is None for lit in lits):
+                raise self.refuse(node, "'in' with a value that is not finite")
+            scale = max(k.scale, *(lit[1].scale for lit in lits if lit is not None))
+            self.fits(node, Scaled(k.bound * 10 ** (scale - k.scale), scale), "'in'")
+            if scale > k.scale:
+                x = x * _int_sql(10 ** (scale - k.scale))
+            values = [sa.literal(lit[0] * 10 ** (scale - lit[1].scale), sa.BigInteger()) for lit in lits if lit]
+        elif k in _NUMERIC and kinds <= {int, float}:
             values = [self.literal(v, DEC) for v in node.values] if k == DEC else [self.literal(v) for v in node.values]
         elif k == STR and kinds == {str}:
             x, values = self.text(x), [self.literal(v) for v in node.values]
@@ -1155,26 +1433,34 @@ class _Sql:
             raise self.refuse(node, f"'in' on {k} values with {', '.join(sorted(t.__name__ for t in kinds))}")
         return (x.not_in(values) if node.negate else x.in_(values)), BOOL
 
-    def common(self, node: Node, parts: Sequence[Node]) -> tuple[list[ColumnElement[Any]], str]:
+    def common(self, node: Node, parts: Sequence[Node]) -> tuple[list[ColumnElement[Any]], Kind]:
         """Operands that SQL gives one type (CASE, COALESCE) without changing any value."""
         visited = [self.visit(p) for p in parts]
         kinds = {k for _, k in visited} - {NULL}
         if not kinds:
             return [e for e, _ in visited], NULL
-        if kinds <= set(_NUMERIC):
-            exprs, kind = self.numbers(node, [p for p, (_, k) in zip(parts, visited, strict=True) if k != NULL], "mix")
-            it = iter(exprs)
-            return [sa.null() if k == NULL else next(it) for _, k in visited], kind
-        if len(kinds) == 1 and kinds <= {STR, BOOL}:
+        present = [(p, v) for p, v in zip(parts, visited, strict=True) if v[1] != NULL]
+        if any(isinstance(k, Scaled) for k in kinds):
+            if any(isinstance(p, Lit) and type(p.value) is float for p, _ in present):
+                raise self.refuse(node, "a float mixed with a SQLite NUMERIC: a float on some rows of the row path")
+            exprs, aligned, scale = self.aligned(node, [p for p, _ in present], [v for _, v in present], "mix")
+            maybe_int = any(k.maybe_int for k in aligned)
+            kind = self.fits(node, Scaled(max(k.bound for k in aligned), scale, maybe_int), "mix")
+        elif kinds <= set(_NUMERIC):
+            exprs, kind = self.numbers(node, [p for p, _ in present], "mix", [v for _, v in present])
+        elif len(kinds) == 1 and kinds <= {STR, BOOL}:
             return [e for e, _ in visited], kinds.pop()
-        raise self.refuse(node, f"values of kinds {', '.join(sorted(kinds))} mixed")
+        else:
+            raise self.refuse(node, f"values of kinds {', '.join(sorted(map(str, kinds)))} mixed")
+        it = iter(exprs)
+        return [sa.null() if k == NULL else next(it) for _, k in visited], kind
 
     def int_literal(self, node: Node, minimum: int) -> ColumnElement[Any]:
         if not (isinstance(node, Lit) and type(node.value) is int and node.value >= minimum):
             raise self.refuse(node, f"pushed down only with an integer literal >= {minimum} here")
         return sa.literal(node.value, sa.Integer())
 
-    def call(self, node: Call) -> tuple[ColumnElement[Any], str]:
+    def call(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
         fn = node.fn
         if fn == "coalesce":
             exprs, kind = self.common(node, node.args)
@@ -1196,6 +1482,8 @@ class _Sql:
         x, k = self.visit(node.args[0])
         if k == NULL:
             return sa.null(), NULL
+        if isinstance(k, Scaled):
+            return self.scaled_call(node, x, k)
         if fn == "int":
             self.need(node, k, _NUMERIC, "int()")
             if k != INT and self.pg:
@@ -1217,7 +1505,7 @@ class _Sql:
             return self.typed(sa.func.abs(self.wide(x, k)), k), k
         if fn == "round":
             if k != DEC:
-                raise self.refuse(node, "round() is pushed down for PostgreSQL NUMERIC only")
+                raise self.refuse(node, "round() is pushed down for NUMERIC only")
             digits = [self.int_literal(node.args[1], -1000)] if len(node.args) > 1 else []
             return self.typed(sa.func.round(x, *digits), DEC), DEC
         self.need(node, k, (STR,), f"{fn}()")
@@ -1272,9 +1560,11 @@ class Expression:
         """The SQLAlchemy expression over ``cols`` (name -> column or expression); NotPushable if inexact."""
         return self.to_sql_kind(cols, dialect_name)[0]
 
-    def to_sql_kind(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> tuple[ColumnElement[Any], str]:
+    def to_sql_kind(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> tuple[ColumnElement[Any], Kind]:
         sql = _Sql(cols, dialect_name, self.field)
         expr, kind = sql.visit(self.tree)
+        if isinstance(kind, Scaled):  # the SQLite NUMERIC's value, not its scaled integer
+            return sql.decimal_value(expr, kind), kind
         return sql.typed(expr, kind), kind
 
     def __repr__(self) -> str:

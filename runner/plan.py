@@ -26,6 +26,15 @@ When the statement fails (a constraint violated by some rows, a key produced
 twice for PostgreSQL's ON CONFLICT...), the transaction is rolled back and the
 run continues on the row path, which isolates and counts the bad rows.
 
+SQLite NUMERIC(p,s) columns (Decimal on the row path) are computed in SQL as
+exact scaled integers (see :mod:`activedataflow.expressions`); a column written
+to the sink gets the double nearest the row path's Decimal, which is what the
+sink's Numeric/Float bind processor stores, so such a value may only go into a
+NUMERIC/REAL column (the row path cannot bind a Decimal to any other). A stored
+value with more decimals or digits than its column declares makes the statement
+fail ("integer overflow", see ``SQLITE_GUARD_ERROR``): that run, too, continues
+on the row path.
+
 Otherwise the flow runs on the **row path** and :attr:`Plan.reason` says why.
 """
 
@@ -43,6 +52,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from ..errors import redact
+from ..expressions import SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output
 from ..model import DataFlow, SqlSink, SqlSource
 from .connectors.sql import (
     SinkTarget,
@@ -52,7 +62,7 @@ from .connectors.sql import (
     create_sql_engine,
     encode_cursor_value,
 )
-from .transforms import NotPushable, compile_transforms
+from .transforms import NotPushable, SqlPlan, compile_transforms
 
 __all__ = [
     "ATTACHED_SCHEMA",
@@ -184,6 +194,7 @@ class _Pushdown:
         written_count: sa.Select[Any] | None,
         keys: tuple[str, ...],
         params: dict[str, Any],
+        decimals: tuple[str, ...] = (),
     ) -> None:
         self.sink_url = sink_url
         self.placement = placement
@@ -191,6 +202,7 @@ class _Pushdown:
         self.insert, self.count, self.last, self.written_count = insert, count, last, written_count
         self.keys = keys
         self.params = params
+        self.decimals = decimals  # SQLite NUMERIC(p,s) source columns, whose values SQL checks
 
     @property
     def translate(self) -> dict[str | None, str] | None:
@@ -232,7 +244,11 @@ class _Pushdown:
                 read = written if self.count is None else int(conn.execute(self.count, self.params).scalar_one())
         except sa.exc.DBAPIError as err:
             orig = getattr(err, "orig", None) or err
-            raise PushdownFailed(redact(" ".join(str(orig).split()))[:300]) from err
+            message = redact(" ".join(str(orig).split()))[:300]
+            if self.decimals and SQLITE_GUARD_ERROR in message:
+                message += (f" (a value of the SQLite NUMERIC column(s) {', '.join(self.decimals)} has more decimals "
+                            "or digits than declared, or is not a number; the row path reads it as SQLAlchemy does)")
+            raise PushdownFailed(message) from err
         finally:
             if self.placement == "attach":
                 with contextlib.suppress(Exception):
@@ -309,6 +325,8 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     cols = {name: subquery.c[name] for name in columns}
     try:
         sql_plan = pipeline.to_sql(cols, dialect)
+        if dialect == "sqlite":
+            _sqlite_outputs(sql_plan, target)
     except NotPushable as err:
         return _rows(err.reason)
 
@@ -327,9 +345,26 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     run = _Pushdown(
         sink_url=sink_url, placement=placement, source_file=source_file, insert=insert, count=count, last=last,
         written_count=written_count, keys=keys, params=params,
+        decimals=tuple(n for n in columns if isinstance(sql_kind(cols[n].type, dialect), Scaled)),
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
                 count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
+
+
+def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:
+    """SQLite NUMERIC outputs written as the row path writes their Decimals, or NotPushable."""
+    for name, expr in sql_plan.columns.items():
+        out = sqlite_decimal_output(expr, name)
+        if not isinstance(sql_kind(out.type, "sqlite"), Scaled):
+            continue
+        sink_type = target.table.c[name].type
+        if not isinstance(sink_type, sa.Numeric):  # Float too: both bind float(Decimal)
+            raise NotPushable(
+                f"column '{name}' is a SQLite NUMERIC (a Decimal on the row path), and the sink column is "
+                f"{sink_type}: the row path cannot bind a Decimal to it, SQL would store a number; "
+                "write int(...) or float(...)"
+            )
+        sql_plan.columns[name] = out
 
 
 def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:

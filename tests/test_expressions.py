@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from activedataflow.errors import ConfigError
-from activedataflow.expressions import NotPushable, RowError, compile_expression
+from activedataflow.expressions import SQLITE_GUARD_ERROR, NotPushable, RowError, compile_expression
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -310,12 +310,97 @@ def test_sqlite_integer_division_and_modulo_floor(sqlite_table: tuple[sa.Engine,
     assert sql_value(engine, table, "row.qty / 2", {"qty": 7}) == 3.5
 
 
-def test_sqlite_numeric_read_as_decimal_is_not_pushed_down(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
-    _, table = sqlite_table
-    with pytest.raises(NotPushable, match="SQLite NUMERIC"):
-        compile_expression("int(row.price * 100.0)", ["price"], field="f").to_sql(table.c, "sqlite")
-    as_float = {"price": sa.type_coerce(table.c.price, sa.Numeric(asdecimal=False))}
-    compile_expression("int(row.price * 100.0)", ["price"], field="f").to_sql(as_float, "sqlite")
+def sqlite_numeric(value: Any, text: str, type_: sa.types.TypeEngine[Any] | None = None) -> tuple[Any, Any]:
+    """(row path, SQL) for ``text`` over one SQLite NUMERIC(12,2) column ``price`` holding ``value``."""
+    engine = sqlite_engine()
+    md = sa.MetaData()
+    table = sa.Table("t", md, sa.Column("price", type_ or sa.Numeric(12, 2)), sa.Column("qty", sa.Integer))
+    md.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (:v, 3)"), {"v": value})  # as any application stores it
+            stored = tuple(conn.execute(sa.select(table)).one())  # what the row path reads (Decimal)
+        expr = compile_expression(text, ["price", "qty"], field="f")
+        return expr.python(stored), sql_value(engine, table, text, dict(zip(["price", "qty"], stored, strict=True)))
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_numeric_int_of_cents_is_exact() -> None:
+    assert sqlite_numeric("0.29", "int(row.price * 100)") == (29, 29)  # CAST(0.29 * 100 AS INTEGER) is 28
+    assert sqlite_numeric(0.29, "int(row.price * 100.0)") == (29, 29)
+    assert sqlite_numeric("1.15", "int(row.price * 100)") == (115, 115)
+
+
+def test_sqlite_numeric_int_truncates_negative_values_toward_zero() -> None:
+    assert sqlite_numeric("-0.29", "int(row.price * 100)") == (-29, -29)
+    assert sqlite_numeric("-2.70", "int(row.price)") == (-2, -2)
+    assert sqlite_numeric("-0.99", "int(row.price)") == (0, 0)
+
+
+def test_sqlite_numeric_compares_at_differing_scales() -> None:
+    assert sqlite_numeric("10.50", "row.price == 10.5") == (True, True)
+    assert sqlite_numeric("10.50", "row.price > 10.49") == (True, True)
+    assert sqlite_numeric("10.50", "row.price < 11") == (True, True)
+    assert sqlite_numeric("10.50", "row.price in (10.5, 3)") == (True, True)
+    assert sqlite_numeric("0.30", "row.price * 3 == 0.9") == (True, True)  # 0.3 * 3 is 0.8999999999999999 as floats
+
+
+def test_sqlite_numeric_float_and_decimal_results_are_the_row_paths() -> None:
+    assert sqlite_numeric("0.29", "float(row.price) * 3.0") == (0.29 * 3.0, 0.29 * 3.0)
+    assert sqlite_numeric("0.29", "row.price * 3") == (Decimal("0.87"), Decimal("0.87"))
+    assert sqlite_numeric("2.25", "round(row.price, 1)") == (Decimal("2.3"), Decimal("2.3"))  # half away from zero
+    assert sqlite_numeric("-2.50", "round(row.price)") == (Decimal("-3"), Decimal("-3"))
+
+
+def test_sqlite_numeric_pushdown_is_scaled_integers() -> None:
+    table = sa.Table("t", sa.MetaData(), sa.Column("price", sa.Numeric(12, 2)))
+    sql = compile_expression("int(row.price * 100)", ["price"], field="f").to_sql(table.c, "sqlite")
+    text = str(sql.compile(dialect=sqlite_engine().dialect))
+    assert "CAST(round(t.price * 100.0) AS BIGINT)" in text and ") / 100" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "reason"),
+    [
+        ("row.price / 2", sa.Numeric(12, 2), "'/' on SQLite NUMERIC"),
+        ("row.price // 2", sa.Numeric(12, 2), "'//' on SQLite NUMERIC is not pushed down"),
+        ("round(row.price, -1)", sa.Numeric(12, 2), "round() of a SQLite NUMERIC is pushed down with literal digits"),
+        ("str(row.price)", sa.Numeric(12, 2), "str() of a SQLite NUMERIC formats differently"),
+        ("row.price + row.amount", sa.Numeric(12, 2), "mixing a SQLite NUMERIC and a float column"),
+        ("row.price * row.price", sa.Numeric(12, 2), "exceeds the 15 digits SQLite REAL holds exactly"),
+        ("row.price + row.qty", sa.Numeric(12, 2), "exceeds the 15 digits"),  # an INTEGER column: 19 digits
+        ("row.price * 100", sa.Numeric(), "SQLite NUMERIC without a declared scale"),
+        ("row.price * 100", sa.Numeric(16, 2), "SQLite NUMERIC of more than 15 digits"),
+    ],
+)
+def test_sqlite_numeric_refusals_say_why(text: str, type_: sa.types.TypeEngine[Any], reason: str) -> None:
+    cols = {"price": sa.column("price", type_), "amount": sa.column("amount", sa.Float),
+            "qty": sa.column("qty", sa.Integer)}
+    with pytest.raises(NotPushable) as info:
+        compile_expression(text, list(cols), field="spec.transform.1.set.y").to_sql(cols, "sqlite")
+    assert info.value.reason.startswith("spec.transform.1.set.y: ")
+    assert reason in info.value.reason
+
+
+@pytest.mark.parametrize("stored", ["0.285", "0.125", "12345678901.5", "'abc'"])
+def test_sqlite_numeric_value_unlike_its_declaration_fails_the_statement(stored: str) -> None:
+    """More decimals than declared (the row path rounds half-even on the binary value), more digits, text."""
+    engine = sqlite_engine()
+    table = sa.Table("t", sa.MetaData(), sa.Column("price", sa.Numeric(12, 2)))
+    table.metadata.create_all(engine)
+    sql = compile_expression("int(row.price * 100)", ["price"], field="f").to_sql(table.c, "sqlite")
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO t VALUES ({stored})"))
+        with pytest.raises(sa.exc.OperationalError, match=SQLITE_GUARD_ERROR):
+            conn.execute(sa.select(sql)).all()
+    engine.dispose()
+
+
+def test_sqlite_numeric_null_stays_null(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = sqlite_table
+    assert sql_value(engine, table, "int(row.price * 100)", {"price": None}) is None
+    assert sql_value(engine, table, "row.price is None", {"price": None}) is True
 
 
 @pytest.mark.parametrize(
@@ -378,7 +463,7 @@ def column_for(kind: str, pg: bool) -> st.SearchStrategy[str]:
         "float": ["row.f"],
         "text": ["row.s"],
         "bool": ["row.b"],
-        "decimal": ["row.d"],
+        "decimal": ["row.d"] if pg else ["row.d", "row.e"],  # SQLite: NUMERIC(7,2) and NUMERIC(6,3)
     }[kind]
     return st.sampled_from(names)
 
@@ -394,7 +479,7 @@ def literal_for(kind: str) -> st.SearchStrategy[str]:
 
 
 def expressions(kind: str, depth: int, pg: bool) -> st.SearchStrategy[str]:
-    numeric = ["int", "float", "decimal"] if pg else ["int", "float"]
+    numeric = ["int", "float", "decimal"]
     leaf = st.one_of(column_for(kind, pg), literal_for(kind), st.just("None"))
     if depth == 0:
         return leaf
@@ -488,6 +573,9 @@ def rows_for(pg: bool) -> st.SearchStrategy[list[dict[str, Any]]]:
     }
     if pg:
         fields |= {"n": st.integers(-100, 100), "d": st.integers(-10000, 10000).map(lambda n: Decimal(n) / 100)}
+    else:  # SQLite NUMERIC(7,2) and NUMERIC(6,3): x.x5, negative values and 0 among them
+        fields |= {"d": st.integers(-99999, 99999).map(lambda n: Decimal(n).scaleb(-2)),
+                   "e": st.integers(-9999, 9999).map(lambda n: Decimal(n).scaleb(-3))}
     row = st.fixed_dictionaries({k: st.one_of(st.none(), v) for k, v in fields.items()})
     return st.lists(row, min_size=1, max_size=6)
 
@@ -535,6 +623,8 @@ def agreement_table(engine: sa.Engine, pg: bool) -> sa.Table:
     ]
     if pg:
         cols += [sa.Column("n", sa.Integer), sa.Column("d", sa.Numeric)]
+    else:
+        cols += [sa.Column("d", sa.Numeric(7, 2)), sa.Column("e", sa.Numeric(6, 3))]
     table = sa.Table("agree", md, *cols)
     md.create_all(engine)
     return table
@@ -547,7 +637,7 @@ def sqlite_agreement() -> Iterator[tuple[sa.Engine, sa.Table]]:
     engine.dispose()
 
 
-ANY_KIND = st.sampled_from(KINDS)
+ANY_KIND = st.sampled_from((*KINDS, "decimal"))
 
 
 @given(
@@ -604,5 +694,9 @@ def test_most_generated_expressions_are_pushed_down(sqlite_agreement: tuple[sa.E
         "(row.f / 2.0) if row.b else 0.5",
         "concat(lower(row.s), str(row.i))",
         "row.i in (1, 2) or row.s is None",
+        "int(row.d * 100) + row.i",
+        "row.d * 2.5 > row.e",
+        "coalesce(row.d, 0) - abs(row.e)",
     ]
-    assert check_agreement(engine, table, [{"i": 7, "f": 0.29, "s": "Ab", "b": True}], texts) == len(texts)
+    row = {"i": 7, "f": 0.29, "s": "Ab", "b": True, "d": Decimal("0.29"), "e": Decimal("-1.005")}
+    assert check_agreement(engine, table, [row], texts) == len(texts)

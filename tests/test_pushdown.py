@@ -27,9 +27,9 @@ from tests.test_fastpath import rows_of
 pytestmark = pytest.mark.timeout(120)
 
 SRC_DDL = ("CREATE TABLE src (id BIGINT PRIMARY KEY, a BIGINT, b BIGINT, x DOUBLE PRECISION, s TEXT, "
-           "amount NUMERIC(12,2))")
+           "amount NUMERIC(7,2))")
 DST_DDL = ("CREATE TABLE {name} (id BIGINT PRIMARY KEY, i1 BIGINT, f1 DOUBLE PRECISION, s1 TEXT, "
-           "c BIGINT CHECK (c >= 0))")
+           "c BIGINT CHECK (c >= 0), n1 NUMERIC(12,4))")
 
 
 def flow(src: str, dst: str, *, transform: list[dict[str, Any]], table: str = "dst", mode: str = "upsert",
@@ -117,13 +117,27 @@ def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlit
     assert "ADF_PUSHDOWN" in plan_flow(flow(pg_url, pg_url, transform=TRANSFORM), pg_url, pg_url).reason
 
 
-def test_sqlite_numeric_arithmetic_stays_on_the_row_path(sqlite_files: tuple[str, str]) -> None:
+def test_sqlite_numeric_cents_are_pushed_down_exactly(sqlite_files: tuple[str, str]) -> None:
     src, dst = sqlite_files
     setup_db(src, [])
     setup_db(dst, [], "dst")
     f = flow(src, dst, transform=[{"set": {"c": "int(row.amount * 100)"}}, {"select": ["id", "c"]}])
     plan = plan_flow(f, src, dst)
-    assert plan.kind == "rows" and "NUMERIC" in plan.reason
+    assert plan.kind == "pushdown", plan.reason
+    assert "CAST(round(src.amount * 100.0) AS BIGINT)" in (plan.sql or "")
+
+
+@pytest.mark.parametrize(("expr", "reason"), [
+    ("row.amount * 2", "the sink column is TEXT"),  # the row path cannot bind a Decimal to it
+    ("row.amount / 2", "'/' on SQLite NUMERIC"),
+])
+def test_sqlite_numeric_that_sql_cannot_reproduce_stays_on_the_row_path(sqlite_files: tuple[str, str], expr: str,
+                                                                        reason: str) -> None:
+    src, dst = sqlite_files
+    setup_db(src, [])
+    setup_db(dst, [], "dst")
+    plan = plan_flow(flow(src, dst, transform=[{"set": {"s1": expr}}, {"select": ["id", "s1"]}]), src, dst)
+    assert plan.kind == "rows" and reason in plan.reason
 
 
 def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path) -> None:
@@ -186,10 +200,85 @@ def test_sqlite_files_are_attached(sqlite_files: tuple[str, str], executor: Flow
     f = flow(src, dst, transform=TRANSFORM, limit=12, orderBy=["id"])
     plan = plan_flow(f, src, dst)
     assert plan.kind == "pushdown" and "ATTACH" in plan.reason and "adf_src.src" in (plan.sql or "")
-    done = run(executor, f)
+    assert "INSERT INTO main.dst" in (plan.sql or "")  # not into a table of the source file
+    assert plan.execute().written == 10
+    done = run(executor, f)  # again, through the executor
     assert (done.records_read, done.records_written) == (12, 10)
     assert [r[0] for r in rows_of(dst, "dst")] == [1, 2, 3, 4, 6, 7, 8, 9, 11, 12]
-    assert rows_of(dst, "dst")[0] == (1, 15, 0.5, "ROW 1!", None)
+    assert rows_of(dst, "dst")[0] == (1, 15, 0.5, "ROW 1!", None, None)
+
+
+ORDERS_DDL = ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, "
+              "amount NUMERIC(12,2) NOT NULL, status TEXT NOT NULL, note TEXT, updated_at TIMESTAMP NOT NULL)")
+FACT_DDL = ("CREATE TABLE {name} (id INTEGER PRIMARY KEY, customer INTEGER, status TEXT, note TEXT, "
+            "updated_at TIMESTAMP, amount_cents INTEGER)")
+AMOUNTS = ["0.29", "-0.29", "1.15", "0.05", "-7.35", "0", "10.00", "12345.67", "9999999999.99", "-0.01", "19.99"]
+
+
+def orders_flow(src: str, dst: str, table: str, name: str) -> DataFlow:
+    """The benchmark's flow (bench/approaches.py), on table ``table`` of ``dst``."""
+    return parse_dataflow({
+        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
+        "spec": {"interval": "5m",
+                 "source": {"type": "sql", "connection": {"url": src}, "table": "orders", "batchSize": 4},
+                 "transform": [{"filter": "row.status == 'paid'"}, {"rename": {"customer_id": "customer"}},
+                               {"set": {"amount_cents": "int(row.amount * 100)"}}, {"drop": ["amount"]}],
+                 "sink": {"type": "sql", "connection": {"url": dst}, "table": table, "mode": "upsert",
+                          "uniqueBy": ["id"]}},
+    })
+
+
+def setup_orders(src: str, dst: str, amounts: list[str]) -> None:
+    con = sqlite3.connect(src.removeprefix("sqlite:///"))
+    con.execute(ORDERS_DDL)
+    con.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",  # amounts as text, as bench/generate.py
+                    [(i, i % 7, a, "paid" if i % 3 else "pending", f"note {i}", f"2024-01-01 00:00:{i:02d}.000000")
+                     for i, a in enumerate(amounts, 1)])
+    con.commit()
+    con.close()
+    con = sqlite3.connect(dst.removeprefix("sqlite:///"))
+    con.executescript(";".join(FACT_DDL.format(name=n) for n in ("fact_orders", "fact_rows")))
+    con.close()
+
+
+def test_benchmark_flow_on_two_sqlite_files_is_pushed_down_and_equals_the_row_path(
+        sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    src, dst = sqlite_files
+    setup_orders(src, dst, AMOUNTS * 2)
+    pushed = orders_flow(src, dst, "fact_orders", "pushed")
+    plan = plan_flow(pushed, src, dst)
+    assert plan.kind == "pushdown", plan.reason
+    # the sink stays in its own file; the source is the ATTACHed one
+    assert "INSERT INTO main.fact_orders" in plan.explain() and "FROM adf_src.orders" in plan.explain()
+    with caplog.at_level("INFO", logger="activedataflow.runner"):
+        done = run(executor, pushed)
+    assert "push-down failed" not in caplog.text
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, orders_flow(src, dst, "fact_rows", "rows"))
+    assert (done.status, done.records_read, done.records_written) == ("success", 22, 15)
+    assert (rows.records_read, rows.records_written) == (22, 15)
+    assert rows_of(dst, "fact_orders") == rows_of(dst, "fact_rows")
+    cents = {r[0]: r[5] for r in rows_of(dst, "fact_orders")}
+    assert (cents[1], cents[2], cents[5], cents[10]) == (29, -29, -735, -1)  # 0.29 * 100 is 28 in REAL arithmetic
+
+
+def test_a_value_with_more_decimals_than_declared_runs_on_the_row_path(
+        sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite keeps 0.285 in a NUMERIC(12,2); the row path reads Decimal('0.28'): the statement refuses it."""
+    src, dst = sqlite_files
+    setup_orders(src, dst, ["0.29", "0.285", "1.15", "2.675"])
+    pushed = orders_flow(src, dst, "fact_orders", "pushed")
+    assert plan_flow(pushed, src, dst).kind == "pushdown"
+    with caplog.at_level("INFO", logger="activedataflow.runner"):
+        done = run(executor, pushed)
+    assert "push-down failed" in caplog.text and "more decimals or digits than declared" in caplog.text
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    run(executor, orders_flow(src, dst, "fact_rows", "rows"))
+    assert (done.status, done.records_written) == ("success", 3)
+    assert rows_of(dst, "fact_orders") == rows_of(dst, "fact_rows")
+    assert [r[5] for r in rows_of(dst, "fact_orders")] == [29, 28, 267]
 
 
 def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: FlowExecutor) -> None:
@@ -201,16 +290,15 @@ def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: F
     f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "f"},
                         "spec": spec})
     assert plan_flow(f, pg_url, pg_url).kind == "pushdown"
-    assert "INSERT INTO main.dst" in (plan.sql or "")  # not into a table of the source file
-    assert plan.execute().written == 10
-    done = run(executor, f)  # again, through the executor
+    done = run(executor, f)
     assert (done.status, done.records_read, done.records_written, done.records_failed) == ("success", 10, 9, 1)
     assert [r[0] for r in rows_of(pg_url, "dst")] == list(range(2, 11))
 
 
 # --------------------------------------------------------------------------- property: push-down == row path
 
-LEAF_INTS = st.sampled_from(["row.a", "row.b", "0", "1", "2", "-3", "7", "None"])
+LEAF_INTS = st.sampled_from(["row.a", "row.b", "0", "1", "2", "-3", "7", "None", "int(row.amount * 100)",
+                             "int(row.amount)"])
 LEAF_STRS = st.sampled_from(["row.s", "'ab'", "'Zz '", "''", "None"])
 LEAF_FLOATS = st.sampled_from(["row.x", "0.5", "2.25", "-1.5"])
 
@@ -235,8 +323,15 @@ FLOATS = st.recursive(LEAF_FLOATS, lambda inner: st.one_of(
     st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
     INTS.map(lambda e: f"float({e})"),
 ), max_leaves=4)
+LEAF_DECS = st.sampled_from(["row.amount", "row.amount", "0.05", "2", "-1.5", "None"])
+DECS = st.recursive(LEAF_DECS, lambda inner: st.one_of(  # NUMERIC(7,2): exact in SQL on SQLite too
+    st.tuples(inner, st.sampled_from(["+", "-", "*"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+    inner.map(lambda e: f"abs({e})"), inner.map(lambda e: f"-{e}"), inner.map(lambda e: f"round({e}, 1)"),
+    st.tuples(inner, inner).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+), max_leaves=3)
 CONDS = st.recursive(
     st.one_of(
+        st.tuples(DECS, st.sampled_from(["<", "<=", "==", "!=", ">"]), DECS).map(lambda t: " ".join(t)),
         st.tuples(INTS, st.sampled_from(["<", "<=", "==", "!=", ">"]), INTS).map(lambda t: " ".join(t)),
         st.tuples(STRS, st.sampled_from(["<", "=="]), STRS).map(lambda t: " ".join(t)),
         st.sampled_from(["row.s is None", "row.a is not None", "row.a in (1, 2, 3)", "row.x > 1.0"]),
@@ -251,7 +346,8 @@ ROWS = st.lists(
     st.fixed_dictionaries({
         "a": st.none() | st.integers(-999, 999), "b": st.none() | st.integers(-999, 999),
         "x": st.none() | st.sampled_from([0.0, 0.1, 0.5, -2.75, 1e3, 3.3]),
-        "s": st.none() | st.text(st.sampled_from("aAbZz é_"), max_size=6), "amount": st.just(None),
+        "s": st.none() | st.text(st.sampled_from("aAbZz é_"), max_size=6),
+        "amount": st.none() | st.integers(-99999, 99999).map(lambda n: str(Decimal(n).scaleb(-2))),  # x.x5, 0, < 0
     }),
     max_size=25,
 )
@@ -270,9 +366,10 @@ def row_path(f: DataFlow, url: str) -> None:
     source.close()
 
 
-def check_property(url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str) -> None:
+def check_property(url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str, n1: str) -> None:
     setup_db(url, [{"id": n, **r} for n, r in enumerate(rows, 1)], "dst", "dst_rows")
-    transform = [{"filter": cond}, {"set": {"i1": i1, "f1": f1, "s1": s1}}, {"select": ["id", "i1", "f1", "s1"]}]
+    transform = [{"filter": cond}, {"set": {"i1": i1, "f1": f1, "s1": s1, "n1": n1}},
+                 {"select": ["id", "i1", "f1", "s1", "n1"]}]
     pushed = flow(url, url, transform=transform)
     plan = plan_flow(pushed, url, url)
     assume(plan.kind == "pushdown")
@@ -287,18 +384,18 @@ PROPERTY = settings(max_examples=40, deadline=None,
 
 
 @PROPERTY
-@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS)
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
 def test_pushdown_equals_row_path_on_sqlite(sqlite_url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str,
-                                            s1: str) -> None:
+                                            s1: str, n1: str) -> None:
     sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
-    check_property(sqlite_url, rows, cond, i1, f1, s1)
+    check_property(sqlite_url, rows, cond, i1, f1, s1, n1)
 
 
 @PROPERTY
-@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS)
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
 def test_pushdown_equals_row_path_on_postgresql(pg_url: str, rows: list[dict[str, Any]], cond: str, i1: str,
-                                                f1: str, s1: str) -> None:
-    check_property(pg_url, rows, cond, i1, f1, s1)
+                                                f1: str, s1: str, n1: str) -> None:
+    check_property(pg_url, rows, cond, i1, f1, s1, n1)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
