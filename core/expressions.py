@@ -90,7 +90,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators as sql_operators
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, Grouping
 
 from .errors import ConfigError
 
@@ -1387,7 +1387,8 @@ class _Sql:
             a, b = sa.type_coerce(a, sa.BigInteger), sa.type_coerce(b, sa.BigInteger)
             floor_mod = (a % b + b) % b  # SQL's % truncates; Python's floors
             return self.typed(floor_mod if node.op == "%" else (a - floor_mod) // b, INT), INT
-        a, b = self.typed(a, kind), self.typed(b, kind)
+        # SQLAlchemy takes + and * as associative and drops the parentheses of a + (b + c); floats are not
+        a, b = self.typed(a, kind), Grouping(self.typed(b, kind))
         out = a + b if node.op == "+" else a - b if node.op == "-" else a * b
         return self.typed(out, kind), kind
 

@@ -303,6 +303,11 @@ def test_sqlite_int_of_float_truncates_like_python(sqlite_table: tuple[sa.Engine
     assert sql_value(engine, table, "int(row.amount)", {"amount": -2.7}) == -2
 
 
+def test_sqlite_float_sums_keep_their_grouping(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, table = sqlite_table  # (0.1 + 0.1) - 1.5 is -1.3; 0.1 + (0.1 - 1.5) is -1.2999999999999998
+    assert sql_value(engine, table, "row.amount + (row.amount + -1.5)", {"amount": 0.1}) == 0.1 + (0.1 + -1.5)
+
+
 def test_sqlite_integer_division_and_modulo_floor(sqlite_table: tuple[sa.Engine, sa.Table]) -> None:
     engine, table = sqlite_table
     assert sql_value(engine, table, "row.qty // 2", {"qty": -7}) == -4
