@@ -805,6 +805,10 @@ _HELPERS: dict[str, Any] = {
     "_gt": _gt,
     "_ge": _ge,
     "_ROW_ERRORS": ROW_ERRORS,
+    "_Decimal": Decimal,
+    "_int": int,
+    "_type": type,
+    "_float": float,
     "_localcontext": decimal.localcontext,
     "_EXACT": _EXACT,
     "_row_error": row_error,
@@ -887,6 +891,8 @@ class CodeGen:
         if isinstance(node, Lit):
             return ast.Constant(node.value)
         if isinstance(node, Arith):
+            if node.op in ("+", "-", "*"):
+                return self.arith(node, column)
             return _call(_ARITH_HELPER[node.op], e(node.left, column), e(node.right, column))
         if isinstance(node, Neg):
             return _call("_neg", e(node.operand, column))
@@ -911,6 +917,40 @@ class CodeGen:
         if isinstance(node, Call):
             return self.call(node, column)
         raise AssertionError(node)  # pragma: no cover
+
+    def _is_number(self, kind: ast.expr) -> ast.expr:
+        """``kind is _Decimal or kind is int or kind is float`` (kind: a loaded temporary)."""
+        return ast.BoolOp(op=ast.Or(), values=[
+            ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(n)]) for n in ("_Decimal", "_int", "_float")
+        ])
+
+    def arith(self, node: Arith, column: Callable[[str], ast.expr]) -> ast.expr:
+        """+ - * without a helper call where Python's operator already has our semantics.
+
+        Beside an int literal, a Decimal, int or float operand computes with Python's operator (exact
+        for Decimals in the row context); two operands of the same numeric type likewise. Anything
+        else (None, a float beside a Decimal, text...) goes through the helper, as before.
+        """
+        op = {"+": ast.Add, "-": ast.Sub, "*": ast.Mult}[node.op]()
+        helper = _ARITH_HELPER[node.op]
+        lit = next((s for s in (node.right, node.left) if isinstance(s, Lit) and type(s.value) is int), None)
+        if lit is not None:
+            other = node.left if lit is node.right else node.right
+            bind, t = self._walrus(self.expr(other, column))
+            kind_bind, kind = self._walrus(_call("_type", bind))
+            pair = (t, ast.Constant(lit.value)) if lit is node.right else (ast.Constant(lit.value), t)
+            test = ast.BoolOp(op=ast.Or(), values=[
+                ast.Compare(left=kind_bind, ops=[ast.Is()], comparators=[_load("_Decimal")]),
+                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_int")]),
+                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_float")]),
+            ])
+            return _ifexp(test, ast.BinOp(left=pair[0], op=op, right=pair[1]), _call(helper, *pair))
+        bind_a, a = self._walrus(self.expr(node.left, column))
+        bind_b, b = self._walrus(self.expr(node.right, column))
+        kind_bind, kind = self._walrus(_call("_type", bind_a))
+        same = ast.Compare(left=kind_bind, ops=[ast.Is()], comparators=[_call("_type", bind_b)])
+        test = ast.BoolOp(op=ast.And(), values=[same, self._is_number(kind)])
+        return _ifexp(test, ast.BinOp(left=a, op=op, right=b), _call(helper, a, b))
 
     def compare(self, node: Compare, column: Callable[[str], ast.expr]) -> ast.expr:
         left, right = node.left, node.right
@@ -946,6 +986,16 @@ class CodeGen:
                 bind, t = self._walrus(arg)
                 out = _ifexp(_is(bind, None, negate=True), t, out)
             return out
+        if node.fn in ("int", "float"):  # int(Decimal) truncates, float(Decimal) rounds: the builtins
+            own, other = ("int", "float") if node.fn == "int" else ("float", "int")
+            bind, t = self._walrus(args[0])
+            kind_bind, kind = self._walrus(_call("_type", bind))
+            convert = ast.BoolOp(op=ast.Or(), values=[
+                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_Decimal")]),
+                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(f"_{other}")]),
+            ])
+            fallback = _ifexp(convert, _call(f"_{node.fn}", t), _call(f"_f_{node.fn}", t))
+            return _ifexp(ast.Compare(left=kind_bind, ops=[ast.Is()], comparators=[_load(f"_{own}")]), t, fallback)
         if node.fn == "substr":
             has_length = len(args) == 3
             if not has_length:
