@@ -1134,7 +1134,7 @@ def _real_sql(value: float) -> ColumnElement[Any]:
 SQLITE_GUARD_ERROR = "integer overflow"
 
 
-def _sqlite_fail(col: ColumnElement[Any]) -> ColumnElement[Any]:
+def sqlite_fail(col: ColumnElement[Any]) -> ColumnElement[Any]:
     # 0 * CAST(col AS INTEGER) keeps NULL NULL and makes the expression depend on the row, so that
     # SQLite does not evaluate it once up front
     return sa.func.abs(sa.literal_column("(-9223372036854775807 - 1)") + _int_sql(0) * sa.cast(col, sa.BigInteger))
@@ -1309,7 +1309,7 @@ class _Sql:
         bound = float(Decimal(10) ** (kind.precision - kind.scale) - Decimal("0.5").scaleb(-kind.scale))
         ok = sa.and_((t - sa.func.round(t)).between(_real_sql(-0.25), _real_sql(0.25)),
                      col.between(_real_sql(-bound), _real_sql(bound)))
-        return sa.case((ok, k), else_=_sqlite_fail(col))
+        return sa.case((ok, k), else_=sqlite_fail(col))
 
     def decimal_value(self, k: ColumnElement[Any], kind: Scaled) -> ColumnElement[Any]:
         """The double nearest K / 10**s, which is what the row path's Decimal becomes in a REAL/NUMERIC column."""

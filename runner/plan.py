@@ -35,6 +35,16 @@ value with more decimals or digits than its column declares makes the statement
 fail ("integer overflow", see ``SQLITE_GUARD_ERROR``): that run, too, continues
 on the row path.
 
+SQLite keeps DATETIME, DATE and TIME values as the text they were written as
+(``CURRENT_TIMESTAMP`` writes '2024-01-01 00:00:01'); the row path reads them with
+``fromisoformat`` and writes SQLAlchemy's storage format ('2024-01-01 00:00:01.000000').
+Push-down rewrites the usual ISO shapes (date; date and time to the minute, second,
+millisecond or microsecond; ' ' or 'T' between) into that format, so both paths leave
+the same text; any other text fails the statement and the run continues on the row
+path. The shape is checked, not the calendar: an impossible '2024-02-30' stops the
+row path with an error and is copied as written by push-down. Such a value is copied
+only between columns of one type (DATETIME to DATETIME...).
+
 Otherwise the flow runs on the **row path** and :attr:`Plan.reason` says why.
 """
 
@@ -52,12 +62,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from ..errors import redact
-from ..expressions import SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output
+from ..expressions import SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
 from ..model import DataFlow, SqlSink, SqlSource
 from .connectors.sql import (
     SinkTarget,
     SqlSinkWriter,
     SqlSourceReader,
+    build_write_statement,
     connect,
     create_sql_engine,
     encode_cursor_value,
@@ -178,6 +189,11 @@ class _PushdownSource(SqlSourceReader):
         params["adf_limit"] = self.spec.limit
         return first.subquery("src"), params
 
+    def key_columns(self, subquery: sa.Subquery) -> list[sa.ColumnElement[Any]]:
+        """The keyset's columns of :meth:`query`, as the row path reads them (SQLite dates: their text)."""
+        return [subquery.c[f"adf_key_{i}"] if f"adf_key_{i}" in subquery.c else subquery.c[k]
+                for i, k in enumerate(self.keys)]
+
 
 class _Pushdown:
     """Everything to run one pushed-down flow; built by :func:`plan_flow`."""
@@ -194,7 +210,7 @@ class _Pushdown:
         written_count: sa.Select[Any] | None,
         keys: tuple[str, ...],
         params: dict[str, Any],
-        decimals: tuple[str, ...] = (),
+        guards: dict[str, str] | None = None,
     ) -> None:
         self.sink_url = sink_url
         self.placement = placement
@@ -202,7 +218,7 @@ class _Pushdown:
         self.insert, self.count, self.last, self.written_count = insert, count, last, written_count
         self.keys = keys
         self.params = params
-        self.decimals = decimals  # SQLite NUMERIC(p,s) source columns, whose values SQL checks
+        self.guards = guards or {}  # SQLite column -> what SQL checks of its values (see SQLITE_GUARD_ERROR)
 
     @property
     def translate(self) -> dict[str | None, str] | None:
@@ -245,9 +261,11 @@ class _Pushdown:
         except sa.exc.DBAPIError as err:
             orig = getattr(err, "orig", None) or err
             message = redact(" ".join(str(orig).split()))[:300]
-            if self.decimals and SQLITE_GUARD_ERROR in message:
-                message += (f" (a value of the SQLite NUMERIC column(s) {', '.join(self.decimals)} has more decimals "
-                            "or digits than declared, or is not a number; the row path reads it as SQLAlchemy does)")
+            if self.guards and SQLITE_GUARD_ERROR in message:
+                checks = "; ".join(f"{', '.join(n for n, w in self.guards.items() if w == what)}: {what}"
+                                   for what in dict.fromkeys(self.guards.values()))
+                message += (f" (a value is not what its SQLite column declares: {checks}; "
+                            "the row path reads it as SQLAlchemy does)")
             raise PushdownFailed(message) from err
         finally:
             if self.placement == "attach":
@@ -262,14 +280,7 @@ def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str], placem
         # the source tables are translated to the ATTACHed schema (schema None -> adf_src); the sink table
         # must stay in the sink's own file, so it is named main.<table> explicitly
         table = table.to_metadata(sa.MetaData(), schema="main")
-    if target.mode == "insert":
-        return sa.insert(table).from_select(names, select)
-    ins = (postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table).from_select(names, select)
-    if not target.update_columns:
-        return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
-    return ins.on_conflict_do_update(
-        index_elements=list(target.unique_by), set_={c: ins.excluded[c] for c in target.update_columns}
-    )
+    return build_write_statement(target, table=table, source=(names, select))
 
 
 def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...]) -> SinkTarget:
@@ -317,6 +328,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         columns = reader.open(cursor)
         subquery, params = reader.query()
         keys = reader.keys
+        key_cols = reader.key_columns(subquery)
     finally:
         reader.close()
     pipeline = compile_transforms(spec.transform, columns)
@@ -337,23 +349,31 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     count = sa.select(sa.func.count()).select_from(subquery) if sql_plan.where else None
     last = None
     if spec.source.incremental is not None:
-        key_cols = [subquery.c[k] for k in keys]
         last = sa.select(*key_cols).order_by(*(c.desc() for c in key_cols)).limit(1)
     written_count = None
     if target.mode == "upsert" and not target.update_columns:  # DO NOTHING: rowcount misses the kept rows
         written_count = sa.select(sa.func.count()).select_from(select.subquery("out"))
+    guards = {n: _DECIMAL_GUARD for n in columns if isinstance(sql_kind(cols[n].type, dialect), Scaled)}
+    if dialect == "sqlite":
+        guards.update({n: _TEMPORAL_GUARD for n in columns if _temporal(cols[n].type) is not None})
     run = _Pushdown(
         sink_url=sink_url, placement=placement, source_file=source_file, insert=insert, count=count, last=last,
-        written_count=written_count, keys=keys, params=params,
-        decimals=tuple(n for n in columns if isinstance(sql_kind(cols[n].type, dialect), Scaled)),
+        written_count=written_count, keys=keys, params=params, guards=guards,
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
                 count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
 
 
 def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:
-    """SQLite NUMERIC outputs written as the row path writes their Decimals, or NotPushable."""
+    """SQLite NUMERIC, date and time outputs written as the row path writes them, or NotPushable."""
     for name, expr in sql_plan.columns.items():
+        temporal = _temporal(expr.type)
+        if temporal is not None:
+            sql_plan.columns[name] = _sqlite_temporal_output(expr, name, temporal, target.table.c[name].type)
+            continue
+        if isinstance(expr.type, sa.JSON):
+            raise NotPushable(f"column '{name}' is SQLite JSON text: the row path rewrites it with json.dumps, "
+                              "SQL would copy it as written")
         out = sqlite_decimal_output(expr, name)
         if not isinstance(sql_kind(out.type, "sqlite"), Scaled):
             continue
@@ -365,6 +385,51 @@ def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:
                 "write int(...) or float(...)"
             )
         sql_plan.columns[name] = out
+
+
+# --------------------------------------------------------------------------- SQLite dates and times (text)
+
+_DECIMAL_GUARD = "NUMERIC with no more decimals or digits than declared"
+_TEMPORAL_GUARD = "an ISO date or time (YYYY-MM-DD, HH:MM[:SS[.fff[fff]]])"
+_TEMPORAL_TYPES: tuple[type[sa.types.TypeEngine[Any]], ...] = (sa.DateTime, sa.Date, sa.Time)
+
+
+def _temporal(type_: sa.types.TypeEngine[Any]) -> type[sa.types.TypeEngine[Any]] | None:
+    return next((t for t in _TEMPORAL_TYPES if isinstance(type_, t)), None)
+
+
+def _time_shapes() -> list[tuple[str, str]]:
+    """(GLOB pattern after the date, text to append) for the times ``fromisoformat`` reads, most common first."""
+    return [("??:??:??.??????", ""), ("??:??:??", ".000000"), ("??:??:??.???", "000"), ("??:??", ":00.000000")]
+
+
+def _sqlite_temporal_output(expr: sa.ColumnElement[Any], name: str, kind: type[sa.types.TypeEngine[Any]],
+                            sink_type: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
+    """The text SQLAlchemy's storage format gives the value the row path reads (see the module docstring)."""
+    if _temporal(sink_type) is not kind:
+        raise NotPushable(
+            f"column '{name}' is a SQLite {expr.type} (text), the sink column is {sink_type}: the row path "
+            "converts the value, push-down copies dates and times only into a column of the same type"
+        )
+    text = sa.type_coerce(expr, sa.String())
+
+    def glob(pattern: str) -> sa.ColumnElement[bool]:
+        return text.op("GLOB", return_type=sa.Boolean)(sa.literal_column(f"'{pattern}'"))
+
+    def plus(head: sa.ColumnElement[Any], tail: str) -> sa.ColumnElement[Any]:
+        return head.concat(sa.literal_column(f"'{tail}'", sa.String())) if tail else head
+
+    whens: list[tuple[sa.ColumnElement[bool], sa.ColumnElement[Any]]] = []
+    if kind is sa.Time:
+        whens += [(glob(shape), plus(text, tail)) for shape, tail in _time_shapes()]
+    elif kind is sa.Date:
+        whens.append((glob("????-??-??"), text))
+    else:
+        t_sep = sa.func.substr(text, 1, 10).concat(sa.literal_column("' '")).concat(sa.func.substr(text, 12))
+        for sep, head in ((" ", text), ("T", t_sep)):
+            whens += [(glob(f"????-??-??{sep}{shape}"), plus(head, tail)) for shape, tail in _time_shapes()]
+        whens.append((glob("????-??-??"), plus(text, " 00:00:00.000000")))
+    return sa.type_coerce(sa.case(*whens, else_=sqlite_fail(expr)), expr.type)
 
 
 def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:

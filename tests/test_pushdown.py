@@ -281,6 +281,98 @@ def test_a_value_with_more_decimals_than_declared_runs_on_the_row_path(
     assert [r[5] for r in rows_of(dst, "fact_orders")] == [29, 28, 267]
 
 
+TEMPORAL_DDL = "CREATE TABLE {name} (id INTEGER PRIMARY KEY, at DATETIME, day DATE, tod TIME)"
+# shapes SQLite applications write (CURRENT_TIMESTAMP, isoformat(), SQLAlchemy, JavaScript's milliseconds)
+TEMPORAL_ROWS = [
+    (1, "2024-01-01 00:00:01", "2024-01-01", "10:00:00"),
+    (2, "2024-01-01 00:00:02.000000", "2024-02-29", "10:00:00.123456"),
+    (3, "2024-01-01T00:00:03", "2024-03-01", "10:00"),
+    (4, "2024-01-01T00:00:04.250000", "2024-03-02", "10:00:00.250"),
+    (5, "2024-01-01 00:00:05.125", "2024-03-03", None),
+    (6, "2024-01-01T00:00:06.125", None, "23:59:59"),
+    (7, "2024-01-01 00:07", "2024-03-04", "00:00:00"),
+    (8, "2024-01-01", "2024-03-05", "12:00:00.999999"),
+    (9, None, "2024-03-06", "12:00:00"),
+]
+
+
+def setup_temporal(src: str, dst: str, rows: list[tuple[Any, ...]], sink_ddl: str = TEMPORAL_DDL) -> None:
+    con = sqlite3.connect(src.removeprefix("sqlite:///"))
+    con.execute(TEMPORAL_DDL.format(name="src"))
+    con.executemany("INSERT INTO src VALUES (?, ?, ?, ?)", rows)  # the text as written, as applications do
+    con.commit()
+    con.close()
+    con = sqlite3.connect(dst.removeprefix("sqlite:///"))
+    con.executescript(";".join(sink_ddl.format(name=n) for n in ("pushed", "rows")))
+    con.close()
+
+
+def pushed_and_row_path(src: str, dst: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch,
+                        caplog: pytest.LogCaptureFixture) -> tuple[Any, str]:
+    """Run the copy flow pushed down (into 'pushed') and on the row path (into 'rows'); (pushed run, log)."""
+    with caplog.at_level("INFO", logger="activedataflow.runner"):
+        done = run(executor, flow(src, dst, transform=[], table="pushed", name="pushed"))
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(src, dst, transform=[], table="rows", name="rows"))
+    assert rows.status == done.status == "success"
+    return done, caplog.text
+
+
+def test_sqlite_dates_and_times_get_the_row_paths_text(sqlite_files: tuple[str, str], executor: FlowExecutor,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite keeps dates as the text written; push-down writes what the row path writes, byte for byte."""
+    src, dst = sqlite_files
+    setup_temporal(src, dst, TEMPORAL_ROWS)
+    assert plan_flow(flow(src, dst, transform=[], table="pushed"), src, dst).kind == "pushdown"
+    done, log = pushed_and_row_path(src, dst, executor, monkeypatch, caplog)
+    assert "push-down failed" not in log
+    assert done.records_written == len(TEMPORAL_ROWS)
+    assert rows_of(dst, "pushed") == rows_of(dst, "rows")
+    assert rows_of(dst, "pushed")[:3] == [
+        (1, "2024-01-01 00:00:01.000000", "2024-01-01", "10:00:00.000000"),
+        (2, "2024-01-01 00:00:02.000000", "2024-02-29", "10:00:00.123456"),
+        (3, "2024-01-01 00:00:03.000000", "2024-03-01", "10:00:00.000000"),
+    ]
+
+
+@pytest.mark.parametrize("odd", ["2024-01-01 10:00:00+02:00", "2024-01-01 10:00:00.5", "2024-01-01 10:00:00Z"])
+def test_a_date_in_another_shape_runs_on_the_row_path(sqlite_files: tuple[str, str], executor: FlowExecutor,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture, odd: str) -> None:
+    src, dst = sqlite_files
+    setup_temporal(src, dst, [*TEMPORAL_ROWS[:4], (10, odd, "2024-01-01", None)])
+    done, log = pushed_and_row_path(src, dst, executor, monkeypatch, caplog)
+    assert "push-down failed" in log and "at, day, tod: an ISO date or time" in log
+    assert done.records_written == 5
+    assert rows_of(dst, "pushed") == rows_of(dst, "rows")
+
+
+def test_incremental_pushdown_on_sqlite_timestamps_resumes_inside_a_second(
+        sqlite_files: tuple[str, str], executor: FlowExecutor) -> None:
+    """The committed cursor is the text the row holds, so a later row in the same second is read next time."""
+    src, dst = sqlite_files
+    setup_temporal(src, dst, [(i, f"2024-01-01 00:00:0{i // 3}", None, None) for i in range(1, 7)])
+    f = flow(src, dst, transform=[], table="pushed", incremental={"cursorColumn": "at"})
+    assert plan_flow(f, src, dst).kind == "pushdown"
+    assert run(executor, f).records_read == 6
+    assert executor.store.get_flow("f", "default").cursor == {"at": "2024-01-01 00:00:02", "id": 6}  # type: ignore[union-attr]
+    execute(src, "INSERT INTO src VALUES (7, '2024-01-01 00:00:02', NULL, NULL)",
+            "INSERT INTO src VALUES (8, '2024-01-01 00:00:01', NULL, NULL)")  # 8: before the cursor, never read
+    second = run(executor, f)
+    assert (second.records_read, second.records_written) == (1, 1)
+    assert [r[0] for r in rows_of(dst, "pushed")] == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_date_going_into_a_text_column_runs_on_the_row_path(sqlite_files: tuple[str, str]) -> None:
+    src, dst = sqlite_files
+    setup_temporal(src, dst, TEMPORAL_ROWS, sink_ddl="CREATE TABLE {name} (id INTEGER PRIMARY KEY, at TEXT, "
+                                                     "day DATE, tod TIME)")
+    plan = plan_flow(flow(src, dst, transform=[], table="pushed"), src, dst)
+    assert plan.kind == "rows"
+    assert "column 'at'" in plan.reason and "TEXT" in plan.reason
+
+
 def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: FlowExecutor) -> None:
     """One row violates the sink's CHECK: the statement is rolled back, the row path writes the rest."""
     setup_db(pg_url, [src_row(i) for i in range(1, 11)], "dst")

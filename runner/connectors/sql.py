@@ -10,6 +10,14 @@ key when it does not already contain a unique key; with ``incremental`` it is
 committed cursor. Pages run in short read-only transactions; one page is held
 in memory at a time.
 
+On SQLite, DATETIME, DATE and TIME keys are compared as the text the table
+holds (``SqlSourceReader.raw_keys``): SQLite orders that text, and values
+written by other programs ('2024-01-01 00:00:01', CURRENT_TIMESTAMP's form)
+are not equal to the text SQLAlchemy binds for the same datetime
+('2024-01-01 00:00:01.000000'). Bound as datetimes, the next page would skip
+the rest of a timestamp whose rows straddle a page boundary; bound as the text
+read, it resumes exactly after the last row.
+
 Sink (:class:`SqlSinkWriter`): buffers rows and flushes every ``batchSize``
 rows through a :class:`WriteStrategy` chosen by dialect (:func:`register_write_strategy`;
 the default, :class:`ExecutemanyStrategy`, runs one prepared INSERT /
@@ -288,6 +296,8 @@ def _coerce(value: Any, column: sa.Column[Any], *, field: str) -> Any:
 
 # --------------------------------------------------------------------------- source
 
+_TEXT_TEMPORAL = (sa.DateTime, sa.Date, sa.Time)  # kept as text by SQLite
+
 
 def _where_clause(table: sa.Table, i: int, cond: Where, prefix: str) -> sa.ColumnElement[bool]:
     col = check_column(table, cond.column, field=f"{prefix}.where[{i}].column")
@@ -327,6 +337,11 @@ class SqlSourceReader(ClosingSourceReader):
         self._start_inclusive = False
         self._key_positions: list[int] = []
         self._trim = False
+        self.raw_keys: frozenset[str] = frozenset()  # keys read and bound as the text SQLite holds
+
+    def key_expression(self, col: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """``col`` as the keyset reads and binds it: raw text for SQLite dates and times (see the module docstring)."""
+        return sa.type_coerce(col, sa.String()) if col.name in self.raw_keys else col
 
     # -- setup
     def _open(self, cursor: Any) -> tuple[str, ...]:
@@ -343,16 +358,24 @@ class SqlSourceReader(ClosingSourceReader):
             out = list(table.c.keys())
         self.columns = tuple(out)
         self.keys = self._keyset(table, unique_keys)
-        fetch = list(out) + [k for k in self.keys if k not in out]
+        if self._engine.dialect.name == "sqlite":
+            self.raw_keys = frozenset(k for k in self.keys if isinstance(table.c[k].type, _TEXT_TEMPORAL))
+        key_cols = [self.key_expression(table.c[k]) for k in self.keys]
+        fetch: list[sa.ColumnElement[Any]] = [table.c[c] for c in out]
+        self._key_positions = []
+        for i, (k, expr) in enumerate(zip(self.keys, key_cols, strict=True)):
+            if k in out and k not in self.raw_keys:
+                self._key_positions.append(out.index(k))
+            else:
+                self._key_positions.append(len(fetch))
+                fetch.append(expr.label(f"adf_key_{i}"))
         self._trim = len(fetch) > len(out)
-        self._key_positions = [fetch.index(k) for k in self.keys]
 
         conditions = [_where_clause(table, i, w, f) for i, w in enumerate(spec.where)]
         if spec.incremental is not None and table.c[spec.incremental.cursorColumn].nullable:
             # a row without a cursor value cannot be placed after a cursor: never read incrementally
             conditions.append(table.c[spec.incremental.cursorColumn].is_not(None))
-        key_cols = [table.c[k] for k in self.keys]
-        base = sa.select(*[table.c[c] for c in fetch]).where(*conditions).order_by(*key_cols)
+        base = sa.select(*fetch).where(*conditions).order_by(*(table.c[k] for k in self.keys))
         limit = sa.bindparam("adf_limit", type_=sa.Integer())
         self._first = base.limit(limit)
         self._after = base.where(self._after_clause(key_cols, len(key_cols), inclusive=False)).limit(limit)
@@ -397,19 +420,38 @@ class SqlSourceReader(ClosingSourceReader):
             for k in self.keys:
                 if k not in cursor:
                     break
-                values[k] = _coerce(decode_cursor_value(cursor[k]), table.c[k], field=f"{self.field}.incremental")
+                values[k] = self._key_value(table.c[k], decode_cursor_value(cursor[k]), read=True,
+                                            field=f"{self.field}.incremental")
             if values:  # a cursor of an older keyset (orderBy changed): re-read its last rows, skip none
                 return values, len(values) < len(self.keys)
         elif cursor is not None:  # a bare value of the cursor column: re-read rows equal to it, skip none
             col = table.c[self.keys[0]]
-            return {col.name: _coerce(decode_cursor_value(cursor), col, field=f"{self.field}.incremental")}, True
+            value = self._key_value(col, decode_cursor_value(cursor), field=f"{self.field}.incremental")
+            return {col.name: value}, True
         if inc.initialValue is not None:
             col = table.c[inc.cursorColumn]
-            return {col.name: _coerce(inc.initialValue, col, field=f"{self.field}.incremental.initialValue")}, True
+            value = self._key_value(col, inc.initialValue, field=f"{self.field}.incremental.initialValue")
+            return {col.name: value}, True
         return {}, False
 
+    def _key_value(self, col: sa.Column[Any], value: Any, *, field: str, read: bool = False) -> Any:
+        """A cursor or initialValue as the keyset binds it (``read``: a key value as this reader read it)."""
+        coerced = _coerce(value, col, field=field)  # also checks that it is a value of the column's type
+        if col.name not in self.raw_keys:
+            return coerced
+        if read and isinstance(value, str):
+            return value  # the text the row held: resume exactly after it
+        if read:  # a datetime committed before keys were read as text: the text SQLAlchemy writes
+            assert self._engine is not None
+            dialect = self._engine.dialect
+            process = col.type.dialect_impl(dialect).bind_processor(dialect)
+            return process(coerced) if process is not None else str(coerced)
+        # written by a user: ISO text with a space, no zero microseconds, which sorts at or before every
+        # form SQLite tables hold for the same instant ('2024-01-01 00:00:00', '... .000000')
+        return str(coerced)
+
     @staticmethod
-    def _after_clause(key_cols: list[sa.Column[Any]], n: int, *, inclusive: bool) -> sa.ColumnElement[bool]:
+    def _after_clause(key_cols: list[sa.ColumnElement[Any]], n: int, *, inclusive: bool) -> sa.ColumnElement[bool]:
         params = [sa.bindparam(f"adf_k{i}", type_=c.type) for i, c in enumerate(key_cols[:n])]
         if n == 1:
             return key_cols[0] >= params[0] if inclusive else key_cols[0] > params[0]
@@ -477,13 +519,22 @@ class SinkTarget:
     dialect: str
 
 
-def build_write_statement(target: SinkTarget) -> sa.Insert:
-    """The one INSERT (or native upsert) statement for ``target``, with a bound parameter per column."""
-    table = target.table
+def build_write_statement(target: SinkTarget, *, table: sa.Table | None = None,
+                          source: tuple[list[str], sa.Select[Any]] | None = None) -> sa.Insert:
+    """The one INSERT (or native upsert) statement for ``target``, with a bound parameter per column.
+
+    ``table`` replaces the target's table object (the same table named another way); with ``source``
+    (column names, SELECT) the rows come from the SELECT instead (push-down's INSERT ... SELECT).
+    """
+    table = target.table if table is None else table
+
+    def insert(ins: sa.Insert) -> sa.Insert:
+        return ins if source is None else ins.from_select(*source)
+
     if target.mode == "insert":
-        return sa.insert(table)
+        return insert(sa.insert(table))
     if target.dialect in ("postgresql", "sqlite"):
-        ins = (postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table)
+        ins = insert((postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table))
         if not target.update_columns:
             return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
         return ins.on_conflict_do_update(
