@@ -62,11 +62,17 @@ def prepare_ours() -> None:
 
 
 
-def ours(src: str, dst: str, *, batch: int = BATCH, transaction: str = "batch") -> tuple[int, int]:
+def ours(src: str, dst: str, *, batch: int = BATCH, transaction: str = "batch",
+         pushdown: bool = True) -> tuple[int, int]:
     """The product: a FlowExecutor run of the flow against the embedded SQLite store (adf run's path).
 
     ``transaction: batch`` (the default) commits the sink every batch; ``run`` once, as the COPY paths do.
+    ``pushdown=False`` runs it as ``ADF_PUSHDOWN=off`` does: on the row path even where it could be one statement.
     """
+    import os
+
+    if not pushdown:
+        os.environ["ADF_PUSHDOWN"] = "off"
     from activedataflow.model import parse_dataflow
     from activedataflow.runner.executor import FlowExecutor
     from activedataflow.store import open_store
@@ -309,14 +315,21 @@ def floor_pg(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
     return written, written
 
 
-def floor_sqlite(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
-    """One statement with the source ATTACHed: INSERT ... SELECT ... WHERE true ON CONFLICT (float amounts)."""
+def floor_sqlite(src: str, dst: str, *, batch: int = BATCH, exact: bool = False) -> tuple[int, int]:
+    """One statement with the source ATTACHed: INSERT ... SELECT ... WHERE true ON CONFLICT.
+
+    As written by hand it computes cents on floats (0.29 * 100 -> 28) and copies updated_at as stored;
+    ``exact`` writes what the row path writes for this data (whole cents, '... .000000' timestamps),
+    knowing what a generic statement has to check: that amounts have 2 decimals and timestamps one shape.
+    """
     d = sqlite3.connect(_sqlite_path(dst))
     d.execute("ATTACH DATABASE ? AS src", (_sqlite_path(src),))
     sets = ", ".join(f"{c} = excluded.{c}" for c in UPDATE)
+    at, cents = ("updated_at || '.000000'", "CAST(round(amount * 100) AS INTEGER)") if exact else (
+        "updated_at", "CAST(amount * 100 AS INTEGER)")
     written = d.execute(
-        f"INSERT INTO fact_orders ({', '.join(FACT_COLS)}) SELECT id, customer_id, status, note, updated_at, "
-        f"CAST(amount * 100 AS INTEGER) FROM src.orders WHERE status = 'paid' ON CONFLICT (id) DO UPDATE SET {sets}"
+        f"INSERT INTO fact_orders ({', '.join(FACT_COLS)}) SELECT id, customer_id, status, note, {at}, "
+        f"{cents} FROM src.orders WHERE status = 'paid' ON CONFLICT (id) DO UPDATE SET {sets}"
     ).rowcount
     d.commit()
     d.close()
@@ -326,6 +339,7 @@ def floor_sqlite(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
 APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
     "ours": ours,
     "ours_run": functools.partial(ours, transaction="run"),
+    "ours_rows": functools.partial(ours, pushdown=False),
     "core": core,
     "orm": orm,
     "dlt": dlt_merge,
@@ -334,4 +348,5 @@ APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
     "stdlib_sqlite": stdlib_sqlite,
     "floor_pg": floor_pg,
     "floor_sqlite": floor_sqlite,
+    "floor_sqlite_exact": functools.partial(floor_sqlite, exact=True),
 }

@@ -22,7 +22,7 @@ def _preload(name: str, urls: tuple[str, str]) -> None:
 
     Only what the approach itself would load for these URLs: a SQLite-only case never loads psycopg.
     """
-    if name in ("ours", "ours_run", "core", "orm", "dlt"):
+    if name.startswith("ours") or name in ("core", "orm", "dlt"):
         import sqlalchemy  # noqa: F401
     if name.startswith("ours"):
         import activedataflow.runner.executor

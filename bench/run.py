@@ -45,8 +45,11 @@ class Case:
 
 
 CASES = [
-    Case("ours SQLite -> SQLite", "ours", "sqlite_src", "sqlite_dst", reference="stdlib_sqlite"),
-    Case("ours PG -> PG, same db (push-down)", "ours", "pg_src", "pg_src", reference="floor_pg"),
+    Case("ours SQLite -> SQLite, two files (push-down, ATTACH)", "ours", "sqlite_src", "sqlite_dst",
+         reference="stdlib_sqlite"),
+    Case("ours SQLite -> SQLite, row path (ADF_PUSHDOWN=off)", "ours_rows", "sqlite_src", "sqlite_dst",
+         reference="stdlib_sqlite"),
+    Case("ours PG -> PG, same db (push-down)", "ours", "pg_src", "pg_src", reference="copy_pg_pg"),
     Case("ours PG -> PG, two dbs (row path)", "ours", "pg_src", "pg_dst", reference="copy_pg_pg"),
     Case("ours PG -> SQLite", "ours", "pg_src", "sqlite_dst", reference="copy_pg_sqlite"),
     Case("ours PG -> SQLite, transaction: run (one commit, as the COPY path)", "ours_run", "pg_src", "sqlite_dst",
@@ -62,6 +65,8 @@ CASES = [
     Case("stdlib sqlite3 SQLite -> SQLite (executemany upsert)", "stdlib_sqlite", "sqlite_src", "sqlite_dst"),
     Case("floor PG: one INSERT ... SELECT ... ON CONFLICT", "floor_pg", "pg_src", "pg_src"),
     Case("floor SQLite: ATTACH + one INSERT ... SELECT", "floor_sqlite", "sqlite_src", "sqlite_dst"),
+    Case("floor SQLite, the row path's results (round(), '.000000' appended)", "floor_sqlite_exact", "sqlite_src",
+         "sqlite_dst"),
 ]
 
 
@@ -161,12 +166,15 @@ def main() -> None:
             print(f"(generated in {time.perf_counter() - t:.0f}s)", file=sys.stderr)
             urls = {**pg, "sqlite_src": f"sqlite:///{work / 'src.db'}"}
             results: dict[tuple[str, str, str], dict[str, float] | str] = {}
-            for case in CASES:
-                if (only and case.approach not in only) or (case.max_rows and n > case.max_rows):
-                    continue
-                runs: list[dict[str, float]] = []
-                error = ""
-                for _ in range(args.repeat):
+            cases = [c for c in CASES if not ((only and c.approach not in only) or (c.max_rows and n > c.max_rows))]
+            runs: dict[Case, list[dict[str, float]]] = {c: [] for c in cases}
+            errors: dict[Case, str] = {}
+            # round robin: each round measures every case once, so that a slow spell of the machine (or of
+            # PostgreSQL's background work after loading) spreads over all cases instead of hitting one
+            for _ in range(args.repeat):
+                for case in cases:
+                    if case in errors:
+                        continue
                     dst = fresh_sqlite_dst(work) if case.dst == "sqlite_dst" else urls[case.dst]
                     if case.dst.startswith("pg"):
                         reset_pg(dst)
@@ -174,15 +182,16 @@ def main() -> None:
                                if args.profile and case.approach.startswith("ours") else None)
                     r = measure(case, urls[case.src], dst, profile, args.timeout)
                     if isinstance(r, str):
-                        error = r
-                        break
-                    runs.append(r)
+                        errors[case] = r
+                    else:
+                        runs[case].append(r)
+                    print(f"  {case.label}: {r}", file=sys.stderr, flush=True)
+            for case in cases:
                 key = (case.approach, case.src, case.dst)
-                if error:
-                    results[key] = error
+                if case in errors:
+                    results[key] = errors[case]
                 else:
-                    results[key] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                print(f"  {case.label}: {results[key]}", file=sys.stderr, flush=True)
+                    results[key] = {k: statistics.median(r[k] for r in runs[case]) for k in runs[case][0]}
             table(out, n, results)
             out(f"\n(load after: {load()})")
     path = results_dir / f"{stamp}.md"
