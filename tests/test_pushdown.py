@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -362,6 +365,46 @@ def test_incremental_pushdown_on_sqlite_timestamps_resumes_inside_a_second(
     second = run(executor, f)
     assert (second.records_read, second.records_written) == (1, 1)
     assert [r[0] for r in rows_of(dst, "pushed")] == [1, 2, 3, 4, 5, 6, 7]
+
+
+DATETIME_SHAPES = ["%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f",
+                   "%Y-%m-%d %H:%M", "%Y-%m-%d", "ms", "%Y-%m-%d %H:%M:%S+02:00", "%Y-%m-%d %H:%M:%S.%f0"]
+TIME_SHAPES = ["%H:%M:%S.%f", "%H:%M:%S", "%H:%M", "ms", "%H:%M:%S.%f0"]
+
+
+def _text(value: dt.datetime | dt.time, shape: str) -> str:
+    if shape == "ms":  # JavaScript's and SQLite's strftime('%f') milliseconds
+        return value.strftime("%Y-%m-%d %H:%M:%S" if isinstance(value, dt.datetime) else "%H:%M:%S") + \
+            f".{value.microsecond // 1000:03d}"
+    return value.strftime(shape)
+
+
+TEMPORAL_VALUES = st.lists(st.tuples(
+    st.none() | st.tuples(st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2200, 1, 1)),
+                          st.sampled_from(DATETIME_SHAPES)).map(lambda t: _text(*t)),
+    st.none() | st.dates(dt.date(1900, 1, 1), dt.date(2200, 1, 1)).map(str),
+    st.none() | st.tuples(st.times(), st.sampled_from(TIME_SHAPES)).map(lambda t: _text(*t)),
+), max_size=8)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=TEMPORAL_VALUES)
+def test_sqlite_date_text_of_any_shape_ends_as_the_row_path_writes_it(values: list[tuple[Any, ...]]) -> None:
+    """Push-down (or its fallback, for a shape it does not rewrite) leaves the row path's text, byte for byte."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = f"sqlite:///{tmp}/src.db", f"sqlite:///{tmp}/dst.db"
+        setup_temporal(src, dst, [(i, *v) for i, v in enumerate(values, 1)])
+        store = open_store("memory://")
+        executor = FlowExecutor(store)
+        done = run(executor, flow(src, dst, transform=[], table="pushed", name="pushed"))
+        os.environ["ADF_PUSHDOWN"] = "off"
+        try:
+            rows = run(executor, flow(src, dst, transform=[], table="rows", name="rows"))
+        finally:
+            del os.environ["ADF_PUSHDOWN"]
+        store.close()
+        assert done.status == rows.status == "success"
+        assert rows_of(dst, "pushed") == rows_of(dst, "rows")
 
 
 def test_a_date_going_into_a_text_column_runs_on_the_row_path(sqlite_files: tuple[str, str]) -> None:

@@ -9,12 +9,15 @@ and a busy timeout.
 
 from __future__ import annotations
 
+import functools
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
@@ -55,6 +58,44 @@ _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
 # A store already at it is opened without importing Alembic (about 8 MB of a runner's memory).
 HEAD_REVISION = "0001"
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
+
+
+DEADLOCK_ATTEMPTS = 5
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def is_deadlock(err: sa.exc.DBAPIError) -> bool:
+    """The database chose this transaction as a deadlock victim and rolled it back (safe to run again)."""
+    orig = err.orig
+    if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL: deadlock, serialization failure
+        return True
+    args = getattr(orig, "args", ())
+    return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
+
+
+def retry_deadlocks(method: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run a one-transaction store operation again when it lost a deadlock.
+
+    Locks are taken in one order (flow row, then its run rows), but InnoDB also locks index records
+    and gaps of its own choosing (foreign-key checks, secondary indexes), and under load two claimers,
+    a finisher and a reaper can still meet in a cycle; InnoDB then rolls one transaction back whole
+    and expects it to be issued again. Each decorated method is one transaction and does nothing
+    outside the database, so running it again is the same as running it once.
+    """
+
+    @functools.wraps(method)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for attempt in range(DEADLOCK_ATTEMPTS):
+            try:
+                return method(*args, **kwargs)
+            except sa.exc.DBAPIError as err:
+                if attempt == DEADLOCK_ATTEMPTS - 1 or not is_deadlock(err):
+                    raise
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the winner finish first
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
 
 
 def create_store_engine(url: sa.URL) -> Engine:
@@ -257,6 +298,7 @@ class SqlStore(Store):
         self._engine.dispose()
 
     # ----------------------------------------------------------------- flows
+    @retry_deadlocks
     def upsert_flow(self, flow: FlowUpsert) -> FlowRecord:
         next_run_at = optional_utc(flow.next_run_at, "next_run_at")
         check_json(flow.spec, "spec")
@@ -301,6 +343,7 @@ class SqlStore(Store):
         with self._tx(write=False) as c:
             return [self._flow_record(r) for r in c.execute(q)]
 
+    @retry_deadlocks
     def _update_flow(self, name: str, namespace: str, **values: Any) -> None:
         with self._tx() as c:
             flow_id = self._flow_id(c, name, namespace)
@@ -309,6 +352,7 @@ class SqlStore(Store):
     def set_enabled(self, name: str, namespace: str, enabled: bool) -> None:
         self._update_flow(name, namespace, enabled=enabled)
 
+    @retry_deadlocks
     def delete_flow(self, name: str, namespace: str = "default") -> bool:
         with self._tx() as c:
             try:
@@ -340,6 +384,7 @@ class SqlStore(Store):
         self._update_flow(name, namespace, cursor=cursor)
 
     # ----------------------------------------------------------------- runs
+    @retry_deadlocks
     def claim(
         self,
         name: str,
@@ -401,6 +446,7 @@ class SqlStore(Store):
             except UnknownRun:
                 return None
 
+    @retry_deadlocks
     def start_run(self, run_id: str, *, now: datetime, lease_seconds: float) -> RunRecord:
         now = aware_utc(now, "now")
         expires = lease_until(now, lease_seconds)
@@ -411,6 +457,7 @@ class SqlStore(Store):
                 status="in_progress", started_at=now, lease_expires_at=expires))
             return self._load_run(c, run_id)
 
+    @retry_deadlocks
     def renew_lease(self, run_id: str, *, now: datetime, lease_seconds: float) -> bool:
         expires = lease_until(now, lease_seconds)
         pk = self._pk(run_id)
@@ -421,6 +468,7 @@ class SqlStore(Store):
                 lease_expires_at=expires))
             return done.rowcount == 1
 
+    @retry_deadlocks
     def finish_run(
         self,
         run_id: str,
@@ -454,6 +502,7 @@ class SqlStore(Store):
             c.execute(flows.update().where(flows.c.id == row.flow_id).values(**flow_values))
             return self._load_run(c, run_id)
 
+    @retry_deadlocks
     def update_counts(self, run_id: str, counts: Counts) -> None:
         with self._tx() as c:
             run = self._load_run(c, run_id, lock=True)
@@ -513,6 +562,7 @@ class SqlStore(Store):
             failed.append((row.flow_id, self._load_run(c, run.id)))
         return failed
 
+    @retry_deadlocks
     def reap_expired(self, now: datetime) -> list[RunRecord]:
         now = aware_utc(now, "now")
         with self._tx() as c:
@@ -522,6 +572,7 @@ class SqlStore(Store):
                 c.execute(flows.update().where(flows.c.id.in_(flow_ids)).values(next_run_at=now))
             return [run for _, run in failed]
 
+    @retry_deadlocks
     def prune_runs(self, name: str, namespace: str, *, keep_success: int, keep_failed: int) -> int:
         with self._tx() as c:
             flow_id = self._flow_id(c, name, namespace, lock=True)

@@ -230,3 +230,83 @@ def test_claimers_finishers_and_reapers_racing_over_expiring_leases_never_deadlo
             assert all("runner lost" in (r.error_message or "") for r in runs if r.status == "failed")
     finally:
         store.close()
+
+
+# --------------------------------------------------------------------------- deadlock victims run again
+
+
+@pytest.mark.mysql
+def test_a_store_transaction_chosen_as_deadlock_victim_runs_again(request: pytest.FixtureRequest) -> None:
+    """A real InnoDB deadlock: another transaction holds the run row and then asks for the flow row that
+    finish_run holds. InnoDB rolls back the smaller transaction (finish_run's, the other one has written
+    200 rows first); finish_run is issued again once the other commits, and the run ends exactly once."""
+    import sqlalchemy as sa
+
+    url = url_of(request, "mysql")
+    store = open_store(url)
+    engine = sa.create_engine(url)
+    try:
+        store.upsert_flow(FlowUpsert(name="dl", namespace="race", spec=SPEC, schedule="* * * * *"))
+        run = store.claim("dl", "race", now=utcnow(), runner_id="r1", lease_seconds=60, require_due=False)
+        assert run is not None
+        store.start_run(run.id, now=utcnow(), lease_seconds=60)
+        flow_id_sql = "SELECT flow_id FROM runs WHERE id = :id"
+        with engine.connect() as c:
+            flow_id = c.execute(sa.text(flow_id_sql), {"id": int(run.id)}).scalar_one()
+            c.execute(sa.text("CREATE TABLE IF NOT EXISTS dl_weight (n INT)"))
+            c.commit()
+        victim_tried = threading.Event()
+        other_done: list[str] = []
+
+        def other() -> None:  # run row first, then flow row: the opposite of the store's order
+            with engine.connect() as c, c.begin():
+                c.execute(sa.text("INSERT INTO dl_weight VALUES " + ",".join(f"({i})" for i in range(200))))
+                c.execute(sa.text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": int(run.id)})
+                victim_tried.wait(10)  # finish_run holds the flow row and waits for the run row
+                time.sleep(0.3)
+                c.execute(sa.text("SELECT id FROM flows WHERE id = :id FOR UPDATE"), {"id": flow_id})
+                other_done.append("committed")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.3)  # the other transaction holds the run row
+        victim_tried.set()
+        done = store.finish_run(run.id, status="success", now=utcnow(), counts=Counts(3, 3, 0))
+        thread.join(20)
+        assert other_done == ["committed"]  # the other transaction won the deadlock
+        assert done.status == "success" and done.records_written == 3
+        assert [r.status for r in store.list_runs("dl", "race")] == ["success"]
+    finally:
+        with engine.connect() as c:
+            c.execute(sa.text("DROP TABLE IF EXISTS dl_weight"))
+            c.commit()
+        engine.dispose()
+        store.close()
+
+
+def test_only_deadlocks_are_retried() -> None:
+    import sqlalchemy as sa
+    from activedataflow.store.sql import DEADLOCK_ATTEMPTS, retry_deadlocks
+
+    class Orig(Exception):
+        def __init__(self, code: int) -> None:
+            super().__init__(code, "message")
+
+    calls: list[int] = []
+
+    @retry_deadlocks
+    def op(code: int, fail_times: int) -> str:
+        calls.append(code)
+        if len(calls) <= fail_times:
+            raise sa.exc.OperationalError("UPDATE runs ...", {}, Orig(code))
+        return "done"
+
+    assert op(1213, 2) == "done" and len(calls) == 3  # deadlock victim twice, then through
+    calls.clear()
+    with pytest.raises(sa.exc.OperationalError):
+        op(1205, 1)  # a lock wait timeout is not a deadlock: reported, not hidden
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(sa.exc.OperationalError):
+        op(1213, DEADLOCK_ATTEMPTS)  # a deadlock every time: given up after DEADLOCK_ATTEMPTS
+    assert len(calls) == DEADLOCK_ATTEMPTS
