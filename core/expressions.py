@@ -845,7 +845,9 @@ def _call(fn: str, *args: ast.expr) -> ast.Call:
     return ast.Call(func=_load(fn), args=list(args), keywords=[])
 
 
-def _is(left: ast.expr, value: Any, negate: bool = False) -> ast.Compare:
+def _is(left: ast.expr, value: Any, negate: bool = False) -> ast.expr:
+    if isinstance(left, ast.Constant):  # '1 is None': folded (compiling it would print a SyntaxWarning)
+        return ast.Constant((left.value is value) != negate)
     return ast.Compare(left=left, ops=[ast.IsNot() if negate else ast.Is()], comparators=[ast.Constant(value)])
 
 

@@ -705,3 +705,14 @@ def test_most_generated_expressions_are_pushed_down(sqlite_agreement: tuple[sa.E
     ]
     row = {"i": 7, "f": 0.29, "s": "Ab", "b": True, "d": Decimal("0.29"), "e": Decimal("-1.005")}
     assert check_agreement(engine, table, [row], texts) == len(texts)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1 is not None", True), ("'a' is None", False),
+                                                ("None is None", True), ("(2 + 3) is None", False)])
+def test_a_literal_tested_for_none_is_folded_without_a_syntax_warning(text: str, expected: bool) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Python warns about '1 is not None' in generated code
+        expression = compile_expression(text, ("a",), field="spec.transform.0.filter")
+    assert expression.python((None,)) is expected
