@@ -65,6 +65,7 @@ from ..errors import redact
 from ..expressions import SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
 from ..model import DataFlow, SqlSink, SqlSource
 from .connectors.sql import (
+    SQLITE_TEXT_TEMPORAL,
     SinkTarget,
     SqlSinkWriter,
     SqlSourceReader,
@@ -191,8 +192,7 @@ class _PushdownSource(SqlSourceReader):
 
     def key_columns(self, subquery: sa.Subquery) -> list[sa.ColumnElement[Any]]:
         """The keyset's columns of :meth:`query`, as the row path reads them (SQLite dates: their text)."""
-        return [subquery.c[f"adf_key_{i}"] if f"adf_key_{i}" in subquery.c else subquery.c[k]
-                for i, k in enumerate(self.keys)]
+        return [subquery.c[name] for name in self.key_names]
 
 
 class _Pushdown:
@@ -391,16 +391,12 @@ def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:
 
 _DECIMAL_GUARD = "NUMERIC with no more decimals or digits than declared"
 _TEMPORAL_GUARD = "an ISO date or time (YYYY-MM-DD, HH:MM[:SS[.fff[fff]]])"
-_TEMPORAL_TYPES: tuple[type[sa.types.TypeEngine[Any]], ...] = (sa.DateTime, sa.Date, sa.Time)
+# (GLOB pattern after the date, text to append) for the times ``fromisoformat`` reads, most common first
+_TIME_SHAPES = (("??:??:??.??????", ""), ("??:??:??", ".000000"), ("??:??:??.???", "000"), ("??:??", ":00.000000"))
 
 
 def _temporal(type_: sa.types.TypeEngine[Any]) -> type[sa.types.TypeEngine[Any]] | None:
-    return next((t for t in _TEMPORAL_TYPES if isinstance(type_, t)), None)
-
-
-def _time_shapes() -> list[tuple[str, str]]:
-    """(GLOB pattern after the date, text to append) for the times ``fromisoformat`` reads, most common first."""
-    return [("??:??:??.??????", ""), ("??:??:??", ".000000"), ("??:??:??.???", "000"), ("??:??", ":00.000000")]
+    return next((t for t in SQLITE_TEXT_TEMPORAL if isinstance(type_, t)), None)
 
 
 def _sqlite_temporal_output(expr: sa.ColumnElement[Any], name: str, kind: type[sa.types.TypeEngine[Any]],
@@ -421,14 +417,14 @@ def _sqlite_temporal_output(expr: sa.ColumnElement[Any], name: str, kind: type[s
 
     shapes: list[tuple[str, sa.ColumnElement[Any]]] = []  # (GLOB pattern, the text to write)
     if kind is sa.Time:
-        shapes += [(shape, plus(text, tail)) for shape, tail in _time_shapes()]
+        shapes += [(shape, plus(text, tail)) for shape, tail in _TIME_SHAPES]
     elif kind is sa.Date:
         shapes.append(("????-??-??", text))
     else:
         one, ten, twelve = (sa.literal_column(str(i), sa.Integer()) for i in (1, 10, 12))
         t_sep = sa.func.substr(text, one, ten).concat(sa.literal_column("' '")).concat(sa.func.substr(text, twelve))
         for sep, head in ((" ", text), ("T", t_sep)):
-            shapes += [(f"????-??-??{sep}{shape}", plus(head, tail)) for shape, tail in _time_shapes()]
+            shapes += [(f"????-??-??{sep}{shape}", plus(head, tail)) for shape, tail in _TIME_SHAPES]
         shapes.append(("????-??-??", plus(text, " 00:00:00.000000")))
     # one length() picks the shapes of that length ('?' is one character), then at most two GLOBs check them
     # (cheaper than a GLOB per shape: 1M rows 0.1 s less)

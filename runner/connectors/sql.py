@@ -296,7 +296,7 @@ def _coerce(value: Any, column: sa.Column[Any], *, field: str) -> Any:
 
 # --------------------------------------------------------------------------- source
 
-_TEXT_TEMPORAL = (sa.DateTime, sa.Date, sa.Time)  # kept as text by SQLite
+SQLITE_TEXT_TEMPORAL: tuple[type[sa.types.TypeEngine[Any]], ...] = (sa.DateTime, sa.Date, sa.Time)  # text in SQLite
 
 
 def _where_clause(table: sa.Table, i: int, cond: Where, prefix: str) -> sa.ColumnElement[bool]:
@@ -336,6 +336,7 @@ class SqlSourceReader(ClosingSourceReader):
         self._start: dict[str, Any] = {}
         self._start_inclusive = False
         self._key_positions: list[int] = []
+        self.key_names: tuple[str, ...] = ()  # each key's name in the query's select list
         self._trim = False
         self.raw_keys: frozenset[str] = frozenset()  # keys read and bound as the text SQLite holds
 
@@ -359,16 +360,19 @@ class SqlSourceReader(ClosingSourceReader):
         self.columns = tuple(out)
         self.keys = self._keyset(table, unique_keys)
         if self._engine.dialect.name == "sqlite":
-            self.raw_keys = frozenset(k for k in self.keys if isinstance(table.c[k].type, _TEXT_TEMPORAL))
+            self.raw_keys = frozenset(k for k in self.keys if isinstance(table.c[k].type, SQLITE_TEXT_TEMPORAL))
         key_cols = [self.key_expression(table.c[k]) for k in self.keys]
         fetch: list[sa.ColumnElement[Any]] = [table.c[c] for c in out]
-        self._key_positions = []
+        self._key_positions, key_names = [], []
         for i, (k, expr) in enumerate(zip(self.keys, key_cols, strict=True)):
             if k in out and k not in self.raw_keys:
                 self._key_positions.append(out.index(k))
+                key_names.append(k)
             else:
                 self._key_positions.append(len(fetch))
-                fetch.append(expr.label(f"adf_key_{i}"))
+                key_names.append(f"adf_key_{i}")
+                fetch.append(expr.label(key_names[-1]))
+        self.key_names = tuple(key_names)
         self._trim = len(fetch) > len(out)
 
         conditions = [_where_clause(table, i, w, f) for i, w in enumerate(spec.where)]
