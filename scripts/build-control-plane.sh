@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real Kubernetes control plane used by the end-to-end tests:
-# etcd, kube-apiserver, kube-controller-manager (from the Go module proxy
-# with `go build`) and helm (`go install`). Binaries are cached outside the
+# Builds the real Kubernetes control plane and node used by the end-to-end tests:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+# kube-proxy (from the Go module proxy with `go build`), CoreDNS (the cluster
+# DNS the Pods resolve Service names with) and helm (`go install`). Binaries are cached outside the
 # clone, in ${ADF_CACHE:-~/.cache/activedataflow}/bin, so CI's fresh clone on
 # the same machine reuses them. Idempotent: only missing binaries are built.
 set -euo pipefail
@@ -9,6 +10,8 @@ set -euo pipefail
 K8S_VERSION="${ADF_K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ADF_ETCD_VERSION:-v3.5.21}"
 HELM_VERSION="${ADF_HELM_VERSION:-v3.19.0}"
+COREDNS_VERSION="${ADF_COREDNS_VERSION:-v1.12.4}"
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 CACHE="${ADF_CACHE:-$HOME/.cache/activedataflow}"
 BIN="$CACHE/bin"
 mkdir -p "$BIN"
@@ -37,11 +40,11 @@ build_k8s() {
       echo ")"
     } > go.mod.tmp
     mv go.mod.tmp go.mod
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-           "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION"
   fi
-  for cmd in kube-apiserver kube-controller-manager; do
+  for cmd in "${K8S_CMDS[@]}"; do
     if [ ! -x "$BIN/$cmd" ]; then
+      # Idempotent, and needed when a cached module predates this command.
+      go get "k8s.io/kubernetes/cmd/$cmd@$K8S_VERSION"
       log "go build $cmd $K8S_VERSION (takes several minutes on 2 cores)"
       go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}" \
         -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
@@ -62,6 +65,20 @@ build_etcd() {
   log "go build etcd $ETCD_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
   mv "$BIN/etcd.tmp" "$BIN/etcd"
+}
+
+build_coredns() {
+  [ -x "$BIN/coredns" ] && return 0
+  local work="$CACHE/build/coredns-$COREDNS_VERSION"
+  mkdir -p "$work"
+  cd "$work"
+  if [ ! -f go.mod ]; then
+    go mod init adf.local/corednsbuild >/dev/null 2>&1
+    go get "github.com/coredns/coredns@$COREDNS_VERSION"
+  fi
+  log "go build coredns $COREDNS_VERSION"
+  go build -trimpath -ldflags "-s -w" -o "$BIN/coredns.tmp" github.com/coredns/coredns
+  mv "$BIN/coredns.tmp" "$BIN/coredns"
 }
 
 build_helm() {
@@ -92,7 +109,8 @@ case "$what" in
   etcd) build_etcd ;;
   k8s) build_k8s ;;
   helm) build_helm ;;
-  all) build_etcd; build_helm; build_k8s ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm]" >&2; exit 2 ;;
+  coredns) build_coredns ;;
+  all) build_etcd; build_helm; build_k8s; build_coredns ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|coredns]" >&2; exit 2 ;;
 esac
 ls -la "$BIN" >&2
