@@ -183,9 +183,14 @@ def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force
     if force and not flow:
         raise UserError("--force: needs --flow NAME")
     trigger = os.environ.get("ADF_TRIGGER") or ("manual" if force else "schedule" if flow else "heartbeat")
+    # The run-now Job names its run (operator/cronjob.py), so a second Pod of it runs nothing.
+    run_name = (os.environ.get("ADF_RUN_NAME") or None) if force else None
     with _store(ctx) as store:
         executor = _executor(store, reflect=True)
-        result = beat(executor, namespace=namespace, flow=flow, force=force, trigger=trigger)  # type: ignore[arg-type]
+        result = beat(
+            executor, namespace=namespace, flow=flow, force=force, run_name=run_name,
+            trigger=trigger,  # type: ignore[arg-type]
+        )
         if output == "json":
             click.echo(json.dumps({**result.as_json(), "runs": [_outcome_json(o) for o in result.outcomes]}))
         else:
@@ -331,7 +336,7 @@ def _print_outcomes(outcomes: Sequence[Any], output: str) -> None:
         return
     for o in outcomes:
         if o.run is None:
-            click.echo(f"{o.namespace}/{o.flow}: skipped ({o.skipped})")
+            click.echo(f"{o.namespace}/{o.flow}: skipped: {o.skipped}")
             continue
         r = o.run
         line = (

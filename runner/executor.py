@@ -22,8 +22,10 @@ record with ``attempt`` counting up, after ``backoffSeconds * 2**(n-1)``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -44,7 +46,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("activedataflow.runner")
 
-__all__ = ["FlowExecutor", "Progress", "RunOutcome", "dataflow_from_record", "run_name_for"]
+__all__ = [
+    "FlowExecutor",
+    "Progress",
+    "RunOutcome",
+    "attempt_name",
+    "dataflow_from_record",
+    "manual_run_name",
+    "run_name_for",
+]
 
 
 class Progress(Protocol):
@@ -83,17 +93,50 @@ class RunOutcome:
         return self.run is not None and self.run.status == "failed"
 
 
+RUN_NAME_LIMIT = 253  # a DataFlowRun name is a DNS-1123 subdomain
+_ATTEMPT_ROOM = 4  # "-101": retries.limit is at most 100
+_VALUE_LIMIT = 40  # longer run-now values are hashed
+RECENT_RUNS = 200  # runs looked through for the one a second runner found already there
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 def run_name_for(flow: str, slot: datetime, attempt: int = 1, *, manual: bool = False) -> str:
     """``<flow>-<unix minutes>`` for a scheduled slot (as CronJob names its Jobs), so a second
-    runner for the same slot finds the run already there; a manual run is named by its second
-    and a random suffix, ``<flow>-manual-<unix seconds>-<hex>``. Retries add ``-<attempt>``.
-    ``ADF_RUN_NAME`` (set by the
-    operator on run-now Jobs) names a manual run deterministically instead."""
+    runner for the same slot finds the run already there. A manual run given no name (``adf run``,
+    ``adf heartbeat --force`` outside a cluster) is unique instead: ``<flow>-manual-<unix seconds>-<hex>``;
+    in a cluster the run-now Job names it with :func:`manual_run_name`. Retries add ``-<attempt>``."""
     if manual:
-        base = os.environ.get("ADF_RUN_NAME") or f"{flow}-manual-{int(slot.timestamp())}-{uuid.uuid4().hex[:4]}"
+        base = f"{flow}-manual-{int(slot.timestamp())}-{uuid.uuid4().hex[:4]}"
     else:
         base = f"{flow}-{int(slot.timestamp() // 60)}"
+    return attempt_name(base, attempt)
+
+
+def attempt_name(base: str, attempt: int) -> str:
+    """The name of attempt ``attempt`` of the run named ``base`` (the first attempt is ``base``)."""
     return base if attempt == 1 else f"{base}-{attempt}"
+
+
+def manual_run_name(flow: str, value: str) -> str:
+    """The name of the run a run-now annotation value asks for: ``<flow>-manual-<value>``.
+
+    Deterministic, so a second runner for the same request (the run-now Job's Pod started
+    twice) finds the run already there. A value that is not a lowercase DNS label of at most
+    40 characters (``adf trigger`` and ``date +%s`` give unix seconds, which are) is replaced
+    by 12 hex digits of its SHA-256. The name is a DNS-1123 subdomain short enough for the
+    ``-<attempt>`` of retries; a long flow name is cut and a hash of the whole name appended.
+    """
+    token = value if len(value) <= _VALUE_LIMIT and _LABEL.fullmatch(value) else _digest(value, 12)
+    name = f"{flow}-manual-{token}"
+    limit = RUN_NAME_LIMIT - _ATTEMPT_ROOM
+    if len(name) <= limit:
+        return name
+    suffix = f"-{_digest(name, 8)}-manual-{token}"
+    return name[: limit - len(suffix)].rstrip("-.") + suffix
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def dataflow_from_record(record: FlowRecord) -> DataFlow:
@@ -169,8 +212,16 @@ class FlowExecutor:
             next_at = next_run(flow.spec, after=utcnow(), last_run_at=existing.last_run_at)
         return self.store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
 
-    def run(self, record: FlowRecord, *, trigger: Trigger = "schedule", force: bool = False) -> RunOutcome:
-        """Run the flow if it is due (or ``force``), with retries. Never raises for a failed run."""
+    def run(
+        self, record: FlowRecord, *, trigger: Trigger = "schedule", force: bool = False, run_name: str | None = None
+    ) -> RunOutcome:
+        """Run the flow if it is due (or ``force``), with retries. Never raises for a failed run.
+
+        ``run_name`` names the (first attempt of the) run instead of :func:`run_name_for`: the
+        run-now Job passes :func:`manual_run_name` of its annotation value. As for a scheduled
+        slot, the store refuses a second run of that name, so a second runner for the same
+        request runs nothing and says why (:attr:`RunOutcome.skipped`).
+        """
         flow = dataflow_from_record(record)
         outcome = RunOutcome(record.name, record.namespace)
         now = utcnow()
@@ -182,14 +233,16 @@ class FlowExecutor:
                 f"({flow.spec.startingDeadlineSeconds}s); waiting for the next one"
             )
             return outcome
+        base = run_name or run_name_for(flow.name, slot, manual=force)
         retries = flow.spec.runtime.retries
         for attempt in range(1, retries.limit + 2):
+            name = attempt_name(base, attempt)
             run = self._claim(
-                flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, manual=force
+                flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, run_name=name
             )
             if run is None:
                 if attempt == 1:
-                    outcome.skipped = self._why_not_claimed(record, now)
+                    outcome.skipped = self._why_not_claimed(record, now, name)
                 break
             run = self._execute(flow, run)
             outcome.run = run
@@ -211,17 +264,26 @@ class FlowExecutor:
             return False
         return now - record.next_run_at > timedelta(seconds=deadline)
 
-    def _why_not_claimed(self, record: FlowRecord, now: datetime) -> str:
+    def _why_not_claimed(self, record: FlowRecord, now: datetime, run_name: str) -> str:
         current = self.store.get_flow(record.name, record.namespace)
         if current is None:
             return "flow no longer exists"
         if not current.enabled:
             return "flow is suspended or disabled"
+        taken = self._run_named(record, run_name)
+        if taken is not None:
+            return f"run {run_name} for this slot already exists ({_describe(taken)})"
         if self.store.active_runs(record.name, record.namespace):
             return "another run of this flow is active (concurrencyPolicy Forbid)"
         if current.next_run_at is not None and current.next_run_at > now:
             return f"not due until {current.next_run_at.isoformat()}"
         return "claimed by another runner"
+
+    def _run_named(self, record: FlowRecord, run_name: str) -> RunRecord | None:
+        """The flow's run called ``run_name``, if it is among its recent runs (the store keeps
+        ADF_KEEP_*_RUNS of each outcome)."""
+        recent = self.store.list_runs(record.name, record.namespace, limit=RECENT_RUNS)
+        return next((r for r in recent if r.run_name == run_name), None)
 
     def _claim(
         self,
@@ -232,7 +294,7 @@ class FlowExecutor:
         force: bool,
         slot: datetime,
         attempt: int,
-        manual: bool,
+        run_name: str,
     ) -> RunRecord | None:
         now = utcnow()
         if flow.spec.concurrencyPolicy == "Replace":
@@ -252,7 +314,7 @@ class FlowExecutor:
             runner_id=self.runner_id,
             lease_seconds=self.lease_seconds,
             trigger=trigger,
-            run_name=run_name_for(flow.name, slot, attempt, manual=manual),
+            run_name=run_name,
             scheduled_for=slot,
             next_run_at=next_run(flow.spec, after=now, last_run_at=now),
             require_due=not force,
@@ -415,6 +477,21 @@ class FlowExecutor:
             raise ConnectorError(
                 f"{failed} record(s) failed, more than spec.sink.maxFailedRecords ({limit}): {first}"
             )
+
+
+def _describe(run: RunRecord) -> str:
+    """A run's state in a few words, for a runner explaining why it ran nothing."""
+    if run.status == "success":
+        return f"succeeded at {_at(run.ended_at)}"
+    if run.status == "failed":
+        message = (run.error_message or "no error recorded").splitlines()[0]
+        return f"failed: {message[:200]}"
+    state = "running" if run.status == "in_progress" else run.status
+    return f"{state}, runner {run.runner_id or 'unknown'}, lease until {_at(run.lease_expires_at)}"
+
+
+def _at(when: datetime | None) -> str:
+    return when.isoformat() if when is not None else "unknown time"
 
 
 def _incremental(flow: DataFlow) -> bool:

@@ -50,8 +50,14 @@ def heartbeat(
     flow: str | None = None,
     force: bool = False,
     trigger: Trigger = "heartbeat",
+    run_name: str | None = None,
 ) -> HeartbeatResult:
-    """Run the due flows (or the one named ``flow``; with ``force`` even if not due)."""
+    """Run the due flows (or the one named ``flow``; with ``force`` even if not due).
+
+    ``run_name`` (with ``flow`` and ``force``: a run-now Job's ``ADF_RUN_NAME``) names the run,
+    so a second runner for the same request finds it already there and runs nothing."""
+    if run_name is not None and (flow is None or not force):
+        raise ValueError("run_name names the run of one forced flow")
     store: Store = executor.store
     now = utcnow()
     result = HeartbeatResult(timestamp=now)
@@ -69,7 +75,7 @@ def heartbeat(
         due = store.due_flows(now, namespace)
     result.flows_due = len(due)
     for record in due:
-        outcome = executor.run(record, trigger="manual" if force else trigger, force=force)
+        outcome = executor.run(record, trigger="manual" if force else trigger, force=force, run_name=run_name)
         if outcome.skipped:
             log.info("flow %s/%s skipped: %s", record.namespace, record.name, outcome.skipped)
         result.outcomes.append(outcome)

@@ -135,6 +135,41 @@ def test_heartbeat_force_runs_a_flow_that_is_not_due(tmp_path: Path, dbs: tuple[
     assert json.loads(forced.stdout)["runs"][0]["run"]["trigger"] == "manual"
 
 
+def test_a_second_run_now_pod_with_the_same_run_name_runs_nothing_and_says_why(
+    tmp_path: Path, dbs: tuple[str, str, str]
+) -> None:
+    """The run-now Job's Pod started twice: both get the Job's ADF_RUN_NAME, the flow runs once."""
+    src, sink, store = dbs
+    assert adf("--store", store, "apply", str(manifest(tmp_path, source_url=src, sink_url=sink))).returncode == 0
+    env = {"ADF_RUN_NAME": "paid-orders-manual-1767225600", "ADF_TRIGGER": "manual"}
+    args = ("--store", store, "heartbeat", "--flow", "paid-orders", "-n", "shop", "--force")
+    first = adf(*args, "-o", "json", env=env)
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)["runs"][0]["run"]
+    assert (run["run_name"], run["status"], run["records_written"]) == ("paid-orders-manual-1767225600", "success", 4)
+
+    second = adf(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "1 due, 0 run" in second.stdout
+    assert (
+        "shop/paid-orders: skipped: run paid-orders-manual-1767225600 for this slot already exists (succeeded at "
+        in second.stdout
+    )
+    runs = json.loads(adf("--store", store, "runs", "-o", "json").stdout)
+    assert [r["run_name"] for r in runs] == ["paid-orders-manual-1767225600"]
+    assert fact_rows(tmp_path) == EXPECTED_FACT
+
+
+def test_adf_run_ignores_adf_run_name_and_names_every_run_anew(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    src, sink, store = dbs
+    path = str(manifest(tmp_path, source_url=src, sink_url=sink))
+    env = {"ADF_RUN_NAME": "paid-orders-manual-1767225600"}
+    assert adf("--store", store, "run", path, env=env).returncode == 0
+    assert adf("--store", store, "run", path, env=env).returncode == 0
+    names = [r["run_name"] for r in json.loads(adf("--store", store, "runs", "-o", "json").stdout)]
+    assert len(set(names)) == 2 and "paid-orders-manual-1767225600" not in names
+
+
 def test_runs_table_lists_newest_first(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
     src, sink, store = dbs
     path = manifest(tmp_path, source_url=src, sink_url=sink)

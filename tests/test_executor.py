@@ -12,7 +12,7 @@ import pytest
 import yaml
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner import connectors
-from activedataflow.runner.executor import FlowExecutor, run_name_for
+from activedataflow.runner.executor import FlowExecutor, manual_run_name, run_name_for
 from activedataflow.store import open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -278,3 +278,141 @@ def test_python_step_without_declared_columns_opens_the_sink_after_its_first_row
     assert run is not None and run.status == "success", run and run.error_message
     assert (run.records_read, run.records_written) == (8, 5)
     assert actual_sink(tmp_path / "dst.db") == expected_sink(tmp_path / "src.db")
+
+
+# --------------------------------------------------------------------------- run names (CONTRACT.md, DataFlowRun)
+
+
+def _plain_flow(tmp_path: Path, **kw: Any) -> tuple[Any, FlowExecutor, Any]:
+    src_url, dst_url = make_dbs(tmp_path, pk=True)
+    with sqlite3.connect(tmp_path / "src.db") as db:
+        db.executemany("INSERT INTO src VALUES (?, ?, 'paid', ?)", [(i, i, i) for i in range(1, 4)])
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    executor = FlowExecutor(store, runner_id="runner-a", sleep=lambda s: None)
+    record = executor.register(flow_doc(src_url, dst_url, mode="upsert", transaction="batch", src_batch=2,
+                                        sink_batch=2, incremental=False, **kw))
+    return store, executor, record
+
+
+@pytest.mark.parametrize(
+    ("slot", "expected"),
+    [
+        # 2026-01-01T00:00:00Z is 1767225600 s since the epoch (56 years, 14 of them leap: 20454 days * 86400),
+        # 1767225600 / 60 = 29453760 minutes.
+        ("2026-01-01T00:00:00+00:00", "prop-flow-29453760"),
+        ("2026-01-01T00:00:59+00:00", "prop-flow-29453760"),  # seconds do not count: the slot's minute
+        ("2026-01-01T00:01:00+00:00", "prop-flow-29453761"),
+        ("2026-01-01T01:00:00+01:00", "prop-flow-29453760"),  # the same instant in another zone
+        ("1970-01-01T00:00:00+00:00", "prop-flow-0"),
+    ],
+)
+def test_a_scheduled_run_is_named_flow_dash_unix_minutes_of_its_slot(tmp_path: Path, slot: str, expected: str) -> None:
+    from datetime import datetime
+
+    store, executor, record = _plain_flow(tmp_path)
+    store.set_next_run(record.name, record.namespace, datetime.fromisoformat(slot))
+    run = executor.run(store.get_flow(record.name, record.namespace)).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert run.run_name == expected
+    assert run_name_for("prop-flow", datetime.fromisoformat(slot)) == expected
+
+
+def test_scheduled_retries_add_the_attempt_to_the_slot_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime
+
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    store, executor, record = _plain_flow(tmp_path, retries=2)
+    store.set_next_run(record.name, record.namespace, datetime.fromisoformat("2026-01-01T00:00:00+00:00"))
+    real_open_sink = connectors.open_sink
+    failures = iter([1, 1, None])
+    monkeypatch.setattr(connectors, "open_sink", lambda *a, **k: FaultySink(real_open_sink(*a, **k), next(failures)))
+    outcome = executor.run(store.get_flow(record.name, record.namespace))
+    assert [r.run_name for r in outcome.attempts] == ["prop-flow-29453760", "prop-flow-29453760-2",
+                                                      "prop-flow-29453760-3"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1767225600", "paid-orders-manual-1767225600"),  # `date +%s`, what `adf trigger` sets
+        ("retry-after-fix", "paid-orders-manual-retry-after-fix"),
+    ],
+)
+def test_a_manual_run_is_named_from_the_run_now_value(value: str, expected: str) -> None:
+    assert manual_run_name("paid-orders", value) == expected
+
+
+@pytest.mark.parametrize(
+    "value", ["Now!", "2026-01-01T00:00:00Z", "a.b", "-1", "x" * 100, "", "1767225600 ", "ünïcode"]
+)
+def test_a_run_now_value_unusable_in_a_name_is_hashed_deterministically(value: str) -> None:
+    import re
+
+    name = manual_run_name("paid-orders", value)
+    assert name == manual_run_name("paid-orders", value)
+    assert re.fullmatch(r"paid-orders-manual-[0-9a-f]{12}", name), name
+    assert name != manual_run_name("paid-orders", value + "x")
+
+
+def test_a_manual_run_name_of_a_long_flow_stays_a_bounded_dns_subdomain() -> None:
+    import re
+
+    flow = "f" * 253
+    a, b = manual_run_name(flow, "1767225600"), manual_run_name(flow, "1767225601")
+    assert a != b
+    for name in (a, b, f"{a}-101"):  # room for the attempt suffix of retries
+        assert len(name) <= 253
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)
+    assert manual_run_name("g" + "f" * 252, "1767225600") != a  # the cut part is in the hash
+
+
+def test_a_manual_run_without_a_given_name_is_unique(tmp_path: Path) -> None:
+    """`adf run` / `adf heartbeat --force` outside a cluster: every run is a new one."""
+    store, executor, record = _plain_flow(tmp_path)
+    first = executor.run(record, trigger="manual", force=True).run
+    second = executor.run(store.get_flow(record.name, record.namespace), trigger="manual", force=True).run
+    assert first is not None and second is not None
+    assert first.run_name != second.run_name
+    assert first.run_name.startswith("prop-flow-manual-") and second.run_name.startswith("prop-flow-manual-")
+
+
+def test_a_second_runner_with_the_same_manual_run_name_finds_the_run_and_does_not_execute(tmp_path: Path) -> None:
+    store, executor, record = _plain_flow(tmp_path)
+    name = manual_run_name(record.name, "1767225600")
+    first = executor.run(record, trigger="manual", force=True, run_name=name)
+    assert first.run is not None and first.run.status == "success" and first.run.run_name == name
+
+    second_runner = FlowExecutor(store, runner_id="runner-b")
+    again = second_runner.run(store.get_flow(record.name, record.namespace), trigger="manual", force=True,
+                              run_name=name)
+    assert again.run is None and again.attempts == []
+    assert again.skipped is not None
+    assert again.skipped.startswith(f"run {name} for this slot already exists (succeeded")
+    assert [r.run_name for r in store.list_runs(record.name, record.namespace)] == [name]
+
+
+def test_a_second_runner_for_a_slot_whose_run_is_active_says_so(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+
+    store, _, record = _plain_flow(tmp_path)
+    name = manual_run_name(record.name, "1767225600")
+    held = store.claim(record.name, record.namespace, now=utcnow(), runner_id="runner-a", lease_seconds=300,
+                       run_name=name, require_due=False, trigger="manual")
+    assert held is not None
+    outcome = FlowExecutor(store, runner_id="runner-b").run(record, trigger="manual", force=True, run_name=name)
+    assert outcome.run is None
+    assert outcome.skipped is not None
+    assert outcome.skipped.startswith(f"run {name} for this slot already exists (pending, runner runner-a")
+
+
+def test_a_second_runner_whose_slot_failed_names_the_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    store, executor, record = _plain_flow(tmp_path)
+    name = manual_run_name(record.name, "1767225600")
+    real_open_sink = connectors.open_sink
+    monkeypatch.setattr(connectors, "open_sink", lambda *a, **k: FaultySink(real_open_sink(*a, **k), 1))
+    assert executor.run(record, trigger="manual", force=True, run_name=name).failed
+    again = FlowExecutor(store, runner_id="runner-b").run(record, trigger="manual", force=True, run_name=name)
+    assert again.run is None and again.skipped is not None
+    assert again.skipped.startswith(f"run {name} for this slot already exists (failed: ")
+    assert "injected fault on write 1" in again.skipped
