@@ -12,7 +12,8 @@ Names (deterministic, so a restarted operator finds what it made):
 * ``runtime.type: heartbeat`` -> one CronJob per namespace, ``adf-heartbeat``,
   running ``adf heartbeat --namespace NS`` (every due heartbeat flow).
 * run-now -> a Job ``<cronjob>-manual-<hash>``; the hash covers the annotation
-  value (and the flow, since heartbeat flows share a CronJob).
+  value (and the flow, since heartbeat flows share a CronJob). Its run is named
+  ``<flow>-manual-<value>`` (``ADF_RUN_NAME``; the value hashed if it is no DNS label).
 
 Interval -> cron mapping (``runtime.type: cronjob`` only; a heartbeat flow's
 interval is checked by the heartbeat itself):
@@ -42,6 +43,7 @@ from typing import Any
 
 from ..model import DataFlow, SecretKeyRef
 from ..runner.connections import secret_env_name
+from ..runner.executor import manual_run_name
 from ..schedule import cron_for_interval, parse_cron
 from .kube import owner_reference
 
@@ -285,15 +287,22 @@ def build_heartbeat_cronjob(
 def build_manual_job(cronjob: Mapping[str, Any], *, flow_name: str, namespace: str, value: str) -> dict[str, Any]:
     """A Job from the CronJob's jobTemplate running ``flow_name`` now (``kubectl create job --from``).
 
-    The command gains ``--force`` (run even if not due) and ``ADF_TRIGGER=manual``.
+    The command gains ``--force`` (run even if not due), ``ADF_TRIGGER=manual`` and
+    ``ADF_RUN_NAME``, the run's name derived from the annotation ``value``
+    (:func:`~activedataflow.runner.executor.manual_run_name`): like a scheduled slot's name it
+    is the same for every Pod of the Job, so a Pod started twice runs the flow once.
     """
     template = copy.deepcopy(dict(cronjob["spec"]["jobTemplate"]))
     job_spec = template["spec"]
     pod = job_spec["template"]["spec"]
     container = next((c for c in pod["containers"] if c["name"] == CONTAINER), pod["containers"][0])
     container["command"] = ["adf", "heartbeat", "--flow", flow_name, "--namespace", namespace, "--force"]
-    env = [e for e in container.get("env", []) if e["name"] != "ADF_TRIGGER"]
-    container["env"] = [*env, {"name": "ADF_TRIGGER", "value": "manual"}]
+    env = [e for e in container.get("env", []) if e["name"] not in ("ADF_TRIGGER", "ADF_RUN_NAME")]
+    container["env"] = [
+        *env,
+        {"name": "ADF_TRIGGER", "value": "manual"},
+        {"name": "ADF_RUN_NAME", "value": manual_run_name(flow_name, value)},
+    ]
     template_labels = (template.get("metadata") or {}).get("labels") or {}
     job_labels = {k: v for k, v in template_labels.items() if k != HEARTBEAT_LABEL} | labels(flow_name)
     job_spec["template"]["metadata"] = {**(job_spec["template"].get("metadata") or {}), "labels": dict(job_labels)}

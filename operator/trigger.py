@@ -2,6 +2,8 @@
 
 The operator sees the new value, creates a Job from the flow's CronJob template
 and acknowledges the value in ``status.lastHandledRunNow``, so one value runs once.
+The value (unix seconds) is a DNS label, so the run is named ``<flow>-manual-<value>``
+as it is (:func:`~activedataflow.runner.executor.manual_run_name`).
 """
 
 from __future__ import annotations

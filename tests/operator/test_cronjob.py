@@ -17,6 +17,7 @@ from activedataflow.operator.cronjob import (
     cronjob_name,
     manual_job_name,
 )
+from activedataflow.runner.executor import manual_run_name
 
 from tests.operator.conftest import dataflow, dataflow_body
 
@@ -200,6 +201,33 @@ def test_manual_job_is_made_from_the_cronjob_template(runner) -> None:
     assert env_of(c)["ADF_TRIGGER"]["value"] == "manual"
     assert env_of(c)["ADF_STORE_URL"] == env_of(container(cj))["ADF_STORE_URL"]
     assert job["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_manual_job_names_its_run_from_the_annotation_value(runner) -> None:
+    """ADF_RUN_NAME: a second Pod of the Job finds the run already there instead of running the flow again."""
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    cj["metadata"]["uid"] = "cj-uid"
+    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    assert env_of(c)["ADF_RUN_NAME"] == {"name": "ADF_RUN_NAME", "value": "paid-orders-manual-1700000000"}
+    again = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    assert again == job  # the same value, the same Job and run name (an operator restarted between)
+    other = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000001")
+    assert env_of(other["spec"]["template"]["spec"]["containers"][0])["ADF_RUN_NAME"]["value"] == (
+        "paid-orders-manual-1700000001"
+    )
+
+
+def test_manual_job_of_a_heartbeat_flow_names_the_run_of_that_flow(runner) -> None:
+    one, two = dataflow(runtime={"type": "heartbeat"}), dataflow(name="two", runtime={"type": "heartbeat"})
+    flows = [(one, dataflow_body(runtime={"type": "heartbeat"})), (two, dataflow_body(name="two"))]
+    cj = build_heartbeat_cronjob("shop", flows, runner=runner, store=STORE)
+    cj["metadata"]["uid"] = "cj-uid"
+    job = build_manual_job(cj, flow_name="two", namespace="shop", value="Now please!")
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["ADF_RUN_NAME"]["value"] == manual_run_name("two", "Now please!")
+    assert env["ADF_RUN_NAME"]["value"].startswith("two-manual-")  # the value is hashed: not a DNS label
+    assert [e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]].count("ADF_RUN_NAME") == 1
 
 
 def test_manual_job_names_differ_per_value_and_stay_valid() -> None:
