@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -32,8 +33,12 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+INTERNAL_ERROR = 3  # not 1, which says a flow run failed (a Job then fails instead of replacing the runner)
+
+
 def handle_errors(fn: F) -> F:
-    """User errors become one line on stderr and exit 2; anything else too, but with a hint."""
+    """User errors become one line on stderr and exit 2; anything else (a bug, a failure nobody
+    foresaw) its traceback and a last line ``adf: internal error: ...``, exit 3, all redacted."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -43,6 +48,11 @@ def handle_errors(fn: F) -> F:
             _fail(str(err), err.exit_code)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise  # click's own, with their own exit statuses
+        except Exception as err:
+            click.echo(redact(traceback.format_exc()), err=True, nl=False)
+            _fail(f"internal error: {type(err).__name__}: {err}", INTERNAL_ERROR)
 
     return wrapper  # type: ignore[return-value]
 

@@ -87,6 +87,28 @@ def test_failing_run_exits_1_with_the_error(tmp_path: Path, dbs: tuple[str, str,
     assert runs[0]["status"] == "failed" and "fact_ordrs" in runs[0]["error_message"]
 
 
+def test_an_internal_error_exits_3_not_1_which_means_a_flow_failed(tmp_path: Path) -> None:
+    """A run-now or CronJob Job fails at once on exit 1 (podFailurePolicy: the flow was retried in-process
+    already) but replaces a runner that crashed: an uncaught exception must not exit 1 as Python would."""
+    probe = (
+        "import sys\n"
+        "import activedataflow.runner.heartbeat as hb\n"
+        "def boom(*a, **k):\n"
+        "    raise RuntimeError('store connection reset: postgresql://adf:s3cr3t-pw@db/adf')\n"
+        "hb.heartbeat = boom\n"
+        "from activedataflow.cli import main\n"
+        "main(['--store', sys.argv[1], 'heartbeat'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
+    result = subprocess.run([sys.executable, "-c", probe, f"sqlite:///{tmp_path / 'adf.db'}"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("adf: internal error: RuntimeError: store connection reset")
+    assert "Traceback" in result.stderr  # for the bug report
+    assert "s3cr3t-pw" not in result.stderr
+
+
 def test_unknown_flow_exits_2(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 'adf.db'}"
     for args in (["runs", "nosuch"], ["heartbeat", "--flow", "nosuch"]):
