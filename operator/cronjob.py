@@ -48,8 +48,10 @@ from ..schedule import cron_for_interval, parse_cron
 from .kube import owner_reference
 
 __all__ = [
+    "FLOW_FAILED_EXIT",
     "FLOW_LABEL",
     "HEARTBEAT_CRONJOB",
+    "LOST_RUNNER_RETRIES",
     "MANAGED_BY",
     "RUN_NOW_ANNOTATION",
     "RunnerSettings",
@@ -61,6 +63,7 @@ __all__ = [
     "cron_schedule",
     "cronjob_name",
     "manual_job_name",
+    "runner_job_failure_handling",
     "secret_envs",
 ]
 
@@ -74,6 +77,8 @@ HEARTBEAT_CRONJOB = "adf-heartbeat"
 CONTAINER = "adf"
 CRONJOB_NAME_LIMIT = 52
 JOB_NAME_LIMIT = 63
+LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died (see runner_job_failure_handling)
+FLOW_FAILED_EXIT = 1  # `adf heartbeat`: a flow run failed, after its in-process retries (CONTRACT.md)
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,43 @@ def _pod_template(
     return {"metadata": {"labels": pod_labels}, "spec": pod}
 
 
+def runner_job_failure_handling() -> dict[str, Any]:
+    """``backoffLimit`` and ``podFailurePolicy`` of a Job running one flow (its CronJob's, run-now).
+
+    Retries of a failed flow belong to the runner: ``spec.runtime.retries`` runs in-process, each
+    attempt its own DataFlowRun with ``attempt`` set, after its backoff (as for heartbeat flows and
+    ``adf run``, where no Job retries). Once they are used up the runner exits 1. Were the Job to
+    retry too (``backoffLimit: retries.limit``, as before), a failing flow would run
+    ``(limit + 1) ** 2`` times. So:
+
+    * exit 1 (``FLOW_FAILED_EXIT``): ``FailJob`` -- the flow failed and was retried already;
+    * a ``DisruptionTarget`` condition (eviction, preemption, a node drained or tainted):
+      ``Ignore`` -- the Pod is replaced without counting, the slot still has to run. First, so a
+      disrupted runner is never taken for a failed flow;
+    * anything else -- the runner did not get to finish: killed (OOM 137, SIGTERM 143 of a deleted
+      Pod), crashed (3, an internal error), or could not start (2: the store unreachable, the flow
+      record missing) -- counts against ``backoffLimit`` = ``LOST_RUNNER_RETRIES``, whatever
+      ``retries.limit`` is (0 included), so a killed runner's slot is still run.
+
+    With a ``podFailurePolicy`` the Job replaces a Pod only once it has fully terminated
+    (``podReplacementPolicy: Failed``), so two runners of one Job never overlap; the replacement
+    claims the slot's run by its name (``ADF_RUN_NAME`` or ``<flow>-<unix minutes>``), so a slot
+    that finished is not run again. The policy needs ``restartPolicy: Never`` (the pod template's).
+    """
+    return {
+        "backoffLimit": LOST_RUNNER_RETRIES,
+        "podFailurePolicy": {
+            "rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"containerName": CONTAINER, "operator": "In", "values": [FLOW_FAILED_EXIT]},
+                },
+            ]
+        },
+    }
+
+
 def _with_hash(manifest: dict[str, Any]) -> dict[str, Any]:
     """Stamp the manifest with a hash of itself, so an unchanged one is recognised with one GET."""
     manifest["metadata"].setdefault("annotations", {})[SPEC_HASH_ANNOTATION] = manifest_hash(manifest)
@@ -189,7 +231,7 @@ def build_flow_cronjob(
     spec = flow.spec
     flow_labels = labels(flow.name)
     job_spec: dict[str, Any] = {
-        "backoffLimit": spec.runtime.retries.limit,
+        **runner_job_failure_handling(),
         "template": _pod_template(
             runner=runner,
             command=["adf", "heartbeat", "--flow", flow.name, "--namespace", flow.namespace],
@@ -267,6 +309,8 @@ def build_heartbeat_cronjob(
                 "jobTemplate": {
                     "metadata": {"labels": hb_labels},
                     "spec": {
+                        # A failed or dead heartbeat is not retried: the next beat, a minute later,
+                        # runs what is still due (a dead runner's run is reaped by its lease).
                         "backoffLimit": 0,
                         "template": _pod_template(
                             runner=runner,
@@ -287,13 +331,15 @@ def build_heartbeat_cronjob(
 def build_manual_job(cronjob: Mapping[str, Any], *, flow_name: str, namespace: str, value: str) -> dict[str, Any]:
     """A Job from the CronJob's jobTemplate running ``flow_name`` now (``kubectl create job --from``).
 
-    The command gains ``--force`` (run even if not due), ``ADF_TRIGGER=manual`` and
+    Retries as :func:`runner_job_failure_handling` (also for a heartbeat flow, whose CronJob never
+    retries). The command gains ``--force`` (run even if not due), ``ADF_TRIGGER=manual`` and
     ``ADF_RUN_NAME``, the run's name derived from the annotation ``value``
     (:func:`~activedataflow.runner.executor.manual_run_name`): like a scheduled slot's name it
     is the same for every Pod of the Job, so a Pod started twice runs the flow once.
     """
     template = copy.deepcopy(dict(cronjob["spec"]["jobTemplate"]))
     job_spec = template["spec"]
+    job_spec.update(runner_job_failure_handling())  # also from the heartbeat CronJob, which never retries
     pod = job_spec["template"]["spec"]
     container = next((c for c in pod["containers"] if c["name"] == CONTAINER), pod["containers"][0])
     container["command"] = ["adf", "heartbeat", "--flow", flow_name, "--namespace", namespace, "--force"]

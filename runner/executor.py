@@ -16,7 +16,10 @@ Lifecycle (the Rails FlowExecutor's): ``pending -> in_progress -> success | fail
    backtrace recorded, secrets redacted).
 
 Retries (``spec.runtime.retries``) run in-process: each attempt is its own run
-record with ``attempt`` counting up, after ``backoffSeconds * 2**(n-1)``.
+record with ``attempt`` counting up, after ``backoffSeconds * 2**(n-1)``; the same
+for CronJob flows, heartbeat flows and ``adf run``. In Kubernetes the runner's Job
+does not retry a flow that failed (the CLI's exit 1), only a runner that died
+(``operator/cronjob.py``, ``runner_job_failure_handling``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from activedataflow.errors import ConfigError
 from activedataflow.model import SecretKeyRef
 from activedataflow.operator.cronjob import (
     HEARTBEAT_CRONJOB,
+    LOST_RUNNER_RETRIES,
     build_flow_cronjob,
     build_heartbeat_cronjob,
     build_manual_job,
@@ -82,7 +83,6 @@ def test_flow_cronjob_maps_the_spec(runner) -> None:
     assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 1)
     job = spec["jobTemplate"]["spec"]
     assert job["activeDeadlineSeconds"] == 3600
-    assert job["backoffLimit"] == 3
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "adf-runner"
@@ -127,7 +127,52 @@ def test_optional_fields_are_left_out_when_unset(runner) -> None:
     assert "timeZone" not in cj["spec"]
     assert "startingDeadlineSeconds" not in cj["spec"]
     assert "activeDeadlineSeconds" not in cj["spec"]["jobTemplate"]["spec"]
-    assert cj["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+
+
+# Retries: the runner retries a failed flow in-process (each attempt a DataFlowRun) and then exits 1;
+# the Job only replaces a runner that did not get to finish (killed, OOM, evicted, crashed).
+RUNNER_RETRY_POLICY = {
+    "rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "FailJob", "onExitCodes": {"containerName": "adf", "operator": "In", "values": [1]}},
+    ]
+}
+
+
+def job_failure_handling(job_spec: dict) -> tuple[object, object, object]:
+    return job_spec.get("backoffLimit"), job_spec.get("podFailurePolicy"), job_spec["template"]["spec"]["restartPolicy"]
+
+
+@pytest.mark.parametrize("retries", [None, {"limit": 0}, {"limit": 3, "backoffSeconds": 30}, {"limit": 100}])
+def test_the_job_never_reruns_a_runner_whose_flow_failed_only_one_that_died(runner, retries) -> None:
+    """Not (limit+1)**2 attempts: exit 1 (the flow failed, retried in-process already) fails the Job; a crash
+    (any other exit: OOM kill, SIGTERM of a deleted Pod, an internal error, an unreachable store) is replaced
+    up to LOST_RUNNER_RETRIES times whatever retries.limit is; a disruption (eviction, preemption, node
+    drain) is replaced without counting. podFailurePolicy needs restartPolicy Never."""
+    runtime = {"type": "cronjob"} if retries is None else {"type": "cronjob", "retries": retries}
+    cj = build_flow_cronjob(dataflow(runtime=runtime), owner=dataflow_body(), runner=runner, store=STORE)
+    job = cj["spec"]["jobTemplate"]["spec"]
+    assert job_failure_handling(job) == (LOST_RUNNER_RETRIES, RUNNER_RETRY_POLICY, "Never")
+    assert LOST_RUNNER_RETRIES >= 1
+    assert container(cj)["name"] == "adf"  # the container the exit-code rule names
+
+
+def test_a_manual_job_has_the_same_failure_handling(runner) -> None:
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    cj["metadata"]["uid"] = "cj-uid"
+    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    assert job_failure_handling(job["spec"]) == (LOST_RUNNER_RETRIES, RUNNER_RETRY_POLICY, "Never")
+
+
+def test_a_manual_job_of_a_heartbeat_flow_is_replaced_when_its_runner_dies(runner) -> None:
+    """The shared heartbeat CronJob never retries (the next beat, a minute later, picks up a flow whose runner
+    died); a run-now Job made from its template runs one flow once, so it is replaced like a flow's Job."""
+    body = dataflow_body(runtime={"type": "heartbeat"})
+    cj = build_heartbeat_cronjob("shop", [(dataflow(runtime={"type": "heartbeat"}), body)], runner=runner, store=STORE)
+    assert job_failure_handling(cj["spec"]["jobTemplate"]["spec"]) == (0, None, "Never")
+    cj["metadata"]["uid"] = "cj-uid"
+    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    assert job_failure_handling(job["spec"]) == (LOST_RUNNER_RETRIES, RUNNER_RETRY_POLICY, "Never")
 
 
 def test_suspend_is_carried_to_the_cronjob(runner) -> None:
