@@ -194,9 +194,12 @@ def runner_job_failure_handling() -> dict[str, Any]:
       ``retries.limit`` is (0 included), so a killed runner's slot is still run.
 
     With a ``podFailurePolicy`` the Job replaces a Pod only once it has fully terminated
-    (``podReplacementPolicy: Failed``), so two runners of one Job never overlap; the replacement
-    claims the slot's run by its name (``ADF_RUN_NAME`` or ``<flow>-<unix minutes>``), so a slot
-    that finished is not run again. The policy needs ``restartPolicy: Never`` (the pod template's).
+    (``podReplacementPolicy: Failed``), so two runners of one Job never overlap. The replacement
+    (``adf heartbeat --flow``) finds the slot's run by its name (``ADF_RUN_NAME`` or
+    ``<flow>-<unix minutes>``): a slot that finished is not run again; one whose runner died is
+    taken over as its next attempt once the dead runner's lease lapsed (``FlowExecutor.run``,
+    ``resume``), so the slot is still run. The policy needs ``restartPolicy: Never`` (the pod
+    template's).
     """
     return {
         "backoffLimit": LOST_RUNNER_RETRIES,

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..errors import ConnectorError, UserError, redact
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
-from ..store.base import Counts, FlowRecord, FlowUpsert, RunRecord, Store, Trigger
+from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, FlowUpsert, RunRecord, Store, Trigger
+from ..store.common import is_lease_lost
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -99,6 +100,8 @@ class RunOutcome:
 RUN_NAME_LIMIT = 253  # a DataFlowRun name is a DNS-1123 subdomain
 _ATTEMPT_ROOM = 4  # "-101": retries.limit is at most 100
 _VALUE_LIMIT = 40  # longer run-now values are hashed
+REPLACED = "replaced by a newer run"
+SETTLE_POLL_SECONDS = 2.0  # how often a replaced runner looks whether the slot's lease was renewed or lapsed
 RECENT_RUNS = 200  # runs looked through for the one a second runner found already there
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -216,7 +219,13 @@ class FlowExecutor:
         return self.store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
 
     def run(
-        self, record: FlowRecord, *, trigger: Trigger = "schedule", force: bool = False, run_name: str | None = None
+        self,
+        record: FlowRecord,
+        *,
+        trigger: Trigger = "schedule",
+        force: bool = False,
+        run_name: str | None = None,
+        resume: bool = False,
     ) -> RunOutcome:
         """Run the flow if it is due (or ``force``), with retries. Never raises for a failed run.
 
@@ -224,6 +233,12 @@ class FlowExecutor:
         run-now Job passes :func:`manual_run_name` of its annotation value. As for a scheduled
         slot, the store refuses a second run of that name, so a second runner for the same
         request runs nothing and says why (:attr:`RunOutcome.skipped`).
+
+        ``resume`` (the runner of a Job, whose Pod may be a replacement for one that died): when
+        the slot's run is there already, wait while its lease is neither renewed nor lapsed
+        (:meth:`await_settled`), and go on with the slot's next attempt if its runner died (the
+        lease lapsed) or died between attempts (failed with retries left). A run that succeeded,
+        failed for good, or whose runner is alive is left alone.
         """
         flow = dataflow_from_record(record)
         outcome = RunOutcome(record.name, record.namespace)
@@ -238,15 +253,23 @@ class FlowExecutor:
             return outcome
         base = run_name or run_name_for(flow.name, slot, manual=force)
         retries = flow.spec.runtime.retries
-        for attempt in range(1, retries.limit + 2):
+        attempt, taken_over = 1, None
+        while True:
             name = attempt_name(base, attempt)
             run = self._claim(
                 flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, run_name=name
             )
             if run is None:
-                if attempt == 1:
+                if not outcome.attempts:
+                    previous = self._run_named(record, name) if resume else None
+                    if previous is not None and (resumed := self._resume_after(previous, retries)) is not None:
+                        attempt, taken_over = max(resumed, attempt + 1), previous
+                        continue
                     outcome.skipped = self._why_not_claimed(record, now, name)
                 break
+            if taken_over is not None:
+                self.reflect_lost(taken_over)
+                taken_over = None
             run = self._execute(flow, run)
             outcome.run = run
             outcome.attempts.append(run)
@@ -255,8 +278,56 @@ class FlowExecutor:
             delay = retries.backoffSeconds * 2 ** (attempt - 1)
             log.info("flow %s/%s attempt %d failed; retrying in %ss", flow.namespace, flow.name, attempt, delay)
             self.sleep(delay)
+            attempt += 1
             record = self.store.get_flow(record.name, record.namespace) or record
         return outcome
+
+    def await_settled(self, run: RunRecord) -> RunRecord:
+        """Wait while another runner's active ``run`` holds a lease that is neither renewed nor lapsed.
+
+        A Job replaces a Pod once it has terminated, but the dead runner's lease runs on for up to
+        its lease seconds. Returns the run as it then is: finished, still active with its lease
+        lapsed (its runner died: the next claim fails it), or renewed (its runner is alive).
+        """
+        seen = run.lease_expires_at
+        while run.status in ACTIVE_STATUSES and run.runner_id != self.runner_id and seen is not None:
+            left = (seen - utcnow()).total_seconds()
+            if left < 0:
+                break
+            self.sleep(min(left + 0.05, SETTLE_POLL_SECONDS))
+            current = self.store.get_run(run.id)
+            if current is None:
+                break
+            run = current
+            if run.lease_expires_at != seen:
+                break  # renewed: alive
+        return run
+
+    def reflect_lost(self, run: RunRecord) -> None:
+        """Reflect a dead runner's run, failed by its lease (reaped, or taken over), into its DataFlowRun,
+        which its runner left Running."""
+        lost = self.store.get_run(run.id)
+        current = self.store.get_flow(run.flow_name, run.namespace)
+        if lost is not None and current is not None and is_lease_lost(lost):
+            self._reflect("run_finished", current, lost, cursor=current.cursor, next_run_at=current.next_run_at)
+
+    def _resume_after(self, previous: RunRecord, retries: Any) -> int | None:
+        """The attempt a replaced runner goes on with after the slot's run ``previous``; None: leave the slot."""
+        previous = self.await_settled(previous)
+        if previous.status in ACTIVE_STATUSES:
+            lapsed = previous.lease_expires_at is not None and previous.lease_expires_at <= utcnow()
+            return previous.attempt + 1 if lapsed else None
+        if previous.status != "failed":
+            return None
+        if is_lease_lost(previous):
+            return previous.attempt + 1
+        if previous.attempt <= retries.limit and not (previous.error_message or "").startswith(REPLACED):
+            if previous.ended_at is not None:  # the rest of the backoff its runner did not wait out
+                due = previous.ended_at + timedelta(seconds=retries.backoffSeconds * 2 ** (previous.attempt - 1))
+                if (left := (due - utcnow()).total_seconds()) > 0:
+                    self.sleep(left)
+            return previous.attempt + 1
+        return None
 
     # ------------------------------------------------------------------ steps
 
@@ -308,7 +379,7 @@ class FlowExecutor:
                         status="failed",
                         now=now,
                         counts=Counts(active.records_read, active.records_written, active.records_failed),
-                        error_message="replaced by a newer run (concurrencyPolicy Replace)",
+                        error_message=f"{REPLACED} (concurrencyPolicy Replace)",
                     )
         return self.store.claim(
             flow.name,

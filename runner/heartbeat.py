@@ -1,7 +1,10 @@
 """The heartbeat: run every flow that is due (what the CronJobs and `adf serve` call).
 
 A flow never run before is due. Runs whose runner died (lease expired) are
-failed first, which makes their flows due again.
+failed first, which makes their flows due again. With ``flow`` (what a flow's
+Job runs) a run of it held by another runner is waited on while its lease is
+neither renewed nor lapsed, so the Job's replacement for a Pod that died runs
+the slot instead of finding the flow not due (``FlowExecutor.run(resume=...)``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from datetime import datetime
 
 from ..errors import UnknownFlow
 from ..schedule import utcnow
-from ..store.base import Store, Trigger
+from ..store.base import ACTIVE_STATUSES, FlowRecord, Store, Trigger
 from .executor import FlowExecutor, RunOutcome
 
 log = logging.getLogger("activedataflow.heartbeat")
@@ -65,18 +68,43 @@ def heartbeat(
     result.reaped = len(reaped)
     for run in reaped:
         log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
+        executor.reflect_lost(run)
     if flow is not None:
         ns = namespace or "default"
         record = store.get_flow(flow, ns)
         if record is None:
             raise UnknownFlow(f"flow '{flow}' not found in namespace '{ns}' of the store {store.url_for_display}")
-        due = [record] if force or any(f.key == record.key for f in store.due_flows(now, ns)) else []
+        due = [record] if force or _is_due(store, record, now) else []
+        if not due and _lapsed_runs(executor, record):
+            # The replacement Pod of the flow's Job, early: its predecessor's claim moved the flow's
+            # next run on, and its lease lapsed only now. Failing that run makes the flow due again.
+            for run in store.reap_expired(utcnow()):
+                result.reaped += 1
+                log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
+                executor.reflect_lost(run)
+            due = [record] if _is_due(store, record, utcnow()) else []
     else:
         due = store.due_flows(now, namespace)
     result.flows_due = len(due)
     for record in due:
-        outcome = executor.run(record, trigger="manual" if force else trigger, force=force, run_name=run_name)
+        outcome = executor.run(
+            record, trigger="manual" if force else trigger, force=force, run_name=run_name, resume=flow is not None
+        )
         if outcome.skipped:
             log.info("flow %s/%s skipped: %s", record.namespace, record.name, outcome.skipped)
         result.outcomes.append(outcome)
     return result
+
+
+def _is_due(store: Store, record: FlowRecord, now: datetime) -> bool:
+    return any(f.key == record.key for f in store.due_flows(now, record.namespace))
+
+
+def _lapsed_runs(executor: FlowExecutor, record: FlowRecord) -> bool:
+    """Whether an active run of the flow held by another runner turned out dead: its lease lapsed
+    unrenewed while we waited (:meth:`FlowExecutor.await_settled`)."""
+    settled = [executor.await_settled(r) for r in executor.store.active_runs(record.name, record.namespace)]
+    now = utcnow()
+    return any(
+        r.status in ACTIVE_STATUSES and r.lease_expires_at is not None and r.lease_expires_at <= now for r in settled
+    )

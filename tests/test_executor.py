@@ -12,7 +12,7 @@ import pytest
 import yaml
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner import connectors
-from activedataflow.runner.executor import FlowExecutor, manual_run_name, run_name_for
+from activedataflow.runner.executor import FlowExecutor, dataflow_from_record, manual_run_name, run_name_for
 from activedataflow.store import open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -416,3 +416,146 @@ def test_a_second_runner_whose_slot_failed_names_the_failure(tmp_path: Path, mon
     assert again.run is None and again.skipped is not None
     assert again.skipped.startswith(f"run {name} for this slot already exists (failed: ")
     assert "injected fault on write 1" in again.skipped
+
+
+# --------------------------------------------------------------------------- a replaced runner resumes its slot
+
+
+def _hold(store: Any, record: Any, name: str | None, *, lease: float, require_due: bool = False) -> Any:
+    """A run claimed by runner-a, which then never renews its lease (its Pod was killed)."""
+    from activedataflow.schedule import next_run, utcnow
+
+    now = utcnow()
+    held = store.claim(record.name, record.namespace, now=now, runner_id="runner-a", lease_seconds=lease,
+                       run_name=name, require_due=require_due, trigger="manual" if name else "schedule",
+                       scheduled_for=record.next_run_at or now,
+                       next_run_at=next_run(dataflow_from_record(record).spec, after=now, last_run_at=now))
+    assert held is not None
+    return store.start_run(held.id, now=now, lease_seconds=lease)
+
+
+def test_a_replaced_runner_takes_over_the_slot_of_a_runner_that_died(tmp_path: Path) -> None:
+    """The run-now Job's Pod was OOM-killed mid-run; the Job's replacement Pod (same ADF_RUN_NAME) arrives
+    before the dead runner's lease lapsed: it waits for the lease, then runs the slot as the next attempt."""
+    import time
+
+    store, _, record = _plain_flow(tmp_path)
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=0.5)
+    reflected: list[tuple[str, str, str]] = []
+
+    class Reflector:
+        def run_started(self, flow: Any, run: Any) -> None:
+            reflected.append(("started", run.run_name, run.status))
+
+        def run_finished(self, flow: Any, run: Any, **kw: Any) -> None:
+            reflected.append(("finished", run.run_name, run.status))
+
+    replacement = FlowExecutor(store, runner_id="runner-b", sleep=time.sleep, reflector=Reflector())
+    started = time.monotonic()
+    outcome = replacement.run(record, trigger="manual", force=True, run_name=name, resume=True)
+    assert time.monotonic() - started < 10
+    assert outcome.skipped is None
+    assert [(r.run_name, r.attempt, r.status) for r in outcome.attempts] == [(f"{name}-2", 2, "success")]
+    dead = store.get_run(held.id)
+    assert dead.status == "failed" and dead.error_message.startswith("runner lost:")
+    assert reflected == [  # the dead runner's DataFlowRun is not left Running
+        ("finished", name, "failed"), ("started", f"{name}-2", "in_progress"), ("finished", f"{name}-2", "success"),
+    ]
+
+
+def test_a_replaced_runner_leaves_a_slot_alone_whose_runner_renews_its_lease(tmp_path: Path) -> None:
+    store, _, record = _plain_flow(tmp_path)
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=30)
+    waits: list[float] = []
+
+    def alive(seconds: float) -> None:  # while the second runner waits, the first renews its lease
+        from activedataflow.schedule import utcnow
+
+        waits.append(seconds)
+        assert store.renew_lease(held.id, now=utcnow(), lease_seconds=60)
+
+    outcome = FlowExecutor(store, runner_id="runner-b", sleep=alive).run(
+        record, trigger="manual", force=True, run_name=name, resume=True
+    )
+    assert outcome.run is None and len(waits) == 1
+    assert outcome.skipped is not None
+    assert outcome.skipped.startswith(f"run {name} for this slot already exists (running, runner runner-a")
+    assert store.get_run(held.id).status == "in_progress"
+
+
+def test_a_replaced_runner_continues_the_retries_of_a_runner_that_died_in_its_backoff(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+    from activedataflow.store.base import Counts
+
+    store, _, record = _plain_flow(tmp_path, retries=1)
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=60)
+    store.finish_run(held.id, status="failed", now=utcnow(), counts=Counts(), error_message="sink: deadlock")
+    outcome = FlowExecutor(store, runner_id="runner-b").run(
+        record, trigger="manual", force=True, run_name=name, resume=True
+    )
+    assert [(r.run_name, r.attempt, r.status) for r in outcome.attempts] == [(f"{name}-2", 2, "success")]
+
+
+def test_a_replaced_runner_does_not_retry_past_the_limit(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+    from activedataflow.store.base import Counts
+
+    store, _, record = _plain_flow(tmp_path, retries=0)
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=60)
+    store.finish_run(held.id, status="failed", now=utcnow(), counts=Counts(), error_message="sink: deadlock")
+    outcome = FlowExecutor(store, runner_id="runner-b").run(
+        record, trigger="manual", force=True, run_name=name, resume=True
+    )
+    assert outcome.run is None
+    assert outcome.skipped == f"run {name} for this slot already exists (failed: sink: deadlock)"
+
+
+def test_a_replaced_scheduled_runner_waits_for_the_dead_runners_lease_then_runs_the_flow(tmp_path: Path) -> None:
+    """`adf heartbeat --flow F` in the replacement Pod of a CronJob's Job: the flow is not due (its dead
+    run's claim moved next_run_at on), but that run's lease lapses unrenewed: the slot is run."""
+    import time
+
+    from activedataflow.runner.heartbeat import heartbeat
+
+    store, _, record = _plain_flow(tmp_path)
+    held = _hold(store, record, run_name_for(record.name, record.next_run_at or time_now()), lease=0.5,
+                 require_due=True)
+    reflected: list[tuple[str, str]] = []
+
+    class Reflector:
+        def run_started(self, flow: Any, run: Any) -> None:
+            pass
+
+        def run_finished(self, flow: Any, run: Any, **kw: Any) -> None:
+            reflected.append((run.run_name, run.status))
+
+    replacement = FlowExecutor(store, runner_id="runner-b", sleep=time.sleep, reflector=Reflector())
+    result = heartbeat(replacement, namespace=record.namespace, flow=record.name, trigger="schedule")
+    (outcome,) = result.outcomes
+    assert outcome.run is not None and outcome.run.status == "success", outcome.skipped
+    assert store.get_run(held.id).status == "failed"
+    assert result.reaped == 1
+    assert reflected[0] == (held.run_name, "failed") and reflected[-1] == (outcome.run.run_name, "success")
+
+
+def test_a_second_scheduled_runner_leaves_a_live_run_alone(tmp_path: Path) -> None:
+    from activedataflow.runner.heartbeat import heartbeat
+    from activedataflow.schedule import utcnow
+
+    store, _, record = _plain_flow(tmp_path)
+    held = _hold(store, record, run_name_for(record.name, time_now()), lease=30, require_due=True)
+    second = FlowExecutor(store, runner_id="runner-b",
+                          sleep=lambda s: store.renew_lease(held.id, now=utcnow(), lease_seconds=60))
+    result = heartbeat(second, namespace=record.namespace, flow=record.name, trigger="schedule")
+    assert result.outcomes == [] and result.flows_due == 0
+    assert store.get_run(held.id).status == "in_progress"
+
+
+def time_now() -> Any:
+    from activedataflow.schedule import utcnow
+
+    return utcnow()

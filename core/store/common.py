@@ -53,10 +53,18 @@ def bound_message(message: str | None) -> str | None:
     return message[: ERROR_MESSAGE_LIMIT - 3] + "..."
 
 
+LEASE_LOST = "runner lost:"
+
+
 def lease_lost_message(run: RunRecord) -> str:
     """The error of a run whose runner stopped renewing its lease (it died or lost the store)."""
     when = run.lease_expires_at.isoformat() if run.lease_expires_at else "unknown time"
-    return f"runner lost: lease expired at {when} (runner {run.runner_id or 'unknown'})"
+    return f"{LEASE_LOST} lease expired at {when} (runner {run.runner_id or 'unknown'})"
+
+
+def is_lease_lost(run: RunRecord) -> bool:
+    """Whether ``run`` was failed because its runner stopped renewing its lease."""
+    return run.status == "failed" and (run.error_message or "").startswith(LEASE_LOST)
 
 
 def duration(started_at: datetime | None, ended_at: datetime) -> float | None:
