@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from tests import services
 from tests.k8s.cluster import Cluster, control_plane
+from tests.k8s.node import Node, real_node
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +102,13 @@ def namespace(kube: Cluster) -> Iterator[str]:
     name = kube.namespace()
     yield name
     kube.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def node() -> Iterator[Node]:
+    """A real single-node cluster (containerd, kubelet, scheduler, kube-proxy, CoreDNS), once per session.
+
+    Started only by tests that ask for it (marked ``node``); ``pytest -m "not node"`` skips them.
+    """
+    with real_node() as cluster:
+        yield cluster

@@ -32,13 +32,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 30.0, *, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def missing(what: str) -> None:
@@ -55,9 +55,13 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yields a SQLAlchemy URL (postgresql+psycopg://postgres:***@127.0.0.1:PORT/postgres)."""
-    if url := os.environ.get("ADF_TEST_PG_URL"):
+def postgres_server(*, host: str = "127.0.0.1", allow: str | None = None) -> Iterator[str]:
+    """Yields a SQLAlchemy URL (postgresql+psycopg://postgres:***@HOST:PORT/postgres).
+
+    ``host`` is the one address it listens on; ``allow`` a further client CIDR that may log in
+    with the password (Pods on the test node's bridge connect from their own addresses).
+    """
+    if host == "127.0.0.1" and (url := os.environ.get("ADF_TEST_PG_URL")):
         yield url
         return
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -77,15 +81,18 @@ def postgres_server() -> Iterator[str]:
                       "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"]),
         check=True, capture_output=True,
     )
+    if allow:
+        with open(data / "pg_hba.conf", "a") as hba:
+            hba.write(f"host all all {allow} scram-sha-256\n")
     proc = subprocess.Popen(
         _as_postgres([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp),
-                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                      "-c", f"listen_addresses={host}", "-c", "fsync=off", "-c", "synchronous_commit=off",
                       "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=256MB"]),
         stdout=subprocess.DEVNULL, stderr=open(tmp / "log", "wb"),  # noqa: SIM115
     )
     try:
-        wait_port(port)
-        yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@127.0.0.1:{port}/postgres"
+        wait_port(port, host=host)
+        yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@{host}:{port}/postgres"
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
