@@ -197,9 +197,9 @@ def runner_job_failure_handling() -> dict[str, Any]:
     (``podReplacementPolicy: Failed``), so two runners of one Job never overlap. The replacement
     (``adf heartbeat --flow``) finds the slot's run by its name (``ADF_RUN_NAME`` or
     ``<flow>-<unix minutes>``): a slot that finished is not run again; one whose runner died is
-    taken over as its next attempt once the dead runner's lease lapsed (``FlowExecutor.run``,
-    ``resume``), so the slot is still run. The policy needs ``restartPolicy: Never`` (the pod
-    template's).
+    taken over as its next attempt (``<name>-<n+1>``) once the dead runner's lease lapsed
+    (``runner/heartbeat.py``), so the slot is still run. The policy needs ``restartPolicy: Never``
+    (the pod template's).
     """
     return {
         "backoffLimit": LOST_RUNNER_RETRIES,

@@ -252,8 +252,42 @@ class FlowExecutor:
             )
             return outcome
         base = run_name or run_name_for(flow.name, slot, manual=force)
+        return self._attempts(
+            flow, record, outcome, base=base, slot=slot, trigger=trigger, force=force, attempt=1, resume=resume
+        )
+
+    def take_over(self, record: FlowRecord, lost: RunRecord) -> RunOutcome:
+        """Go on with the slot of ``lost``, a run whose runner died (its lease lapsed), as its next
+        attempt: same slot, same trigger, ``<its name>-<attempt + 1>``. What the replacement Pod of a
+        flow's Job does when the dead runner's claim had already moved the flow's next run on."""
+        flow = dataflow_from_record(record)
+        name = lost.run_name or run_name_for(flow.name, lost.scheduled_for or utcnow())
+        suffix = f"-{lost.attempt}"
+        base = name[: -len(suffix)] if lost.attempt > 1 and name.endswith(suffix) else name
+        return self._attempts(
+            flow, record, RunOutcome(record.name, record.namespace), base=base,
+            slot=lost.scheduled_for or utcnow(), trigger=lost.trigger, force=True, attempt=lost.attempt + 1,
+            resume=True, taken_over=lost,
+        )
+
+    def _attempts(
+        self,
+        flow: DataFlow,
+        record: FlowRecord,
+        outcome: RunOutcome,
+        *,
+        base: str,
+        slot: datetime,
+        trigger: Trigger,
+        force: bool,
+        attempt: int,
+        resume: bool,
+        taken_over: RunRecord | None = None,
+    ) -> RunOutcome:
+        """Claim and execute attempts ``attempt``, ``attempt + 1`` ... of the run named ``base`` until
+        one succeeds or retries are used up (one attempt at least)."""
+        now = utcnow()
         retries = flow.spec.runtime.retries
-        attempt, taken_over = 1, None
         while True:
             name = attempt_name(base, attempt)
             run = self._claim(

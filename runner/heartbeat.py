@@ -2,9 +2,9 @@
 
 A flow never run before is due. Runs whose runner died (lease expired) are
 failed first, which makes their flows due again. With ``flow`` (what a flow's
-Job runs) a run of it held by another runner is waited on while its lease is
-neither renewed nor lapsed, so the Job's replacement for a Pod that died runs
-the slot instead of finding the flow not due (``FlowExecutor.run(resume=...)``).
+Job runs) a run of it whose runner died is taken over as its slot's next attempt,
+so the Job's replacement for a Pod that died runs the slot instead of finding the
+flow not due.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 
 from ..errors import UnknownFlow
 from ..schedule import utcnow
-from ..store.base import ACTIVE_STATUSES, FlowRecord, Store, Trigger
+from ..store.base import ACTIVE_STATUSES, FlowRecord, RunRecord, Store, Trigger
 from .executor import FlowExecutor, RunOutcome
 
 log = logging.getLogger("activedataflow.heartbeat")
@@ -58,42 +58,63 @@ def heartbeat(
     """Run the due flows (or the one named ``flow``; with ``force`` even if not due).
 
     ``run_name`` (with ``flow`` and ``force``: a run-now Job's ``ADF_RUN_NAME``) names the run,
-    so a second runner for the same request finds it already there and runs nothing."""
+    so a second runner for the same request finds it already there and runs nothing.
+
+    With ``flow`` and the flow not due, a run of it whose runner died (its lease lapsed, now or
+    after waiting while it is neither renewed nor lapsed) is taken over as its slot's next
+    attempt (:meth:`FlowExecutor.take_over`): this is the Job's replacement for a Pod that died.
+    """
     if run_name is not None and (flow is None or not force):
         raise ValueError("run_name names the run of one forced flow")
     store: Store = executor.store
     now = utcnow()
     result = HeartbeatResult(timestamp=now)
-    reaped = store.reap_expired(now)
-    result.reaped = len(reaped)
-    for run in reaped:
-        log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
-        executor.reflect_lost(run)
+    record, due_before = None, False
     if flow is not None:
         ns = namespace or "default"
         record = store.get_flow(flow, ns)
         if record is None:
             raise UnknownFlow(f"flow '{flow}' not found in namespace '{ns}' of the store {store.url_for_display}")
-        due = [record] if force or _is_due(store, record, now) else []
-        if not due and _lapsed_runs(executor, record):
-            # The replacement Pod of the flow's Job, early: its predecessor's claim moved the flow's
-            # next run on, and its lease lapsed only now. Failing that run makes the flow due again.
-            for run in store.reap_expired(utcnow()):
-                result.reaped += 1
-                log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
-                executor.reflect_lost(run)
-            due = [record] if _is_due(store, record, utcnow()) else []
-    else:
+        due_before = force or _is_due(store, record, now)  # before reaping makes a dead runner's flow due
+    lost = _reap(executor, result, now)
+    if record is None:
         due = store.due_flows(now, namespace)
+    elif due_before:
+        due = [store.get_flow(record.name, record.namespace) or record]
+    else:
+        lost = [r for r in lost if r.flow_name == record.name and r.namespace == ns]
+        if not lost and _lapsed_runs(executor, record):
+            lost = [r for r in _reap(executor, result, utcnow()) if r.flow_name == record.name and r.namespace == ns]
+        if lost:
+            result.flows_due = 1
+            slot_run = max(lost, key=lambda r: r.created_at or now)
+            outcome = executor.take_over(store.get_flow(record.name, record.namespace) or record, slot_run)
+            _log_skip(outcome)
+            result.outcomes.append(outcome)
+        return result
     result.flows_due = len(due)
     for record in due:
         outcome = executor.run(
             record, trigger="manual" if force else trigger, force=force, run_name=run_name, resume=flow is not None
         )
-        if outcome.skipped:
-            log.info("flow %s/%s skipped: %s", record.namespace, record.name, outcome.skipped)
+        _log_skip(outcome)
         result.outcomes.append(outcome)
     return result
+
+
+def _reap(executor: FlowExecutor, result: HeartbeatResult, now: datetime) -> list[RunRecord]:
+    """Fail the runs whose runner died (lease lapsed), which makes their flows due again."""
+    reaped = executor.store.reap_expired(now)
+    result.reaped += len(reaped)
+    for run in reaped:
+        log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
+        executor.reflect_lost(run)
+    return reaped
+
+
+def _log_skip(outcome: RunOutcome) -> None:
+    if outcome.skipped:
+        log.info("flow %s/%s skipped: %s", outcome.namespace, outcome.flow, outcome.skipped)
 
 
 def _is_due(store: Store, record: FlowRecord, now: datetime) -> bool:

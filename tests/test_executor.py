@@ -421,14 +421,15 @@ def test_a_second_runner_whose_slot_failed_names_the_failure(tmp_path: Path, mon
 # --------------------------------------------------------------------------- a replaced runner resumes its slot
 
 
-def _hold(store: Any, record: Any, name: str | None, *, lease: float, require_due: bool = False) -> Any:
+def _hold(store: Any, record: Any, name: str | None, *, lease: float, require_due: bool = False,
+          slot: Any = None) -> Any:
     """A run claimed by runner-a, which then never renews its lease (its Pod was killed)."""
     from activedataflow.schedule import next_run, utcnow
 
     now = utcnow()
     held = store.claim(record.name, record.namespace, now=now, runner_id="runner-a", lease_seconds=lease,
-                       run_name=name, require_due=require_due, trigger="manual" if name else "schedule",
-                       scheduled_for=record.next_run_at or now,
+                       run_name=name, require_due=require_due, trigger="manual" if require_due is False else "schedule",
+                       scheduled_for=slot or record.next_run_at or now,
                        next_run_at=next_run(dataflow_from_record(record).spec, after=now, last_run_at=now))
     assert held is not None
     return store.start_run(held.id, now=now, lease_seconds=lease)
@@ -537,9 +538,45 @@ def test_a_replaced_scheduled_runner_waits_for_the_dead_runners_lease_then_runs_
     result = heartbeat(replacement, namespace=record.namespace, flow=record.name, trigger="schedule")
     (outcome,) = result.outcomes
     assert outcome.run is not None and outcome.run.status == "success", outcome.skipped
+    assert (outcome.run.run_name, outcome.run.attempt) == (f"{held.run_name}-2", 2)  # the same slot, taken over
+    assert outcome.run.scheduled_for == held.scheduled_for and outcome.run.trigger == "schedule"
     assert store.get_run(held.id).status == "failed"
     assert result.reaped == 1
     assert reflected[0] == (held.run_name, "failed") and reflected[-1] == (outcome.run.run_name, "success")
+
+
+def test_a_replaced_scheduled_runner_arriving_after_the_lease_lapsed_takes_the_slot_over(tmp_path: Path) -> None:
+    import time
+
+    from activedataflow.runner.heartbeat import heartbeat
+
+    store, _, record = _plain_flow(tmp_path)
+    held = _hold(store, record, run_name_for(record.name, time_now()), lease=0.2, require_due=True)
+    time.sleep(0.3)
+    result = heartbeat(FlowExecutor(store, runner_id="runner-b"), namespace=record.namespace, flow=record.name)
+    (outcome,) = result.outcomes
+    assert outcome.run is not None and outcome.run.status == "success", outcome.skipped
+    assert (outcome.run.run_name, outcome.run.attempt) == (f"{held.run_name}-2", 2)
+
+
+def test_the_next_tick_after_a_dead_runner_runs_its_own_slot(tmp_path: Path) -> None:
+    """The flow is due (a new tick): the lost run is failed, the tick runs under its own name."""
+    import time
+    from datetime import timedelta
+
+    from activedataflow.runner.heartbeat import heartbeat
+
+    store, _, record = _plain_flow(tmp_path)
+    earlier = time_now() - timedelta(minutes=5)
+    held = _hold(store, record, run_name_for(record.name, earlier), lease=0.2, require_due=True, slot=earlier)
+    time.sleep(0.3)
+    store.set_next_run(record.name, record.namespace, time_now())  # the tick
+    result = heartbeat(FlowExecutor(store, runner_id="runner-b"), namespace=record.namespace, flow=record.name)
+    (outcome,) = result.outcomes
+    assert outcome.run is not None and outcome.run.status == "success", outcome.skipped
+    assert outcome.run.attempt == 1 and outcome.run.scheduled_for > earlier
+    assert outcome.run.run_name == run_name_for(record.name, outcome.run.scheduled_for) != held.run_name
+    assert store.get_run(held.id).status == "failed"
 
 
 def test_a_second_scheduled_runner_leaves_a_live_run_alone(tmp_path: Path) -> None:
