@@ -81,6 +81,14 @@ LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died
 FLOW_FAILED_EXIT = 1  # `adf heartbeat`: a flow run failed, after its in-process retries (CONTRACT.md)
 
 
+RUNNER_POD_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"},
+}
+RUNNER_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+}
+
+
 @dataclass(frozen=True)
 class RunnerSettings:
     """How runner pods are made (the operator's ADF_RUNNER_* environment)."""
@@ -91,6 +99,10 @@ class RunnerSettings:
     image_pull_policy: str | None = None
     resources: Mapping[str, Any] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # The chart gives its podSecurityContext / securityContext (ADF_RUNNER_*SECURITY_CONTEXT); these
+    # defaults hold without it: the image's non-root user, enforced, and nothing it does not need.
+    pod_security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_POD_SECURITY_CONTEXT))
+    security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_SECURITY_CONTEXT))
 
 
 def short_hash(*parts: str, length: int = 8) -> str:
@@ -164,12 +176,22 @@ def _pod_template(
         *({"name": k, "value": v} for k, v in sorted(runner.extra_env.items())),
         *secret_envs(flows),
     ]
-    container: dict[str, Any] = {"name": CONTAINER, "image": runner.image, "command": command, "env": env}
+    container: dict[str, Any] = {
+        "name": CONTAINER, "image": runner.image, "command": command, "env": env,
+        "securityContext": copy.deepcopy(dict(runner.security_context)),
+        # A read-only root file system: temporary files go to a scratch volume.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
     if runner.image_pull_policy:
         container["imagePullPolicy"] = runner.image_pull_policy
     if runner.resources:
         container["resources"] = copy.deepcopy(dict(runner.resources))
-    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": copy.deepcopy(dict(runner.pod_security_context)),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
     if runner.service_account:
         pod["serviceAccountName"] = runner.service_account
     return {"metadata": {"labels": pod_labels}, "spec": pod}

@@ -71,18 +71,33 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, *, store_url: str | None = None, env: Mapping[str, str] | None = None) -> OperatorConfig:
         """``ADF_STORE_URL``, ``ADF_STORE_SECRET_NAME`` / ``_KEY``, ``ADF_RUNNER_IMAGE``,
-        ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``
-        (JSON), ``ADF_HEARTBEAT_SCHEDULE``."""
+        ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``,
+        ``ADF_RUNNER_POD_SECURITY_CONTEXT``, ``ADF_RUNNER_SECURITY_CONTEXT`` (JSON objects),
+        ``ADF_HEARTBEAT_SCHEDULE``."""
         from ..schedule import parse_cron
         from ..store import store_url as effective_store_url
 
         env = os.environ if env is None else env
-        resources: Any = None
-        if raw := env.get("ADF_RUNNER_RESOURCES"):
+
+        def json_object(var: str) -> dict[str, Any] | None:
+            raw = env.get(var)
+            if not raw:
+                return None
             try:
-                resources = json.loads(raw)
+                value = json.loads(raw)
             except ValueError as err:
-                raise ConfigError(f"not JSON: {err}", field="ADF_RUNNER_RESOURCES") from None
+                raise ConfigError(f"not JSON: {err}", field=var) from None
+            if not isinstance(value, dict):
+                raise ConfigError("expected a JSON object", field=var)
+            return value
+
+        resources = json_object("ADF_RUNNER_RESOURCES")
+        security = {
+            key: value
+            for key, var in (("pod_security_context", "ADF_RUNNER_POD_SECURITY_CONTEXT"),
+                             ("security_context", "ADF_RUNNER_SECURITY_CONTEXT"))
+            if (value := json_object(var)) is not None
+        }
         schedule = env.get("ADF_HEARTBEAT_SCHEDULE") or "* * * * *"
         try:
             parse_cron(schedule)
@@ -97,6 +112,7 @@ class OperatorConfig:
                 heartbeat_schedule=schedule,
                 image_pull_policy=env.get("ADF_RUNNER_IMAGE_PULL_POLICY") or None,
                 resources=resources,
+                **security,
             ),
             store_secret=(
                 SecretKeyRef(name=secret_name, key=env.get("ADF_STORE_SECRET_KEY") or "url") if secret_name else None

@@ -282,3 +282,37 @@ def test_manual_job_names_differ_per_value_and_stay_valid() -> None:
     assert a != b
     assert len(a) <= 63 and a[-1].isalnum()
     assert manual_job_name(HEARTBEAT_CRONJOB, "1", "one") != manual_job_name(HEARTBEAT_CRONJOB, "1", "two")
+
+
+def test_runner_pods_run_as_the_images_non_root_user_enforced_with_a_read_only_root(runner) -> None:
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    security = container(cj)["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container(cj)["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+
+
+def test_the_charts_security_contexts_reach_the_runner_pods() -> None:
+    from activedataflow.operator.handlers import OperatorConfig
+
+    config = OperatorConfig.from_env(env={
+        "ADF_STORE_URL": "sqlite:///x.db",
+        "ADF_RUNNER_POD_SECURITY_CONTEXT": json.dumps({"runAsNonRoot": True, "runAsUser": 4242, "fsGroup": 4242}),
+        "ADF_RUNNER_SECURITY_CONTEXT": json.dumps({"readOnlyRootFilesystem": False}),
+    })
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=config.runner, store=STORE)
+    pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 4242, "fsGroup": 4242}
+    assert container(cj)["securityContext"] == {"readOnlyRootFilesystem": False}
+
+
+def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_variable() -> None:
+    from activedataflow.operator.handlers import OperatorConfig
+
+    with pytest.raises(ConfigError, match="ADF_RUNNER_SECURITY_CONTEXT"):
+        OperatorConfig.from_env(env={"ADF_STORE_URL": "sqlite:///x.db", "ADF_RUNNER_SECURITY_CONTEXT": "[1]"})
