@@ -81,9 +81,11 @@ def postgres_server(*, host: str = "127.0.0.1", allow: str | None = None) -> Ite
                       "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"]),
         check=True, capture_output=True,
     )
-    if allow:
+    if host != "127.0.0.1" or allow:
         with open(data / "pg_hba.conf", "a") as hba:
-            hba.write(f"host all all {allow} scram-sha-256\n")
+            for cidr in (f"{host}/32", allow):
+                if cidr:
+                    hba.write(f"host all all {cidr} scram-sha-256\n")
     proc = subprocess.Popen(
         _as_postgres([str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp),
                       "-c", f"listen_addresses={host}", "-c", "fsync=off", "-c", "synchronous_commit=off",
