@@ -78,6 +78,7 @@ CONTAINER = "adf"
 CRONJOB_NAME_LIMIT = 52
 JOB_NAME_LIMIT = 63
 LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died (see runner_job_failure_handling)
+MANUAL_JOB_TTL_SECONDS = 86400  # a finished run-now Job (and its Pod's log) is kept for a day; its run for longer
 FLOW_FAILED_EXIT = 1  # `adf heartbeat`: a flow run failed, after its in-process retries (CONTRACT.md)
 
 
@@ -353,8 +354,15 @@ def build_heartbeat_cronjob(
     )
 
 
-def build_manual_job(cronjob: Mapping[str, Any], *, flow_name: str, namespace: str, value: str) -> dict[str, Any]:
-    """A Job from the CronJob's jobTemplate running ``flow_name`` now (``kubectl create job --from``).
+def build_manual_job(
+    cronjob: Mapping[str, Any], *, owner: Mapping[str, Any], flow_name: str, namespace: str, value: str
+) -> dict[str, Any]:
+    """A Job from the CronJob's jobTemplate running ``flow_name`` now (as ``kubectl create job --from``).
+
+    Controlled by the DataFlow ``owner``, not by the CronJob: the CronJob controller takes every
+    unfinished Job it controls but did not start for its own ("UnexpectedJob" events) and counts it
+    for its concurrencyPolicy. The store's claim is what keeps a Forbid flow to one run at a time,
+    run-now included; the Job goes with its DataFlow, or ``MANUAL_JOB_TTL_SECONDS`` after it finished.
 
     Retries as :func:`runner_job_failure_handling` (also for a heartbeat flow, whose CronJob never
     retries). The command gains ``--force`` (run even if not due), ``ADF_TRIGGER=manual`` and
@@ -385,9 +393,9 @@ def build_manual_job(cronjob: Mapping[str, Any], *, flow_name: str, namespace: s
             "namespace": namespace,
             "labels": job_labels,
             "annotations": {INSTANTIATE_ANNOTATION: "manual", RUN_NOW_ANNOTATION: value},
-            "ownerReferences": [owner_reference(cronjob, controller=True)],
+            "ownerReferences": [owner_reference(owner, controller=True)],
         },
-        "spec": job_spec,
+        "spec": {**job_spec, "ttlSecondsAfterFinished": MANUAL_JOB_TTL_SECONDS},
     }
 
 

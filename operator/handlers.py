@@ -433,7 +433,7 @@ def handle_run_now(
         cron = ctx.kube.get(CRONJOB, flow.namespace, cj_name)
         if cron is None:
             raise kopf.TemporaryError(f"run-now {value}: CronJob {cj_name} does not exist yet", delay=backoff(retry))
-        job = build_manual_job(cron, flow_name=flow.name, namespace=flow.namespace, value=value)
+        job = build_manual_job(cron, owner=obj, flow_name=flow.name, namespace=flow.namespace, value=value)
         try:
             ctx.kube.create(JOB, flow.namespace, job)
             ctx.kube.post_event(

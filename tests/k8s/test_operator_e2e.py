@@ -243,7 +243,8 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     apply_with_orders(kube, namespace, secrets, "paid-orders")
 
     job = trigger_and_get_job(kube, namespace, "paid-orders")
-    assert job["metadata"]["ownerReferences"][0]["name"] == "df-paid-orders"
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("DataFlow", "paid-orders")  # not the CronJob: it would adopt it
     assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
 
     done = run_job_as_kubelet(kube, job)

@@ -160,7 +160,7 @@ def test_the_job_never_reruns_a_runner_whose_flow_failed_only_one_that_died(runn
 def test_a_manual_job_has_the_same_failure_handling(runner) -> None:
     cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
     cj["metadata"]["uid"] = "cj-uid"
-    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    job = build_manual_job(cj, owner=dataflow_body(), flow_name="paid-orders", namespace="shop", value="1700000000")
     assert job_failure_handling(job["spec"]) == (LOST_RUNNER_RETRIES, RUNNER_RETRY_POLICY, "Never")
 
 
@@ -171,7 +171,7 @@ def test_a_manual_job_of_a_heartbeat_flow_is_replaced_when_its_runner_dies(runne
     cj = build_heartbeat_cronjob("shop", [(dataflow(runtime={"type": "heartbeat"}), body)], runner=runner, store=STORE)
     assert job_failure_handling(cj["spec"]["jobTemplate"]["spec"]) == (0, None, "Never")
     cj["metadata"]["uid"] = "cj-uid"
-    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    job = build_manual_job(cj, owner=dataflow_body(), flow_name="paid-orders", namespace="shop", value="1700000000")
     assert job_failure_handling(job["spec"]) == (LOST_RUNNER_RETRIES, RUNNER_RETRY_POLICY, "Never")
 
 
@@ -226,21 +226,24 @@ def test_heartbeat_schedule_comes_from_the_settings(runner) -> None:
 def test_manual_job_is_made_from_the_cronjob_template(runner) -> None:
     cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
     cj["metadata"]["uid"] = "cj-uid"
-    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    body = dataflow_body()
+    job = build_manual_job(cj, owner=body, flow_name="paid-orders", namespace="shop", value="1700000000")
     meta = job["metadata"]
     assert meta["name"] == manual_job_name("df-paid-orders", "1700000000", "paid-orders")
     assert meta["name"].startswith("df-paid-orders-manual-")
     assert meta["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    # The DataFlow's, not the CronJob's: the CronJob controller would adopt it ("UnexpectedJob").
     assert meta["ownerReferences"] == [
         {
-            "apiVersion": "batch/v1",
-            "kind": "CronJob",
-            "name": "df-paid-orders",
-            "uid": "cj-uid",
+            "apiVersion": "activedataflow.io/v1alpha1",
+            "kind": "DataFlow",
+            "name": "paid-orders",
+            "uid": body["metadata"]["uid"],
             "controller": True,
             "blockOwnerDeletion": True,
         }
     ]
+    assert job["spec"]["ttlSecondsAfterFinished"] == 86400
     c = job["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop", "--force"]
     assert env_of(c)["ADF_TRIGGER"]["value"] == "manual"
@@ -250,14 +253,15 @@ def test_manual_job_is_made_from_the_cronjob_template(runner) -> None:
 
 def test_manual_job_names_its_run_from_the_annotation_value(runner) -> None:
     """ADF_RUN_NAME: a second Pod of the Job finds the run already there instead of running the flow again."""
-    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    body = dataflow_body()
+    cj = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
     cj["metadata"]["uid"] = "cj-uid"
-    job = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    job = build_manual_job(cj, owner=body, flow_name="paid-orders", namespace="shop", value="1700000000")
     (c,) = job["spec"]["template"]["spec"]["containers"]
     assert env_of(c)["ADF_RUN_NAME"] == {"name": "ADF_RUN_NAME", "value": "paid-orders-manual-1700000000"}
-    again = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000000")
+    again = build_manual_job(cj, owner=body, flow_name="paid-orders", namespace="shop", value="1700000000")
     assert again == job  # the same value, the same Job and run name (an operator restarted between)
-    other = build_manual_job(cj, flow_name="paid-orders", namespace="shop", value="1700000001")
+    other = build_manual_job(cj, owner=body, flow_name="paid-orders", namespace="shop", value="1700000001")
     assert env_of(other["spec"]["template"]["spec"]["containers"][0])["ADF_RUN_NAME"]["value"] == (
         "paid-orders-manual-1700000001"
     )
@@ -268,7 +272,7 @@ def test_manual_job_of_a_heartbeat_flow_names_the_run_of_that_flow(runner) -> No
     flows = [(one, dataflow_body(runtime={"type": "heartbeat"})), (two, dataflow_body(name="two"))]
     cj = build_heartbeat_cronjob("shop", flows, runner=runner, store=STORE)
     cj["metadata"]["uid"] = "cj-uid"
-    job = build_manual_job(cj, flow_name="two", namespace="shop", value="Now please!")
+    job = build_manual_job(cj, owner=dataflow_body(), flow_name="two", namespace="shop", value="Now please!")
     env = env_of(job["spec"]["template"]["spec"]["containers"][0])
     assert env["ADF_RUN_NAME"]["value"] == manual_run_name("two", "Now please!")
     assert env["ADF_RUN_NAME"]["value"].startswith("two-manual-")  # the value is hashed: not a DNS label

@@ -278,7 +278,8 @@ def test_run_now_creates_a_job_from_the_cronjob_and_acknowledges(ctx: Context, k
     job_name = run_now(ctx, kube, annotate(kube, "1700000000"))
     job = kube.get(JOB, "shop", job_name)
     assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
-    assert job["metadata"]["ownerReferences"][0]["name"] == "df-paid-orders"
+    (owner,) = job["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("DataFlow", "paid-orders", True)
     assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "--force"
     assert kube.get(DATAFLOW, "shop", "paid-orders")["status"]["lastHandledRunNow"] == "1700000000"
     assert kube.reasons()[-1] == "RunRequested"
