@@ -29,6 +29,7 @@ Under ``CI=true`` anything missing fails the tests that need the node; elsewhere
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -69,6 +70,7 @@ NODE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-sche
                  "kube-proxy", "coredns")
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ip", "mount", "umount")
 BUILD_IMAGE = REPO / "scripts" / "build-image"
+LOCK_FILE = "/var/tmp/adf-node.lock"
 
 
 def _unavailable(msg: str) -> None:
@@ -461,8 +463,19 @@ def _kill_leftover_shims(socket: Path) -> None:
 
 @contextlib.contextmanager
 def real_node(*, startup_timeout: float = 120) -> Iterator[Node]:
-    """Start the whole single-node cluster; yield a :class:`Node`; tear everything down."""
+    """Start the whole single-node cluster; yield a :class:`Node`; tear everything down.
+
+    One at a time on a machine (a file lock): two would share the bridge's name and addresses.
+    """
     _check_host()
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _real_node(startup_timeout) as node:
+            yield node
+
+
+@contextlib.contextmanager
+def _real_node(startup_timeout: float) -> Iterator[Node]:
     binaries = {name: tool(name) for name in NODE_BINARIES}
     built = images()
     node_ip = node_address()

@@ -369,6 +369,51 @@ def test_a_runner_pod_killed_mid_run_is_replaced_and_the_slot_runs_exactly_once(
     node.kubectl("delete", "dataflow", "fragile", "-n", ns, "--wait=true")
 
 
+def test_a_scheduled_tick_during_a_run_now_run_runs_nothing_for_a_forbid_flow(
+    release: Release, dbs: Databases
+) -> None:
+    node, ns = release.node, RELEASE_NS
+    orders(dbs, 60)
+    connection_secrets(node, ns, dbs, "forbid")
+    node.apply(dataflow("one-at-a-time", ns, "forbid", concurrencyPolicy="Forbid"))
+    first = wait_run(node, ns, "one-at-a-time", timeout=200)  # its first tick: the flow is now not due
+    sink = sa.create_engine(dbs.sink)
+    lock = sink.connect()
+    tx = lock.begin()
+    lock.execute(sa.text("LOCK TABLE fact_orders IN ACCESS EXCLUSIVE MODE"))  # holds the run-now run
+    try:
+        node.kubectl("annotate", "dataflow", "one-at-a-time", "-n", ns, f"activedataflow.io/run-now={int(time.time())}")
+        manual = wait_run(node, ns, "one-at-a-time", "Running", timeout=120,
+                          where=lambda r: r["status"].get("trigger") == "manual")
+
+        def scheduled_pod_done() -> dict[str, Any] | None:
+            for pod in node.pods(ns, "activedataflow.io/flow=one-at-a-time"):
+                job = pod["metadata"]["labels"].get("batch.kubernetes.io/job-name", "")
+                created = pod["metadata"]["creationTimestamp"]
+                if ("manual" not in job and created > manual["metadata"]["creationTimestamp"]
+                        and pod["status"].get("phase") == "Succeeded"):
+                    return pod
+            return None
+
+        # The CronJob starts the next tick's Job while the run-now run holds the flow: the store's claim refuses.
+        pod = node.wait_for(scheduled_pod_done, timeout=150, interval=2, what="a scheduled tick's Pod to end")
+        logs = node.kubectl("logs", "-n", ns, pod["metadata"]["name"]).stdout
+        assert "another run of this flow is active" in logs, logs
+        names = [r["metadata"]["name"] for r in runs_of(node, ns, "one-at-a-time")]
+        assert names == [first["metadata"]["name"], manual["metadata"]["name"]]
+    finally:
+        tx.rollback()
+        lock.close()
+        sink.dispose()
+    wait_run(node, ns, "one-at-a-time", timeout=120,
+             where=lambda r: r["metadata"]["name"] == manual["metadata"]["name"])
+    node.kubectl("patch", "dataflow", "one-at-a-time", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    events = node.get("events", "-n", ns, "--field-selector", "involvedObject.kind=CronJob")["items"]
+    assert not [e for e in events if e["reason"] == "UnexpectedJob"], events  # run-now Jobs are the DataFlow's
+    assert sink_rows(dbs) == expected_rows(60)
+    node.kubectl("delete", "dataflow", "one-at-a-time", "-n", ns, "--wait=true")
+
+
 def test_a_heartbeat_flow_runs_from_the_shared_heartbeat_cronjob(release: Release, dbs: Databases) -> None:
     node, ns = release.node, RELEASE_NS
     orders(dbs, 20)
