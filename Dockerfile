@@ -48,6 +48,7 @@ COPY README.md ./
 COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/
+COPY ui/ ui/
 # (from /: with --python, pip runs with its working directory on sys.path, where operator/ shadows the stdlib's)
 RUN cd / && /opt/pip/bin/pip --python /opt/adf/bin/python3 install --no-deps --no-compile --target /opt/adf/app /src \
  && /opt/adf/bin/python3 -m compileall -q /opt/adf/app \

@@ -1,0 +1,53 @@
+"""`adf ui`: the monitoring page on a threaded stdlib WSGI server."""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from ..store import Store, open_store
+from .app import make_app
+
+__all__ = ["UIServer", "make_ui_server", "serve"]
+
+log = logging.getLogger("activedataflow.ui")
+
+
+class UIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per request; the threads do not keep the process alive."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+def make_ui_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080, actions: bool = False) -> UIServer:
+    """A bound, not yet serving, server (``port=0``: any free port, see ``server_port``)."""
+    server = make_server(host, port, make_app(store, actions=actions), server_class=UIServer,
+                         handler_class=_Handler)
+    assert isinstance(server, UIServer)
+    return server
+
+
+def serve(store_url: str, *, host: str, port: int, actions: bool) -> None:
+    """Serve the monitoring page for the store at ``store_url`` until interrupted (Ctrl-C / SIGTERM as
+    KeyboardInterrupt or SystemExit). Raises StoreUnavailable / ConfigError for a bad store URL."""
+    store = open_store(store_url)
+    try:
+        server = make_ui_server(store, host=host, port=port, actions=actions)
+        with server:
+            shown = f"[{host}]" if ":" in host else host
+            log.info("ui: http://%s:%d/ (%s, store %s)", shown, server.server_port,
+                     "actions enabled" if actions else "read-only", store.url_for_display)
+            try:
+                server.serve_forever()
+            finally:
+                threading.Thread(target=server.shutdown, daemon=True).start()
+    finally:
+        store.close()
