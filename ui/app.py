@@ -113,16 +113,17 @@ class UIApp:
         new_cookie = None
         if not cookie or len(cookie) != 43:  # token_urlsafe(32)
             cookie = new_cookie = secrets.token_urlsafe(32)
+        root = "../" * max(str(environ.get("PATH_INFO") or "/").count("/") - 1, 0)
         try:
             response = self._dispatch(environ, cookie)
         except HTTPError as err:
-            response = self._error(err.status, err.message)
+            response = self._error(err.status, err.message, root)
         except UserError as err:  # the store is unreachable, or refused
             log.warning("ui: %s", redact(str(err)))
-            response = self._error(HTTPStatus.SERVICE_UNAVAILABLE, redact(str(err)))
+            response = self._error(HTTPStatus.SERVICE_UNAVAILABLE, redact(str(err)), root)
         except Exception:
             log.exception("ui: internal error")
-            response = self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the server's log)")
+            response = self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (see the server's log)", root)
         headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))),
                    *SECURITY_HEADERS, *response.headers]
         if response.content_type.startswith("text/html"):
@@ -159,10 +160,10 @@ class UIApp:
     def _page(self, html: Safe, status: int = HTTPStatus.OK) -> Response:
         return Response(status, html.encode())
 
-    def _error(self, status: int, message: str) -> Response:
+    def _error(self, status: int, message: str, root: str) -> Response:
         phrase = f"{status} {HTTPStatus(status).phrase}"
         return self._page(views.error_page(phrase, message, read_only=not self.actions,
-                                           store=self.store.url_for_display), status)
+                                           store=self.store.url_for_display, root=root), status)
 
     # ----------------------------------------------------------------- pages
     def _flows(self, query: dict[str, str]) -> Response:
@@ -223,7 +224,7 @@ class UIApp:
         except UnknownFlow as err:
             raise HTTPError(HTTPStatus.NOT_FOUND, str(err)) from None
         log.info("ui: %s %s/%s", action, namespace, name)
-        location = views.flow_url((namespace, name), done=action)
+        location = "../" + views.flow_url((namespace, name), done=action)  # relative to /actions/...
         return Response(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", [("Location", location)])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -83,10 +83,17 @@ def fmt_schedule(flow: FlowRecord) -> str:
     if flow.schedule:
         text = flow.schedule
     elif flow.interval_seconds:
-        text = "every " + str(timedelta(seconds=flow.interval_seconds))
+        text = "every " + fmt_interval(flow.interval_seconds)
     else:
         text = ""
     return f"{text} ({flow.time_zone})" if flow.time_zone else text
+
+
+def fmt_interval(seconds: int) -> str:
+    """3600 -> ``1h``, 5400 -> ``1h30m``, 90 -> ``1m30s``: the way the spec writes intervals."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
 
 
 def fmt_cursor(flow: FlowRecord) -> str:
@@ -95,8 +102,21 @@ def fmt_cursor(flow: FlowRecord) -> str:
         return ""
     if flow.cursor is None:
         return "(none yet)"
-    text = flow.cursor if isinstance(flow.cursor, str) else json.dumps(flow.cursor, default=str)
-    return text if len(text) <= 40 else text[:39] + "…"
+    return _cursor_text(flow.cursor)
+
+
+def _cursor_text(cursor: Any) -> str:
+    """``{"updated_at": "2025-01-01 10:00:00"}`` -> ``updated_at 2025-01-01 10:00:00``; anything else as JSON."""
+    if isinstance(cursor, str):
+        return cursor
+    if isinstance(cursor, dict) and cursor:
+        return ", ".join(f"{key} {value if isinstance(value, str) else json.dumps(value, default=str)}"
+                         for key, value in cursor.items())
+    return json.dumps(cursor, default=str)
+
+
+def short(text: str, limit: int = 44) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_badge(status: str | None) -> Safe:
@@ -169,7 +189,9 @@ def sparkline(runs: Sequence[RunRecord], now: datetime) -> Safe:
 # --------------------------------------------------------------------------- pages
 
 
-def layout(title: str, body: Safe, *, read_only: bool, store: str) -> Safe:
+def layout(title: str, body: Safe, *, read_only: bool, store: str, root: str = "") -> Safe:
+    """``root``: the way up to the app's top from the page (``../`` for /actions/...): every link is relative,
+    so the app works under any path prefix a proxy gives it."""
     mode = (
         Safe('<span class="mode ro" title="started without --actions">read-only</span>')
         if read_only
@@ -182,18 +204,18 @@ def layout(title: str, body: Safe, *, read_only: bool, store: str) -> Safe:
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} · ActiveDataFlow</title>
-<link rel="stylesheet" href="static/style.css">
-<link rel="icon" href="static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="{root}static/style.css">
+<link rel="icon" href="{root}static/favicon.svg" type="image/svg+xml">
 </head>
 <body>
-<header class="top"><a class="brand" href="./">ActiveDataFlow</a><span class="store">{store}</span>{mode}</header>
+<header class="top"><a class="brand" href="{home}">ActiveDataFlow</a><span class="store">{store}</span>{mode}</header>
 <main>
 {body}
 </main>
 </body>
 </html>
 """,
-        title=title, body=body, store=store, mode=mode,
+        title=title, body=body, store=store, mode=mode, root=root, home=root or "./",
     )
 
 
@@ -217,12 +239,12 @@ def flows_page(
                 """<tr class="flow{suspended_cls}">
 <td class="name"><a href="{url}">{name}</a><div class="desc">{desc}</div></td>
 <td>{namespace}</td>
-<td><code>{schedule}</code></td>
+<td class="sched"><code>{schedule}</code></td>
 <td>{suspended}</td>
-<td>{last_status}<div class="sub">{last_at}</div></td>
+<td class="last">{last_status}<div class="sub">{last_at}</div></td>
 <td>{next_run}</td>
 <td class="chart">{chart}<div class="sub">{rate_text}</div></td>
-<td class="cursor"><code>{cursor}</code></td>
+<td class="cursor"><code title="{cursor}">{cursor_short}</code></td>
 </tr>""",
                 suspended_cls="" if flow.enabled else " is-suspended",
                 url=flow_url(flow),
@@ -241,6 +263,7 @@ def flows_page(
                     if stats.runs else ""
                 ),
                 cursor=fmt_cursor(flow),
+                cursor_short=short(fmt_cursor(flow)),
             )
         )
     filters = [render('<a href="./" class="{cls}">all namespaces</a>', cls="on" if namespace is None else "")]
@@ -399,7 +422,7 @@ def flow_page(
     return layout(flow.name, body, read_only=read_only, store=store)
 
 
-def error_page(status: str, message: str, *, read_only: bool, store: str) -> Safe:
-    body = render('<h1>{status}</h1>\n<p class="error">{message}</p>\n<p><a href="./">Back to the flows</a></p>',
-                  status=status, message=message)
-    return layout(status, body, read_only=read_only, store=store)
+def error_page(status: str, message: str, *, read_only: bool, store: str, root: str = "") -> Safe:
+    body = render('<h1>{status}</h1>\n<p class="error">{message}</p>\n<p><a href="{home}">Back to the flows</a></p>',
+                  status=status, message=message, home=root or "./")
+    return layout(status, body, read_only=read_only, store=store, root=root)

@@ -11,6 +11,7 @@ import time
 import urllib.request
 from datetime import timedelta
 from html import unescape
+from urllib.parse import urljoin
 
 import pytest
 from activedataflow.schedule import utcnow
@@ -62,10 +63,11 @@ def test_flows_list_shows_what_the_store_holds(store: Store) -> None:
     assert paid.count("<rect ") == 12
     assert paid.count('<rect class="failed"') == 3
     assert "75% ok of 12" in paid and "avg 2.50 s" in paid
-    assert "<code>2025-03-01T11:00:00</code>" in paid  # the committed cursor of an incremental flow
-    assert ">refunds</a>" in refunds and "every 1:00:00" in refunds
+    # the committed cursor of an incremental flow
+    assert '<code title="2025-03-01T11:00:00">2025-03-01T11:00:00</code>' in paid
+    assert ">refunds</a>" in refunds and "<code>every 1h</code>" in refunds
     assert '<span class="badge suspended">yes</span>' in refunds and "never run" in refunds
-    assert "no runs" in refunds and "<code></code>" in refunds  # not incremental: no cursor
+    assert "no runs" in refunds and '<code title=""></code>' in refunds  # not incremental: no cursor
 
     with running(store, actions=False) as base:
         _, one = Client(base).get("/?namespace=finance")
@@ -165,9 +167,9 @@ def test_actions_run_now_suspend_resume_against_the_store(store: Store) -> None:
 
         resp, _ = client.post("/actions/run-now", {"namespace": "shop", "name": "paid-orders", "csrf": token})
         assert resp.status == 303
-        assert resp.headers["Location"] == "flow?namespace=shop&name=paid-orders&done=run-now"
+        assert resp.headers["Location"] == "../flow?namespace=shop&name=paid-orders&done=run-now"
         assert [f.name for f in store.due_flows(utcnow())] == ["paid-orders"]  # the next heartbeat runs it
-        _, page = client.get("/" + resp.headers["Location"])
+        _, page = client.get(urljoin("/actions/run-now", resp.headers["Location"]))
         assert "Run requested" in page and "due now" in page
 
         resp, _ = client.post("/actions/suspend", {"namespace": "shop", "name": "paid-orders", "csrf": token})
@@ -181,6 +183,7 @@ def test_actions_run_now_suspend_resume_against_the_store(store: Store) -> None:
 
         resp, page = client.post("/actions/run-now", {"namespace": "shop", "name": "paid-orders", "csrf": token})
         assert resp.status == 409 and "suspended: resume it first" in page
+        assert 'href="../static/style.css"' in page  # the error page under /actions/ is styled too
 
         resp, _ = client.post("/actions/resume", {"namespace": "shop", "name": "paid-orders", "csrf": token})
         assert resp.status == 303
