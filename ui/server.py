@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socketserver
-import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..store import Store, open_store
@@ -45,9 +44,6 @@ def serve(store_url: str, *, host: str, port: int, actions: bool) -> None:
             shown = f"[{host}]" if ":" in host else host
             log.info("ui: http://%s:%d/ (%s, store %s)", shown, server.server_port,
                      "actions enabled" if actions else "read-only", store.url_for_display)
-            try:
-                server.serve_forever()
-            finally:
-                threading.Thread(target=server.shutdown, daemon=True).start()
+            server.serve_forever()  # until KeyboardInterrupt/SystemExit; `with` closes the socket
     finally:
         store.close()
