@@ -53,6 +53,7 @@ class Release:
     namespace: str
     image: str
     values: Path
+    started: float  # time.monotonic() when `helm install` began
 
     def helm(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
         return self.node.helm(*args, timeout=timeout)
@@ -97,7 +98,7 @@ def release(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     node.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "-f", str(values),
               "--wait", "--timeout", "180s", timeout=240)
     print(f"helm install --wait took {time.monotonic() - started:.1f}s")
-    rel = Release(node, RELEASE_NS, image_ref("adf"), values)
+    rel = Release(node, RELEASE_NS, image_ref("adf"), values, started)
     try:
         yield rel
     finally:
@@ -277,6 +278,7 @@ def test_a_scheduled_flow_runs_in_a_runner_pod_and_records_a_succeeded_run(relea
     connection_secrets(node, ns, dbs, "sched")
     node.apply(dataflow("paid-orders", ns, "sched"))
     run = wait_run(node, ns, "paid-orders", timeout=200)
+    print(f"helm install -> first Succeeded DataFlowRun: {time.monotonic() - release.started:.1f}s")
     status = run["status"]
     assert status["trigger"] == "schedule"
     assert status["recordsRead"] == 150 and status["recordsWritten"] == 150 and status["recordsFailed"] == 0
