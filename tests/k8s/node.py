@@ -110,15 +110,6 @@ def images() -> list[dict[str, Any]]:
     return found
 
 
-def image_ref(name: str) -> str:
-    """The first ref of one image of images.json (``adf``, ``pause``, ``redis``)."""
-    for image in images():
-        if image["name"] == name:
-            return str(image["refs"][0])
-    _unavailable(f"scripts/build-image made no {name!r} image")
-    raise AssertionError("unreachable")
-
-
 def _check_host() -> None:
     if os.geteuid() != 0:
         _unavailable("the real node needs root (containerd, kubelet, cgroups, a bridge)")
@@ -413,11 +404,22 @@ class Node(Cluster):
     """A running single-node cluster: :class:`Cluster`'s helpers plus the node's facts."""
 
     def __init__(self, kubeconfig: str, server: str, *, workdir: Path, node_ip: str,
-                 containerd_socket: Path, procs: _Processes) -> None:
+                 containerd_socket: Path, procs: _Processes, images: list[dict[str, Any]]) -> None:
         super().__init__(kubeconfig, server, workdir=workdir)
         self.node_ip = node_ip
         self.containerd_socket = containerd_socket
         self.procs = procs
+        self.images = images  # what was imported at start (images.json may be rewritten by a later build)
+
+    def image_refs(self, name: str) -> list[str]:
+        """The refs of one imported image (``adf``, ``pause``, ``redis``)."""
+        for image in self.images:
+            if image["name"] == name:
+                return [str(ref) for ref in image["refs"]]
+        raise AssertionError(f"scripts/build-image made no {name!r} image")
+
+    def image_ref(self, name: str) -> str:
+        return self.image_refs(name)[0]
 
     def ctr(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return _run("ctr", "--address", str(self.containerd_socket), "-n", "k8s.io", *args,
@@ -559,11 +561,14 @@ def _real_node(startup_timeout: float) -> Iterator[Node]:
         kubelet_root.mkdir(parents=True)
         kubelet_config = _kubelet_config(work, node_ip, cgroups.name, free_port(), free_port())
         cluster = Node(str(kubeconfig), server, workdir=work, node_ip=node_ip,
-                       containerd_socket=containerd_socket, procs=procs)
+                       containerd_socket=containerd_socket, procs=procs, images=built)
         cluster.wait_for(lambda: procs.check_alive() or containerd_socket.exists(), timeout=30,
                          what="containerd's socket")
-        for image in built:
-            cluster.import_image(image["tar"])
+        with open(cache_dir() / "images" / ".lock", "a") as build_lock:
+            fcntl.flock(build_lock, fcntl.LOCK_SH)  # scripts/build-image rewrites the tars under LOCK_EX
+            built[:] = images()  # as they are now, under the lock: the refs name what is imported
+            for image in built:
+                cluster.import_image(image["tar"])
         procs.start("kubelet", [
             binaries["kubelet"], "--config", str(kubelet_config), "--kubeconfig", str(kubeconfig),
             "--root-dir", str(kubelet_root), "--cert-dir", str(work / "kubelet" / "pki"),

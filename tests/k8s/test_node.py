@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.node import Node, image_ref
+from tests.k8s.node import Node
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s]
 
@@ -51,7 +51,7 @@ def test_the_node_is_ready_and_schedulable(node: Node) -> None:
 
 
 def test_a_pod_runs_the_project_image_as_its_non_root_user(node: Node, node_ns: str) -> None:
-    phase, logs = run_pod(node, node_ns, pod("version", image_ref("adf"), ["adf", "--version"]))
+    phase, logs = run_pod(node, node_ns, pod("version", node.image_ref("adf"), ["adf", "--version"]))
     assert phase == "Succeeded", logs
     assert logs.startswith("adf, version ")
 
@@ -66,7 +66,7 @@ def test_a_pod_reaches_the_api_server_through_the_kubernetes_service(node: Node,
         " headers={'Authorization': 'Bearer ' + open(sa + '/token').read()})\n"
         "print(json.load(urllib.request.urlopen(req, context=ctx, timeout=10))['gitVersion'])\n"
     )
-    phase, logs = run_pod(node, node_ns, pod("api", image_ref("adf"), ["python3", "-c", script]))
+    phase, logs = run_pod(node, node_ns, pod("api", node.image_ref("adf"), ["python3", "-c", script]))
     assert phase == "Succeeded", logs
     assert logs.strip().startswith("v1.")
 
@@ -81,7 +81,7 @@ def test_a_pod_resolves_a_service_by_name_and_nothing_outside_the_cluster(node: 
         "except OSError as err:\n"
         "    print('unresolved', type(err).__name__)\n"
     )
-    phase, logs = run_pod(node, node_ns, pod("dns", image_ref("adf"), ["python3", "-c", script]))
+    phase, logs = run_pod(node, node_ns, pod("dns", node.image_ref("adf"), ["python3", "-c", script]))
     assert phase == "Succeeded", logs
     service_ip, outside = logs.splitlines()
     assert service_ip == node.get("service", "kubernetes", "-n", "default")["spec"]["clusterIP"]
@@ -90,14 +90,14 @@ def test_a_pod_resolves_a_service_by_name_and_nothing_outside_the_cluster(node: 
 
 def test_a_pod_has_no_route_off_the_machine(node: Node, node_ns: str) -> None:
     script = "print(open('/proc/net/route').read())"
-    phase, logs = run_pod(node, node_ns, pod("routes", image_ref("adf"), ["python3", "-c", script]))
+    phase, logs = run_pod(node, node_ns, pod("routes", node.image_ref("adf"), ["python3", "-c", script]))
     assert phase == "Succeeded", logs
     destinations = [line.split()[1] for line in logs.splitlines()[1:] if line.strip()]
     assert "00000000" not in destinations  # no default route
 
 
 def test_a_pod_reaches_another_pod_through_its_service(node: Node, node_ns: str) -> None:
-    server = pod("echo", image_ref("adf"), ["python3", "-m", "http.server", "8000"])
+    server = pod("echo", node.image_ref("adf"), ["python3", "-m", "http.server", "8000"])
     server["metadata"]["labels"] = {"app": "echo"}
     del server["spec"]["restartPolicy"]
     node.apply(server, namespace=node_ns)
@@ -116,11 +116,11 @@ def test_a_pod_reaches_another_pod_through_its_service(node: Node, node_ns: str)
         "    raise SystemExit(f'no answer: {last}')\n"
     )
     name = f"client-{uuid.uuid4().hex[:4]}"
-    phase, logs = run_pod(node, node_ns, pod(name, image_ref("adf"), ["python3", "-c", script]))
+    phase, logs = run_pod(node, node_ns, pod(name, node.image_ref("adf"), ["python3", "-c", script]))
     assert (phase, logs.strip()) == ("Succeeded", "200"), logs
 
 
 def test_the_pod_sandbox_is_the_locally_built_pause_image(node: Node) -> None:
     refs = node.ctr("images", "ls", "-q").stdout.split()
-    assert image_ref("pause") in refs
-    assert image_ref("adf") in refs and image_ref("redis") in refs
+    assert node.image_ref("pause") in refs
+    assert node.image_ref("adf") in refs and node.image_ref("redis") in refs

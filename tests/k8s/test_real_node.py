@@ -31,7 +31,7 @@ import yaml
 
 from tests import services
 from tests.k8s.cluster import REPO
-from tests.k8s.node import POD_CIDR, Node, image_ref, images
+from tests.k8s.node import POD_CIDR, Node
 
 pytestmark = [pytest.mark.node, pytest.mark.k8s, pytest.mark.postgres]
 
@@ -64,9 +64,9 @@ def _split_ref(ref: str) -> tuple[str, str]:
     return repository, tag
 
 
-def _test_values(tmp: Path) -> Path:
+def _test_values(node: Node, tmp: Path) -> Path:
     """Only what this machine needs differently from a real cluster: the Redis image (no registry here)."""
-    redis_repo, redis_tag = _split_ref(image_ref("redis"))
+    redis_repo, redis_tag = _split_ref(node.image_ref("redis"))
     values = {"storage": {"redis": {"image": {"repository": redis_repo, "tag": redis_tag,
                                               "pullPolicy": "Never"}}}}
     path = tmp / "test-values.yaml"
@@ -93,12 +93,12 @@ def release(node: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     """``helm install`` of the chart with default values (the chart's image is the one built here)."""
     tmp = tmp_path_factory.mktemp("release")
     _store_volume(node, tmp)
-    values = _test_values(tmp)
+    values = _test_values(node, tmp)
     started = time.monotonic()
     node.helm("install", RELEASE, str(CHART), "-n", RELEASE_NS, "--create-namespace", "-f", str(values),
               "--wait", "--timeout", "180s", timeout=240)
     print(f"helm install --wait took {time.monotonic() - started:.1f}s")
-    rel = Release(node, RELEASE_NS, image_ref("adf"), values, started)
+    rel = Release(node, RELEASE_NS, node.image_ref("adf"), values, started)
     try:
         yield rel
     finally:
@@ -454,7 +454,7 @@ def test_a_dataflow_in_a_second_namespace_runs_once_the_chart_lists_it(release: 
 
 def test_helm_upgrade_to_a_new_image_tag_rolls_the_operator(release: Release) -> None:
     node = release.node
-    refs = next(i["refs"] for i in _images() if i["name"] == "adf")
+    refs = node.image_refs("adf")
     other = next((r for r in refs if r != release.image), None)
     assert other is not None, f"scripts/build-image tags the image twice (got {refs})"
     repository, tag = _split_ref(other)
@@ -480,7 +480,3 @@ def test_helm_uninstall_keeps_the_crds_and_the_store_volume_as_notes_say(release
     assert pvc["status"]["phase"] == "Bound"
     assert node.get("deployments", "-n", RELEASE_NS)["items"] == []
     assert "kubectl delete crd" in notes and f"delete pvc {FULLNAME}-redis" in notes
-
-
-def _images() -> list[dict[str, Any]]:
-    return images()
