@@ -19,7 +19,8 @@ Flow metrics (from the store):
 ``adf_flow_last_run_records{kind}``             gauge    records of the newest finished run, same ``kind``
 ``adf_flow_last_run_duration_seconds``          gauge    duration of the newest finished run (absent if it
                                                          never started)
-``adf_flow_last_run_timestamp_seconds``         gauge    start of the newest run (the flow's last_run_at)
+``adf_flow_last_run_timestamp_seconds``         gauge    the flow's last_run_at: when its newest finished
+                                                         run started
 ``adf_flow_last_run_success``                   gauge    1 if the newest finished run succeeded, else 0
 ``adf_flow_last_success_timestamp_seconds``     gauge    end of the newest successful run (absent if none
                                                          is in the window nor was seen by this process)
@@ -321,7 +322,7 @@ class FlowCollector(Collector):
               labels=[*flow, "kind"]),
             g("adf_flow_last_run_records", "Records of the newest finished run by kind.", labels=[*flow, "kind"]),
             g("adf_flow_last_run_duration_seconds", "Duration of the newest finished run.", labels=flow),
-            g("adf_flow_last_run_timestamp_seconds", "Start of the flow's newest run.", labels=flow),
+            g("adf_flow_last_run_timestamp_seconds", "When the newest finished run started.", labels=flow),
             g("adf_flow_last_run_success", "1 if the newest finished run succeeded, else 0.", labels=flow),
             g("adf_flow_last_success_timestamp_seconds", "End of the newest successful run.", labels=flow),
             g("adf_flow_consecutive_failures", "Finished runs that failed since the last success.", labels=flow),
