@@ -195,5 +195,9 @@ def test_helm_install_with_every_monitoring_toggle_on(kube: Cluster, namespace: 
             "containers"][0]["env"]
         assert {"name": "ADF_METRICS_PORT", "value": "9090"} in env
         assert {"name": "ADF_UI_PORT", "value": "8081"} in env
+        notes = kube.helm("status", release, "-n", namespace).stdout
+        assert f"Service {full}-metrics, port 9090, path /metrics (scraped through ServiceMonitor {full})" in notes
+        assert "ADFFlowFailing, ADFFlowLate, ADFStoreUnavailable" in notes
+        assert f"kubectl -n {namespace} port-forward service/{full}-ui 8081" in notes
     finally:
         kube.helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
