@@ -240,8 +240,9 @@ def test_helm_install_runs_the_operator_pod_from_the_built_image(release: Releas
     assert container["image"] == release.image
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     (status,) = pod["status"]["containerStatuses"]
-    assert status["ready"] is True and status["restartCount"] == 0
-    # What the kubelet's liveness probe asks, asked the same way (the Pod's address on the bridge).
+    assert status["ready"] is True and status["restartCount"] == 0  # ready: its readiness probe passed
+    assert container["readinessProbe"]["httpGet"]["path"] == container["livenessProbe"]["httpGet"]["path"]
+    # What the kubelet's probes ask, asked the same way (the Pod's address on the bridge).
     port = container["livenessProbe"]["httpGet"]["port"]
     port_number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
     with urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port_number}/healthz", timeout=10) as resp:
