@@ -45,6 +45,7 @@ ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 ARG PIP_NO_INDEX
 COPY README.md ./
+COPY cli/ cli/
 COPY core/ core/
 COPY operator/ operator/
 COPY runner/ runner/

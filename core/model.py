@@ -52,6 +52,11 @@ def field_error(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("adf_field", "{message}", {"field": field, "message": message})
 
 
+# DataFlowRuns kept per flow unless the spec says otherwise (as CronJob keeps its Jobs)
+SUCCESSFUL_RUNS_HISTORY_LIMIT = 3
+FAILED_RUNS_HISTORY_LIMIT = 1
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -252,8 +257,8 @@ class DataFlowSpec(Model):
     suspend: bool = False
     concurrencyPolicy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
     startingDeadlineSeconds: int | None = Field(default=None, ge=0)
-    successfulRunsHistoryLimit: int = Field(default=3, ge=0)
-    failedRunsHistoryLimit: int = Field(default=1, ge=0)
+    successfulRunsHistoryLimit: int = Field(default=SUCCESSFUL_RUNS_HISTORY_LIMIT, ge=0)
+    failedRunsHistoryLimit: int = Field(default=FAILED_RUNS_HISTORY_LIMIT, ge=0)
     runtime: Runtime = Field(default_factory=Runtime)
     source: Source
     transform: list[TransformStep] = Field(default_factory=list)

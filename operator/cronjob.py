@@ -41,19 +41,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..kube.client import owner_reference
+from ..kube.names import (
+    HEARTBEAT_LABEL,
+    INSTANTIATE_ANNOTATION,
+    MANAGED_BY,
+    RUN_NOW_ANNOTATION,
+    SPEC_HASH_ANNOTATION,
+    labels,
+    manual_run_name,
+    secret_env_name,
+)
 from ..model import DataFlow, SecretKeyRef
-from ..runner.connections import secret_env_name
-from ..runner.executor import manual_run_name
 from ..schedule import cron_for_interval, parse_cron
-from .kube import owner_reference
 
 __all__ = [
     "FLOW_FAILED_EXIT",
-    "FLOW_LABEL",
     "HEARTBEAT_CRONJOB",
     "LOST_RUNNER_RETRIES",
-    "MANAGED_BY",
-    "RUN_NOW_ANNOTATION",
     "RunnerSettings",
     "build_flow_cronjob",
     "build_heartbeat_cronjob",
@@ -67,12 +72,6 @@ __all__ = [
     "secret_envs",
 ]
 
-MANAGED_BY = {"app.kubernetes.io/managed-by": "activedataflow"}
-FLOW_LABEL = "activedataflow.io/flow"
-HEARTBEAT_LABEL = "activedataflow.io/heartbeat"
-RUN_NOW_ANNOTATION = "activedataflow.io/run-now"
-SPEC_HASH_ANNOTATION = "activedataflow.io/spec-hash"
-INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
 HEARTBEAT_CRONJOB = "adf-heartbeat"
 CONTAINER = "adf"
 CRONJOB_NAME_LIMIT = 52
@@ -136,15 +135,6 @@ def cron_schedule(flow: DataFlow) -> str:
     cron = cron_for_interval(seconds)
     assert cron is not None, "the model refuses intervals cron cannot express when runtime.type is cronjob"
     return cron
-
-
-def labels(flow_name: str | None = None) -> dict[str, str]:
-    out = dict(MANAGED_BY)
-    if flow_name is not None:
-        out[FLOW_LABEL] = flow_name
-    else:
-        out[HEARTBEAT_LABEL] = "true"
-    return out
 
 
 def secret_envs(flows: Iterable[DataFlow]) -> list[dict[str, Any]]:

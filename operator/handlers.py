@@ -26,14 +26,15 @@ from typing import Any
 import kopf
 
 from ..errors import ConfigError, StoreUnavailable, UnknownFlow, redact
+from ..kube import status as st
+from ..kube.client import CRONJOB, DATAFLOW, JOB, SECRET, AlreadyExists, Conflict, KubeApi, KubeError, rfc3339
+from ..kube.names import RUN_NOW_ANNOTATION, SPEC_HASH_ANNOTATION
 from ..model import DataFlow, SecretKeyRef, parse_dataflow
-from ..schedule import next_cron, next_run, utcnow
-from ..store.base import FlowRecord, FlowUpsert, Store
-from . import status as st
+from ..schedule import next_cron, utcnow
+from ..store.base import FlowRecord, Store
+from ..store.registration import register_flow
 from .cronjob import (
     HEARTBEAT_CRONJOB,
-    RUN_NOW_ANNOTATION,
-    SPEC_HASH_ANNOTATION,
     RunnerSettings,
     build_flow_cronjob,
     build_heartbeat_cronjob,
@@ -42,7 +43,6 @@ from .cronjob import (
     cron_schedule,
     cronjob_name,
 )
-from .kube import CRONJOB, DATAFLOW, JOB, SECRET, AlreadyExists, Conflict, KubeApi, KubeError, rfc3339
 
 __all__ = [
     "Context",
@@ -174,7 +174,7 @@ def _ready(
     previous = (obj.get("status") or {}).get("conditions")
     before = st.condition(previous)
     generation = obj["metadata"].get("generation")
-    cond = st.Condition(st.READY, "True" if ok else "False", reason, message)
+    cond = st.Condition(type=st.READY, status="True" if ok else "False", reason=reason, message=message)
     status["conditions"] = st.set_condition(previous, cond, generation=generation, now=ctx.clock())
     status["observedGeneration"] = generation
     return before is None or before.get("status") != cond.status or before.get("reason") != reason
@@ -231,24 +231,6 @@ def was_heartbeat(reason: str, old: Any) -> bool | None:
 
 
 # --------------------------------------------------------------------------- the store
-
-
-def register_flow(store: Store, flow: DataFlow, *, now: datetime) -> FlowRecord:
-    """Create or update the flow record.
-
-    ``next_run_at`` is recomputed only when the timing (schedule, interval, time
-    zone) changed and the flow has run before; otherwise the stored value is kept,
-    so a restart of the operator never skips a run that is due (a flow never run
-    before stays due).
-    """
-    stored = store.get_flow(flow.name, flow.namespace)
-    next_at = None
-    if stored is not None and stored.last_run_at is not None:
-        spec = flow.spec
-        timing = (spec.schedule, spec.interval_seconds, spec.timeZone)
-        if timing != (stored.schedule, stored.interval_seconds, stored.time_zone):
-            next_at = next_run(spec, after=now, last_run_at=stored.last_run_at)
-    return store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
 
 
 def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> datetime | None:

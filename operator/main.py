@@ -10,9 +10,9 @@ from typing import Any
 
 import kopf
 
+from ..kube.names import RUN_NOW_ANNOTATION
 from ..model import API_GROUP, API_VERSION
 from . import app, handlers
-from .cronjob import RUN_NOW_ANNOTATION
 
 registry = kopf.OperatorRegistry()
 DATAFLOWS = (API_GROUP, API_VERSION, "dataflows")

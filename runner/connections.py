@@ -20,9 +20,9 @@ import base64
 import binascii
 import logging
 import os
-import re
 
 from ..errors import ConfigError
+from ..kube.names import secret_env_name
 from ..model import Connection, SecretKeyRef
 
 __all__ = ["resolve_url", "secret_env_name"]
@@ -30,15 +30,6 @@ __all__ = ["resolve_url", "secret_env_name"]
 log = logging.getLogger("activedataflow.connections")
 
 K8S_TIMEOUT_SECONDS = 10
-
-
-def secret_env_name(name: str, key: str) -> str:
-    """The environment variable that carries key ``key`` of Secret ``name``.
-
-    ``ADF_SECRET_`` + ``NAME_KEY`` upper-cased, every character other than a
-    letter or digit replaced by ``_``: ``shop-db``/``url`` -> ``ADF_SECRET_SHOP_DB_URL``.
-    """
-    return "ADF_SECRET_" + re.sub(r"[^A-Z0-9]", "_", f"{name}_{key}".upper())
 
 
 def resolve_url(conn: Connection, *, namespace: str, field: str) -> str:
@@ -62,7 +53,7 @@ def _read_secret(ref: SecretKeyRef, *, namespace: str, field: str, env: str) -> 
     from urllib3.exceptions import HTTPError
 
     from ..errors import UserError
-    from ..operator.kube import SECRET, KubeError, RestKube, load_transport
+    from ..kube.client import SECRET, KubeError, RestKube, load_transport
 
     what = f"secret {ref.name} key {ref.key}"
     try:  # the pod's service account (without importing the kubernetes client), else a kubeconfig

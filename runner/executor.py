@@ -25,10 +25,8 @@ does not retry a flow that failed (the CLI's exit 1), only a runner that died
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -40,9 +38,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConnectorError, UserError, redact
+from ..kube.names import attempt_name, manual_run_name, run_name_for
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
-from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, FlowUpsert, RunRecord, Store, Trigger
+from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
 from ..store.common import is_lease_lost
 
 if TYPE_CHECKING:
@@ -97,52 +96,9 @@ class RunOutcome:
         return self.run is not None and self.run.status == "failed"
 
 
-RUN_NAME_LIMIT = 253  # a DataFlowRun name is a DNS-1123 subdomain
-_ATTEMPT_ROOM = 4  # "-101": retries.limit is at most 100
-_VALUE_LIMIT = 40  # longer run-now values are hashed
 REPLACED = "replaced by a newer run"
 SETTLE_POLL_SECONDS = 2.0  # how often a replaced runner looks whether the slot's lease was renewed or lapsed
 RECENT_RUNS = 200  # runs looked through for the one a second runner found already there
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-
-
-def run_name_for(flow: str, slot: datetime, attempt: int = 1, *, manual: bool = False) -> str:
-    """``<flow>-<unix minutes>`` for a scheduled slot (as CronJob names its Jobs), so a second
-    runner for the same slot finds the run already there. A manual run given no name (``adf run``,
-    ``adf heartbeat --force`` outside a cluster) is unique instead: ``<flow>-manual-<unix seconds>-<hex>``;
-    in a cluster the run-now Job names it with :func:`manual_run_name`. Retries add ``-<attempt>``."""
-    if manual:
-        base = f"{flow}-manual-{int(slot.timestamp())}-{uuid.uuid4().hex[:4]}"
-    else:
-        base = f"{flow}-{int(slot.timestamp() // 60)}"
-    return attempt_name(base, attempt)
-
-
-def attempt_name(base: str, attempt: int) -> str:
-    """The name of attempt ``attempt`` of the run named ``base`` (the first attempt is ``base``)."""
-    return base if attempt == 1 else f"{base}-{attempt}"
-
-
-def manual_run_name(flow: str, value: str) -> str:
-    """The name of the run a run-now annotation value asks for: ``<flow>-manual-<value>``.
-
-    Deterministic, so a second runner for the same request (the run-now Job's Pod started
-    twice) finds the run already there. A value that is not a lowercase DNS label of at most
-    40 characters (``adf trigger`` and ``date +%s`` give unix seconds, which are) is replaced
-    by 12 hex digits of its SHA-256. The name is a DNS-1123 subdomain short enough for the
-    ``-<attempt>`` of retries; a long flow name is cut and a hash of the whole name appended.
-    """
-    token = value if len(value) <= _VALUE_LIMIT and _LABEL.fullmatch(value) else _digest(value, 12)
-    name = f"{flow}-manual-{token}"
-    limit = RUN_NAME_LIMIT - _ATTEMPT_ROOM
-    if len(name) <= limit:
-        return name
-    suffix = f"-{_digest(name, 8)}-manual-{token}"
-    return name[: limit - len(suffix)].rstrip("-.") + suffix
-
-
-def _digest(text: str, length: int) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def dataflow_from_record(record: FlowRecord) -> DataFlow:
@@ -212,11 +168,9 @@ class FlowExecutor:
 
     def register(self, flow: DataFlow) -> FlowRecord:
         """Store (create or update) the flow record of a DataFlow."""
-        existing = self.store.get_flow(flow.name, flow.namespace)
-        next_at = None
-        if existing is not None and existing.last_run_at is not None:
-            next_at = next_run(flow.spec, after=utcnow(), last_run_at=existing.last_run_at)
-        return self.store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
+        from ..store.registration import register_flow
+
+        return register_flow(self.store, flow, now=utcnow())
 
     def run(
         self,

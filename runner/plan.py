@@ -62,9 +62,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from ..errors import redact
-from ..expressions import SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
+from ..expressions import PUSHDOWN_DIALECTS, SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
 from ..model import DataFlow, SqlSink, SqlSource
 from .connectors.sql import (
+    DEFAULT_PORTS,
     SQLITE_TEXT_TEMPORAL,
     SinkTarget,
     SqlSinkWriter,
@@ -89,8 +90,6 @@ __all__ = [
 log = logging.getLogger("activedataflow.runner.plan")
 
 ATTACHED_SCHEMA = "adf_src"
-PUSHDOWN_DIALECTS = ("postgresql", "sqlite")
-DEFAULT_PORTS = {"postgresql": 5432}
 
 
 def pushdown_enabled() -> bool:

@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..errors import redact
-from ..operator.cronjob import FLOW_LABEL, MANAGED_BY
-from ..operator.kube import (
+from ..kube.client import (
     DATAFLOW,
     DATAFLOWRUN,
     AlreadyExists,
@@ -28,7 +27,9 @@ from ..operator.kube import (
     owner_reference,
     rfc3339,
 )
-from ..operator.status import ACTIVE_PHASES, dataflowrun_status, phase_of
+from ..kube.names import FLOW_LABEL, labels, run_name_for
+from ..kube.status import ACTIVE_PHASES, dataflow_status, dataflowrun_status, phase_of
+from ..model import FAILED_RUNS_HISTORY_LIMIT, SUCCESSFUL_RUNS_HISTORY_LIMIT
 from ..schedule import utcnow
 from ..store.base import FlowRecord, RunRecord
 
@@ -61,8 +62,6 @@ def run_resource_name(flow: FlowRecord, run: RunRecord) -> str:
     """The DataFlowRun name: the executor's ``run.run_name`` (``<flow>-<unix minutes>``)."""
     if run.run_name:
         return run.run_name
-    from .executor import run_name_for
-
     return run_name_for(flow.name, run.scheduled_for or run.created_at or utcnow(), run.attempt)
 
 
@@ -113,24 +112,25 @@ class KubeReflector:
         status: dict[str, Any] = {
             "lastRunName": name,
             "lastRunStatus": phase_of(run),
-            "lastRunAt": rfc3339(run.started_at or run.created_at or self.clock()),
+            "lastRunAt": run.started_at or run.created_at or self.clock(),
             "activeRuns": active,
         }
         if finished:
             if run.status == "success":
-                status["lastSuccessfulRunAt"] = rfc3339(run.ended_at or self.clock())
+                status["lastSuccessfulRunAt"] = run.ended_at or self.clock()
             if cursor is not None:
                 status["cursor"] = cursor
             if next_run_at is not None:
-                status["nextRunAt"] = rfc3339(next_run_at)
+                status["nextRunAt"] = next_run_at
             self._prune(owner, runs)
+        status = dataflow_status(**status)
         self._patch_flow_status(owner, name, status, count=run.status if finished else None)
 
     def _ensure_run(self, owner: Mapping[str, Any], flow: FlowRecord, run: RunRecord, name: str) -> None:
         meta = {
             "name": name,
             "namespace": flow.namespace,
-            "labels": {**MANAGED_BY, FLOW_LABEL: flow.name},
+            "labels": labels(flow.name),
             "ownerReferences": [owner_reference(owner, controller=True)],
         }
         spec = {"flow": flow.name, "trigger": run.trigger}
@@ -160,7 +160,7 @@ class KubeReflector:
                 if old.get("lastRunName") == name and old.get("lastRunStatus") == status["lastRunStatus"]:
                     pass  # this run was counted already (a repeated reflection)
                 else:
-                    patch["status"][key] = int(old.get(key) or 0) + 1
+                    patch["status"] |= dataflow_status(**{key: int(old.get(key) or 0) + 1})
                 patch["metadata"] = {"resourceVersion": current["metadata"]["resourceVersion"]}
             try:
                 self.kube.patch(DATAFLOW, meta["namespace"], meta["name"], patch, status=True)
@@ -173,8 +173,8 @@ class KubeReflector:
         """Delete finished DataFlowRuns beyond successfulRunsHistoryLimit / failedRunsHistoryLimit (newest kept)."""
         spec = owner.get("spec") or {}
         limits = {
-            "Succeeded": int(spec.get("successfulRunsHistoryLimit", 3)),
-            "Failed": int(spec.get("failedRunsHistoryLimit", 1)),
+            "Succeeded": int(spec.get("successfulRunsHistoryLimit", SUCCESSFUL_RUNS_HISTORY_LIMIT)),
+            "Failed": int(spec.get("failedRunsHistoryLimit", FAILED_RUNS_HISTORY_LIMIT)),
         }
         for phase, limit in limits.items():
             done = sorted(

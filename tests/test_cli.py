@@ -134,6 +134,20 @@ def test_store_url_from_environment(tmp_path: Path, dbs: tuple[str, str, str]) -
     assert [(f["namespace"], f["name"]) for f in listed] == [("shop", "paid-orders")]
 
 
+def test_store_and_verbose_are_taken_after_the_command_name_too(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
+    """CONTRACT.md: options every command takes are accepted before or after the command name."""
+    src, sink, store = dbs
+    result = adf("run", str(manifest(tmp_path, source_url=src, sink_url=sink)), "--store", store, "-v",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert " INFO " in result.stderr  # -v after the command name raised the log level
+    listed = json.loads(adf("flows", "-o", "json", "--store", store).stdout)
+    assert [(f["namespace"], f["name"]) for f in listed] == [("shop", "paid-orders")]
+    # given on both sides, the one after the command wins (it is the nearer)
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert json.loads(adf("--store", store, "flows", "-o", "json", "--store", other).stdout) == []
+
+
 def test_apply_then_heartbeat_runs_due_flows_once(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
     src, sink, store = dbs
     first = adf("--store", store, "apply", str(manifest(tmp_path, source_url=src, sink_url=sink)))

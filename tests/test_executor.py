@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
+from activedataflow.kube.names import manual_run_name, run_name_for
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner import connectors
-from activedataflow.runner.executor import FlowExecutor, dataflow_from_record, manual_run_name, run_name_for
+from activedataflow.runner.executor import FlowExecutor, dataflow_from_record
 from activedataflow.store import open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

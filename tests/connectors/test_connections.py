@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 from activedataflow.errors import ConfigError
+from activedataflow.kube.names import secret_env_name
 from activedataflow.model import Connection
-from activedataflow.runner.connections import resolve_url, secret_env_name
+from activedataflow.runner.connections import resolve_url
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from activedataflow.errors import ConfigError
+from activedataflow.kube.status import BACKTRACE_LIMIT
 from activedataflow.model import DataFlowSpec, parse_dataflow
 from activedataflow.operator import crdgen
 from pydantic import BaseModel
@@ -400,7 +401,7 @@ def test_kubectl_get_dataflowruns_prints_the_contract_columns(kube_crds: Cluster
 def test_a_run_error_backtrace_is_bounded(kube_crds: Cluster, namespace: str) -> None:
     kube_crds.apply({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlowRun",
                      "metadata": {"name": "r-1", "namespace": namespace}, "spec": {"flow": "f"}})
-    too_long = "x" * (crdgen.BACKTRACE_MAX_LENGTH + 1)
+    too_long = "x" * (BACKTRACE_LIMIT + 1)
     result = kube_crds.kubectl("patch", "dataflowrun", "r-1", "-n", namespace, "--subresource=status",
                                "--type=merge", "-p", json.dumps({"status": {"phase": "Failed", "error": {
                                    "message": "boom", "backtrace": too_long}}}), check=False)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import urllib3
 import yaml
-from activedataflow.operator.kube import (
+from activedataflow.kube.client import (
     ApiClientTransport,
     Kind,
     KubeError,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from activedataflow.operator.kube import AlreadyExists, Conflict, Kind, event_body
+from activedataflow.kube.client import AlreadyExists, Conflict, Kind, event_body
 
 STATUS_SUBRESOURCE = {"dataflows", "dataflowruns", "cronjobs", "jobs"}
 

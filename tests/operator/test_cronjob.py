@@ -6,6 +6,7 @@ import json
 
 import pytest
 from activedataflow.errors import ConfigError
+from activedataflow.kube.names import manual_run_name
 from activedataflow.model import SecretKeyRef
 from activedataflow.operator.cronjob import (
     HEARTBEAT_CRONJOB,
@@ -18,7 +19,6 @@ from activedataflow.operator.cronjob import (
     cronjob_name,
     manual_job_name,
 )
-from activedataflow.runner.executor import manual_run_name
 
 from tests.operator.conftest import dataflow, dataflow_body
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 import pytest
+from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET
 from activedataflow.model import SecretKeyRef
 from activedataflow.operator.handlers import (
     Context,
@@ -17,7 +18,6 @@ from activedataflow.operator.handlers import (
     reconcile_flow,
     register_flow,
 )
-from activedataflow.operator.kube import CRONJOB, DATAFLOW, JOB, SECRET
 from activedataflow.store import Counts
 
 from tests.operator.conftest import dataflow, dataflow_body

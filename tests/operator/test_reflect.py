@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from activedataflow.operator.kube import DATAFLOW, DATAFLOWRUN
+from activedataflow.kube.client import DATAFLOW, DATAFLOWRUN
 from activedataflow.runner.reflect import KubeReflector, NullReflector, reflector_from_env
 from activedataflow.store.base import FlowRecord, RunRecord
 

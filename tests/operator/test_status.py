@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from activedataflow.operator.status import BACKTRACE_LIMIT, Condition, dataflowrun_status, set_condition
+from activedataflow.kube.status import BACKTRACE_LIMIT, Condition, dataflowrun_status, set_condition
 from activedataflow.store.base import RunRecord
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
 
 
+def cond(type: str, status: str, reason: str, message: str) -> Condition:
+    return Condition(type=type, status=status, reason=reason, message=message)  # type: ignore[arg-type]
+
+
 def test_new_condition_gets_a_transition_time_and_generation() -> None:
-    (ready,) = set_condition(None, Condition("Ready", "True", "Reconciled", "ok"), generation=3, now=T0)
+    (ready,) = set_condition(None, cond("Ready", "True", "Reconciled", "ok"), generation=3, now=T0)
     assert ready == {
         "type": "Ready",
         "status": "True",
@@ -24,28 +28,28 @@ def test_new_condition_gets_a_transition_time_and_generation() -> None:
 
 
 def test_transition_time_is_kept_while_status_does_not_flip() -> None:
-    first = set_condition(None, Condition("Ready", "False", "StorageUnavailable", "down"), generation=1, now=T0)
-    again = set_condition(first, Condition("Ready", "False", "InvalidSpec", "spec.x: bad"), generation=2, now=T1)
+    first = set_condition(None, cond("Ready", "False", "StorageUnavailable", "down"), generation=1, now=T0)
+    again = set_condition(first, cond("Ready", "False", "InvalidSpec", "spec.x: bad"), generation=2, now=T1)
     assert again[0]["lastTransitionTime"] == "2025-01-01T12:00:00Z"
     assert (again[0]["reason"], again[0]["observedGeneration"]) == ("InvalidSpec", 2)
 
 
 def test_transition_time_changes_when_status_flips() -> None:
-    first = set_condition(None, Condition("Ready", "False", "StorageUnavailable", "down"), generation=1, now=T0)
-    flipped = set_condition(first, Condition("Ready", "True", "Reconciled", "ok"), generation=1, now=T1)
+    first = set_condition(None, cond("Ready", "False", "StorageUnavailable", "down"), generation=1, now=T0)
+    flipped = set_condition(first, cond("Ready", "True", "Reconciled", "ok"), generation=1, now=T1)
     assert flipped[0]["lastTransitionTime"] == "2025-01-01T12:05:00Z"
 
 
 def test_other_conditions_are_kept() -> None:
     other = [{"type": "Stalled", "status": "False", "reason": "x", "message": "", "lastTransitionTime": "t"}]
-    out = set_condition(other, Condition("Ready", "True", "Reconciled", "ok"), generation=1, now=T0)
+    out = set_condition(other, cond("Ready", "True", "Reconciled", "ok"), generation=1, now=T0)
     assert [c["type"] for c in out] == ["Ready", "Stalled"]
     assert out[1] == other[0]
 
 
 def test_condition_messages_are_redacted() -> None:
     msg = "cannot reach the store at postgresql://adf:hunter2@db:5432/adf"
-    (ready,) = set_condition(None, Condition("Ready", "False", "StorageUnavailable", msg), generation=1, now=T0)
+    (ready,) = set_condition(None, cond("Ready", "False", "StorageUnavailable", msg), generation=1, now=T0)
     assert "hunter2" not in ready["message"]
     assert "postgresql://adf:***@db:5432/adf" in ready["message"]
 

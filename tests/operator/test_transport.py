@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from activedataflow.errors import UserError
-from activedataflow.operator.kube import (
+from activedataflow.kube.client import (
     ServiceAccountTransport,
     join_host_port,
     load_transport,
@@ -110,7 +110,7 @@ def test_a_vanished_token_file_keeps_the_last_token(sa_dir: Path, caplog: pytest
 
 
 def test_the_token_never_shows_in_a_repr(sa_dir: Path) -> None:
-    from activedataflow.operator.kube import RestKube
+    from activedataflow.kube.client import RestKube
 
     transport = ServiceAccountTransport("10.96.0.1", 443, root=sa_dir)
     assert "10.96.0.1" in repr(RestKube(transport))

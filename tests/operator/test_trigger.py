@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from activedataflow.cli.trigger import trigger_run
 from activedataflow.errors import UserError
-from activedataflow.operator.trigger import trigger_run
 
 from tests.operator.test_reflect import unreachable_kubeconfig
 
@@ -28,8 +28,8 @@ def test_no_kubeconfig_at_all_is_a_user_error(tmp_path: Path, monkeypatch: pytes
 
 def test_the_value_set_names_the_run_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
     """`adf trigger` sets unix seconds: usable in the run name unhashed, `<flow>-manual-<value>`."""
-    import activedataflow.operator.trigger as trigger
-    from activedataflow.runner.executor import manual_run_name
+    import activedataflow.cli.trigger as trigger
+    from activedataflow.kube.names import manual_run_name
 
     patches: list[tuple[str, str, dict]] = []
 

@@ -1,4 +1,6 @@
-"""The `adf` command line (names and exit statuses fixed by CONTRACT.md).
+"""The `adf` command line (names and exit statuses fixed by CONTRACT.md): the composition root.
+
+The one place that wires the runner and the operator to the core; nothing below imports it.
 
 Exit status: 0 success, 1 a flow run failed, 2 bad input (a manifest that does
 not validate, an unknown flow, an unreachable store) with one line on stderr
@@ -21,11 +23,11 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .errors import UserError, redact
+from .. import __version__
+from ..errors import UserError, redact
+from ..store import DEFAULT_STORE_URL
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_STORE = "sqlite:///adf.db"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -60,17 +62,41 @@ def handle_errors(fn: F) -> F:
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)  # again after `-v` following the command name
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ADF"})
-@click.option(
-    "--store",
-    envvar="ADF_STORE_URL",
-    default=DEFAULT_STORE,
-    show_default=True,
-    help="Storage backend URL (sqlite:///, postgresql+psycopg://, mysql+pymysql://, redis://, memory://).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+STORE_HELP = "Storage backend URL (sqlite:///, postgresql+psycopg://, mysql+pymysql://, redis://, memory://)."
+VERBOSE_HELP = "More log output (-vv for debug)."
+
+
+def _store_after(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.obj["store_url"] = value
+
+
+def _verbose_after(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        ctx.obj["verbose"] += value
+        _setup_logging(ctx.obj["verbose"])
+
+
+class _Commands(click.Group):
+    """A group whose options every command takes (``--store``, ``-v``) are accepted after the command
+    name as well, as kubectl accepts its global flags anywhere (CONTRACT.md); given after, they win."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.extend([
+            click.Option(["--store"], default=None, expose_value=False, callback=_store_after,
+                         allow_from_autoenv=False, help=STORE_HELP),
+            click.Option(["-v", "--verbose"], count=True, expose_value=False, callback=_verbose_after,
+                         allow_from_autoenv=False, help=VERBOSE_HELP),
+        ])
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "ADF"})
+@click.option("--store", envvar="ADF_STORE_URL", default=DEFAULT_STORE_URL, show_default=True, help=STORE_HELP)
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
 @click.version_option(__version__, prog_name="adf")
 @click.pass_context
 def cli(ctx: click.Context, store: str, verbose: int) -> None:
@@ -87,7 +113,7 @@ def _service_logging(ctx: click.Context) -> None:
 
 @contextmanager
 def _store(ctx: click.Context) -> Iterator[Any]:
-    from .store import open_store
+    from ..store import open_store
 
     store = open_store(ctx.obj["store_url"])
     try:
@@ -97,12 +123,12 @@ def _store(ctx: click.Context) -> Iterator[Any]:
 
 
 def _executor(store: Any, *, reflect: bool) -> Any:
-    from .runner.executor import FlowExecutor
-    from .runner.progress import progress_factory
+    from ..runner.executor import FlowExecutor
+    from ..runner.progress import progress_factory
 
     reflector = None
     if reflect:
-        from .runner.reflect import reflector_from_env
+        from ..runner.reflect import reflector_from_env
 
         reflector = reflector_from_env()
     try:
@@ -132,7 +158,7 @@ def _exit_for(outcomes: Sequence[Any]) -> None:
 @handle_errors
 def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str, explain: bool) -> None:
     """Run the DataFlow(s) in MANIFEST once, now, against the store."""
-    from .model import load_manifests
+    from ..model import load_manifests
 
     flows = load_manifests(manifest)
     if only:
@@ -141,7 +167,7 @@ def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str, e
             raise UserError(f"--flow: {', '.join(unknown)} not in {manifest}")
         flows = [f for f in flows if f.name in only]
     if explain:
-        from .runner.plan import explain_flow
+        from ..runner.plan import explain_flow
 
         for flow in flows:
             click.echo(f"{flow.namespace}/{flow.name}: {explain_flow(flow)}")
@@ -162,8 +188,8 @@ def run(ctx: click.Context, manifest: str, only: tuple[str, ...], output: str, e
 @handle_errors
 def apply(ctx: click.Context, manifest: str) -> None:
     """Store (create or update) the flow records of MANIFEST without running them."""
-    from .model import load_manifests
-    from .runner.executor import FlowExecutor
+    from ..model import load_manifests
+    from ..runner.executor import FlowExecutor
 
     flows = load_manifests(manifest)
     with _store(ctx) as store:
@@ -188,7 +214,7 @@ def apply(ctx: click.Context, manifest: str) -> None:
 @handle_errors
 def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force: bool, output: str) -> None:
     """Run every due flow (or one). What the CronJobs run. A flow never run before is due."""
-    from .runner.heartbeat import heartbeat as beat
+    from ..runner.heartbeat import heartbeat as beat
 
     if force and not flow:
         raise UserError("--force: needs --flow NAME")
@@ -218,7 +244,7 @@ def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force
 @handle_errors
 def serve(ctx: click.Context, host: str, port: int) -> None:
     """HTTP heartbeat endpoint: POST /heartbeat runs every due flow."""
-    from .runner.server import serve as run_server
+    from ..runner.server import serve as run_server
 
     _service_logging(ctx)
 
@@ -302,7 +328,7 @@ def runs(ctx: click.Context, flow: str | None, namespace: str | None, limit: int
     """List runs (newest first), of FLOW or of all flows."""
     with _store(ctx) as store:
         if flow and not any(f.name == flow for f in store.list_flows(namespace)):
-            from .errors import UnknownFlow
+            from ..errors import UnknownFlow
 
             where = f"namespace '{namespace}'" if namespace else "any namespace"
             raise UnknownFlow(f"flow '{flow}' not found in {where} of the store {store.url_for_display}")
@@ -369,7 +395,7 @@ def _print_outcomes(outcomes: Sequence[Any], output: str) -> None:
 @handle_errors
 def trigger(name: str, namespace: str | None) -> None:
     """Ask the cluster for a run of NAME now (sets the run-now annotation)."""
-    from .operator.trigger import trigger_run
+    from .trigger import trigger_run
 
     value = trigger_run(name, namespace or _current_namespace())
     click.echo(f"dataflow {name} triggered (activedataflow.io/run-now={value})")
@@ -397,11 +423,11 @@ def _current_namespace() -> str:
 @handle_errors
 def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str | None) -> None:
     """Run the operator (kopf)."""
-    from .operator.app import run_operator
+    from ..operator.app import run_operator
 
     _service_logging(ctx)
-    env_ns = [n.strip() for n in os.environ.get("ADF_WATCH_NAMESPACES", "").split(",") if n.strip()]
-    run_operator(namespaces=list(namespaces) or env_ns or None, store_url=ctx.obj["store_url"], liveness=liveness)
+    # None: ADF_WATCH_NAMESPACES, parsed by the operator (operator/app.py watch_namespaces)
+    run_operator(namespaces=list(namespaces) or None, store_url=ctx.obj["store_url"], liveness=liveness)
 
 
 # --------------------------------------------------------------------------- demo
@@ -414,7 +440,7 @@ def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str 
 @handle_errors
 def demo(ctx: click.Context, rows: int, workdir: str) -> None:
     """Make sample data in the embedded default and run a sample flow on it."""
-    from .runner.demo import prepare_demo
+    from ..runner.demo import prepare_demo
 
     manifest, summary = prepare_demo(workdir, rows=rows)
     click.echo(summary)
@@ -425,6 +451,3 @@ def demo(ctx: click.Context, rows: int, workdir: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="adf")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -3,7 +3,7 @@
 The operator sees the new value, creates a Job from the flow's CronJob template
 and acknowledges the value in ``status.lastHandledRunNow``, so one value runs once.
 The value (unix seconds) is a DNS label, so the run is named ``<flow>-manual-<value>``
-as it is (:func:`~activedataflow.runner.executor.manual_run_name`).
+as it is (:func:`~activedataflow.kube.names.manual_run_name`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from ..errors import UnknownFlow, UserError, redact
-from .cronjob import RUN_NOW_ANNOTATION
-from .kube import DATAFLOW, KubeError, RestKube, load_transport
+from ..kube.client import DATAFLOW, KubeError, RestKube, load_transport
+from ..kube.names import RUN_NOW_ANNOTATION
 
 __all__ = ["trigger_run"]
 

@@ -1,0 +1,5 @@
+"""``python -m activedataflow.cli``: the ``adf`` command."""
+
+from .commands import main
+
+main()

@@ -1,0 +1,6 @@
+"""The Kubernetes layer of the core, shared by the runner and the operator.
+
+* :mod:`.client`: the typed door to the API (``KubeApi``, ``RestKube`` and its transports);
+* :mod:`.names`: labels, annotations, Secret variables and run names both sides derive alike;
+* :mod:`.status`: the DataFlow status and DataFlowRun models, and the builders of every status write.
+"""
