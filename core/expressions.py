@@ -101,6 +101,7 @@ __all__ = [
     "Expression",
     "NotPushable",
     "RowError",
+    "check_expression",
     "compile_expression",
     "in_row_context",
     "row_error",
@@ -270,10 +271,10 @@ _FORBIDDEN_NAMES = {
 class _Checker:
     """ast (mode='eval') -> checked tree, refusing everything outside the allow-list."""
 
-    def __init__(self, text: str, columns: Sequence[str], field: str) -> None:
+    def __init__(self, text: str, columns: Sequence[str] | None, field: str) -> None:
         self.text = text
-        self.columns = list(columns)
-        self.known = set(columns)
+        self.columns = list(columns or ())
+        self.known = None if columns is None else set(columns)  # None: any column (checked at run time)
         self.field = field
         self.used: dict[str, None] = {}
 
@@ -368,7 +369,7 @@ class _Checker:
         raise self.fail(f"{what} not allowed", node)
 
     def column(self, name: str, node: ast.AST) -> Col:
-        if name not in self.known:
+        if self.known is not None and name not in self.known:
             raise self.fail(f"unknown column '{name}'", node, list_columns=True)
         self.used[name] = None
         return Col(name, getattr(node, "col_offset", 0) + 1)
@@ -1624,13 +1625,19 @@ class Expression:
         return f"Expression({self.text!r}, field={self.field!r})"
 
 
-def parse_expression(text: str, columns: Sequence[str], *, field: str) -> tuple[Node, tuple[str, ...]]:
-    """Check ``text`` against the allow-list; the tree and the columns it uses."""
+def parse_expression(text: str, columns: Sequence[str] | None, *, field: str) -> tuple[Node, tuple[str, ...]]:
+    """Check ``text`` against the allow-list; the tree and the columns it uses (``columns`` None: any)."""
     if not isinstance(text, str):
         raise ConfigError(f"expected an expression (text), got {type(text).__name__}", field=field)
     checker = _Checker(text, columns, field)
     tree = checker.check()
     return tree, tuple(checker.used)
+
+
+def check_expression(text: str, *, field: str) -> None:
+    """The syntax and the allow-list of ``text``, before any run (the model's validation): ConfigError
+    naming ``field`` and the position. Its columns are checked when a run knows the table."""
+    parse_expression(text, None, field=field)
 
 
 def compile_expression(text: str, columns: Sequence[str], *, field: str) -> Expression:

@@ -156,6 +156,17 @@ Source = Annotated[SqlSource | RedisSource, Field(discriminator="type")]
 # --------------------------------------------------------------------------- transforms
 
 
+def _check_expression(text: str, field: str) -> None:
+    """A ``filter``/``set`` expression's syntax and allow-list, at validation (so ``adf run`` exits 2 and
+    the operator reports InvalidSpec at apply); its columns are checked when a run knows the table."""
+    from .expressions import check_expression
+
+    try:
+        check_expression(text, field=field)
+    except ConfigError as err:
+        raise field_error(field, err.reason) from None
+
+
 class TransformStep(Model):
     """Exactly one of the keys; steps apply in order."""
 
@@ -177,6 +188,10 @@ class TransformStep(Model):
             )
         if self.python is not None and not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", self.python):
             raise field_error("python", "expected 'module.path:function'")
+        if self.filter is not None:
+            _check_expression(self.filter, "filter")
+        for column, text in (self.set or {}).items():
+            _check_expression(text, f"set.{column}")
         return self
 
     @property

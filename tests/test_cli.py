@@ -68,6 +68,19 @@ def test_invalid_manifest_exits_2_naming_the_field(tmp_path: Path, dbs: tuple[st
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_expression_with_a_syntax_error_exits_2_naming_field_and_position(
+    tmp_path: Path, dbs: tuple[str, str, str]
+) -> None:
+    src, sink, store = dbs
+    path = manifest(tmp_path, source_url=src, sink_url=sink)
+    path.write_text(path.read_text().replace("row.amount > 0", "row.amount > >"))
+    result = adf("--store", store, "run", str(path))
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "spec.transform." in line and ".filter: invalid expression at position 14" in line
+    assert not (tmp_path / "adf.db").exists() or adf("--store", store, "runs", "-o", "json").stdout.strip() == "[]"
+
+
 def test_unknown_column_in_expression_exits_2_before_running(tmp_path: Path, dbs: tuple[str, str, str]) -> None:
     src, sink, store = dbs
     path = manifest(tmp_path, source_url=src, sink_url=sink)

@@ -314,3 +314,30 @@ def test_a_dataflow_ignores_status() -> None:
     doc = copy.deepcopy(BASE)
     doc["status"] = {"lastRunStatus": "Succeeded"}
     assert isinstance(parse_dataflow(doc), DataFlow)
+
+
+@pytest.mark.parametrize(
+    ("index", "step", "expected"),
+    [
+        (1, {"filter": "row.amount > >"},
+         "spec.transform.1.filter: invalid expression at position 14: invalid syntax in 'row.amount > >'"),
+        (2, {"set": {"amount_cents": "int(row.amount *)"}},
+         "spec.transform.2.set.amount_cents: invalid expression at position 17: invalid syntax"),
+        (1, {"filter": "__import__('os')"}, "spec.transform.1.filter: unknown function '__import__' (functions: abs,"),
+        (1, {"filter": "row.amount.real > 0"},
+         "spec.transform.1.filter: attribute access is not allowed (only row.<column>)"),
+    ],
+)
+def test_a_filter_or_set_expression_is_checked_at_validation_naming_field_and_position(
+    index: int, step: dict[str, Any], expected: str
+) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["spec"]["transform"][index] = step
+
+    assert error_of(change).startswith(expected)
+
+
+def test_columns_of_an_expression_are_left_to_the_run_which_knows_the_table() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["transform"][1] = {"filter": "row.no_such_column > 0"}
+    assert parse_dataflow(doc).spec.transform[1].filter == "row.no_such_column > 0"

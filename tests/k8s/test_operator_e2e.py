@@ -236,6 +236,17 @@ def test_an_invalid_spec_past_the_schema_is_ready_false_naming_the_field(
     assert any(e["reason"] == "InvalidSpec" and e["type"] == "Warning" for e in events)
 
 
+def test_an_expression_with_a_syntax_error_is_ready_false_invalid_spec_at_apply(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("bad-filter", namespace, transform=[{"filter": "row.amount > >"}]))
+    cond = ready_condition(ready(kube, namespace, "bad-filter", status="False"))
+    assert cond["reason"] == "InvalidSpec"
+    assert cond["message"].startswith("spec.transform.0.filter: invalid expression at position 14: invalid syntax")
+    assert cronjobs(kube, namespace) == []
+
+
 def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:

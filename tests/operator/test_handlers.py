@@ -150,6 +150,17 @@ def test_invalid_spec_is_a_permanent_error_naming_the_field(ctx: Context, kube: 
     assert ctx.store().get_flow("paid-orders", "shop") is None
 
 
+def test_an_expression_with_a_syntax_error_is_invalid_spec_at_apply(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, transform=[{"filter": "row.amount > >"}])
+    with pytest.raises(kopf.PermanentError, match=r"spec\.transform\.0\.filter: invalid expression at position 14"):
+        reconcile(ctx, kube, body)
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert cond["message"].startswith("spec.transform.0.filter: invalid expression at position 14: invalid syntax")
+    assert kube.names(CRONJOB, "shop") == []
+    assert ctx.store().get_flow("paid-orders", "shop") is None
+
+
 def test_interval_cron_cannot_express_is_invalid_spec_naming_spec_interval(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube, schedule=None, interval="7m")
     with pytest.raises(kopf.PermanentError):
