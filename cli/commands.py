@@ -9,6 +9,7 @@ naming the field or the address.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -422,12 +423,64 @@ def _current_namespace() -> str:
 @click.pass_context
 @handle_errors
 def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str | None) -> None:
-    """Run the operator (kopf)."""
+    """Run the operator (kopf); with ADF_UI_PORT also the read-only monitoring page (the chart's ui.enabled)."""
     from ..operator.app import run_operator
 
     _service_logging(ctx)
-    # None: ADF_WATCH_NAMESPACES, parsed by the operator (operator/app.py watch_namespaces)
-    run_operator(namespaces=list(namespaces) or None, store_url=ctx.obj["store_url"], liveness=liveness)
+    with _ui_beside_the_operator(ctx.obj["store_url"]):
+        # None: ADF_WATCH_NAMESPACES, parsed by the operator (operator/app.py watch_namespaces)
+        run_operator(namespaces=list(namespaces) or None, store_url=ctx.obj["store_url"], liveness=liveness)
+
+
+@contextmanager
+def _ui_beside_the_operator(store_url: str | None) -> Iterator[None]:
+    """The monitoring page on 0.0.0.0:$ADF_UI_PORT in a thread, read-only: in a cluster, actions would
+    have to be made with the caller's own credentials, never the operator's."""
+    raw = os.environ.get("ADF_UI_PORT", "").strip()
+    if not raw:
+        yield
+        return
+    try:
+        port = int(raw)
+    except ValueError:
+        raise UserError(f"ADF_UI_PORT: expected a port number, got {raw!r}") from None
+    import threading
+
+    from ..store import open_store
+    from ..store import store_url as effective_store_url
+    from ..ui import make_ui_server
+
+    store = open_store(effective_store_url(store_url), migrate=False)
+    server = make_ui_server(store, host="0.0.0.0", port=port, actions=False)
+    thread = threading.Thread(target=server.serve_forever, name="adf-ui", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+
+
+# --------------------------------------------------------------------------- monitoring page
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--actions", is_flag=True, help="Allow run now / suspend / resume from the page (off: read-only).")
+@click.pass_context
+@handle_errors
+def ui(ctx: click.Context, host: str, port: int, actions: bool) -> None:
+    """The monitoring page: flows, runs, errors (read-only unless --actions)."""
+    from ..store import store_url as effective_store_url
+    from ..ui import serve as serve_ui
+
+    _service_logging(ctx)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"adf ui: http://{shown}:{port}/ ({'actions enabled' if actions else 'read-only'})", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_ui(effective_store_url(ctx.obj["store_url"]), host=host, port=port, actions=actions)
 
 
 # --------------------------------------------------------------------------- demo

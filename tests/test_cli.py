@@ -326,3 +326,45 @@ def test_a_heartbeat_loads_only_what_running_sqlite_flows_needs(tmp_path: Path, 
     assert {"sqlalchemy", "pydantic", "activedataflow"} <= loaded
     unneeded = {"alembic", "mako", "yaml", "kubernetes", "kopf", "aiohttp", "rich", "psycopg", "pymysql", "redis"}
     assert loaded & unneeded == set()
+
+
+def _ui_process(store: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    from tests.cli_helpers import ADF
+    from tests.services import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
+    proc = subprocess.Popen([*ADF, "--store", store, "ui", "--port", str(port), *extra], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}/"
+
+
+def _get(url: str, timeout: float = 20) -> str:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_adf_ui_serves_the_stores_flows_read_only_and_stops_on_ctrl_c(
+    tmp_path: Path, dbs: tuple[str, str, str]
+) -> None:
+    src, sink, store = dbs
+    assert adf("--store", store, "apply", str(manifest(tmp_path, source_url=src, sink_url=sink))).returncode == 0
+    proc, url = _ui_process(store)
+    try:
+        page = _get(url)
+        assert "paid-orders" in page
+        assert 'class="mode ro"' in page  # started without --actions
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert f"adf ui: {url} (read-only)" in err
