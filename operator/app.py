@@ -53,11 +53,17 @@ def run_operator(
     ``liveness`` is a kopf liveness endpoint such as ``http://0.0.0.0:8080/healthz``.
     Raises UserError for bad configuration (an invalid store URL, no kubeconfig).
     """
+    from ..store import open_store
     from . import main
+    from .metrics import metrics_port_from_env, start_metrics_server
 
     config = OperatorConfig.from_env(store_url=store_url)
     ctx = Context(config, RestKube(load_transport()))  # a malformed store URL fails here (exit 2)
     watched = watch_namespaces(namespaces)
+    metrics = None
+    if (port := metrics_port_from_env()) is not None:
+        # Its own store handle: scrapes read it from the metrics thread, answering adf_store_up 0 while it is down.
+        metrics = start_metrics_server(open_store(config.store_url, migrate=False), port=port)
     if not logging.getLogger().handlers:
         kopf.configure(verbose=bool(os.environ.get("ADF_DEBUG")))
     try:
@@ -70,4 +76,6 @@ def run_operator(
             memo=kopf.Memo(ctx=ctx),
         )
     finally:
+        if metrics is not None:
+            metrics.close()
         ctx.close()

@@ -1,4 +1,4 @@
-"""The kopf decorators, and nothing else: each delegates to a plain function in ``handlers``.
+"""The kopf decorators, and nothing else: each delegates to a plain function in ``handlers`` (reconciles counted).
 
 Handlers run in kopf's thread pool (they are sync). ``memo.ctx`` is the shared
 :class:`~activedataflow.operator.handlers.Context` that ``app.run_operator`` made.
@@ -6,6 +6,8 @@ Handlers run in kopf's thread pool (they are sync). ``memo.ctx`` is the shared
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import kopf
@@ -13,6 +15,7 @@ import kopf
 from ..kube.names import RUN_NOW_ANNOTATION
 from ..model import API_GROUP, API_VERSION
 from . import app, handlers
+from .metrics import record_reconcile
 
 registry = kopf.OperatorRegistry()
 DATAFLOWS = (API_GROUP, API_VERSION, "dataflows")
@@ -40,12 +43,28 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: kopf.Reason,
               old: Any = None, **_: Any) -> None:
     was_heartbeat = handlers.was_heartbeat(reason.value, old)
-    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat)
+    with _counted():
+        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat)
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
 def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, resync=True)
+    with _counted():
+        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, resync=True)
+
+
+@contextmanager
+def _counted() -> Iterator[None]:
+    """adf_operator_reconcile_total by result: a TemporaryError is retried by kopf, anything else raised is an error."""
+    try:
+        yield
+    except kopf.TemporaryError:
+        record_reconcile("retry")
+        raise
+    except BaseException:
+        record_reconcile("error")
+        raise
+    record_reconcile("success")
 
 
 @kopf.on.resume(*DATAFLOWS, registry=registry)

@@ -450,6 +450,45 @@ def test_a_dataflow_in_a_second_namespace_runs_once_the_chart_lists_it(release: 
         node.kubectl("delete", "namespace", team, "--wait=false", check=False)
 
 
+def test_the_operator_pod_serves_metrics_and_with_ui_enabled_the_monitoring_page(
+    release: Release, dbs: Databases
+) -> None:
+    node, ns = release.node, RELEASE_NS
+    orders(dbs, 8)
+    connection_secrets(node, ns, dbs, "watched")
+    node.apply(dataflow("watched", ns, "watched"))
+    wait_run(node, ns, "watched", timeout=200)
+    release.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--reuse-values", "--set", "ui.enabled=true",
+                 "--wait", "--timeout", "180s")
+    node.kubectl("rollout", "status", f"deployment/{OPERATOR}", "-n", RELEASE_NS, "--timeout=120s")
+    (pod,) = [p for p in node.pods(RELEASE_NS, "app.kubernetes.io/component=operator")
+              if p["metadata"].get("deletionTimestamp") is None]
+    ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    ip = pod["status"]["podIP"]
+
+    def scrape() -> str | None:
+        with urllib.request.urlopen(f"http://{ip}:{ports['metrics']}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        return text if 'flow="watched"' in text else None
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = node.wait_for(scrape, timeout=60, interval=2, what="the flow in the operator's metrics")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    key = (("flow", "watched"), ("namespace", ns), ("result", "succeeded"))
+    assert samples[("adf_flow_runs_total", key)] >= 1
+    assert samples[("adf_store_up", ())] == 1
+    assert samples[("adf_operator_reconcile_total", (("result", "success"),))] >= 1
+    services = {s["metadata"]["name"] for s in node.get("services", "-n", RELEASE_NS)["items"]}
+    assert {f"{FULLNAME}-metrics", f"{FULLNAME}-ui"} <= services
+    with urllib.request.urlopen(f"http://{ip}:{ports['ui']}/", timeout=10) as resp:
+        page = resp.read().decode()
+    assert "watched" in page and 'class="mode ro"' in page  # in a cluster: read-only
+    node.kubectl("patch", "dataflow", "watched", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
+    node.kubectl("delete", "dataflow", "watched", "-n", ns, "--wait=true")
+
+
 # --------------------------------------------------------------------------- upgrade and uninstall
 
 
