@@ -74,6 +74,19 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def memory_url() -> Iterator[str]:
+    """memory:// with the process-wide emulator emptied before and after the test."""
+    from activedataflow.store import open_store
+    from activedataflow.store.redis_store import RedisStore
+
+    store = open_store("memory://", migrate=False)
+    assert isinstance(store, RedisStore)
+    store.r.flushall()
+    yield "memory://"
+    store.r.flushall()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'adf.db'}"
 

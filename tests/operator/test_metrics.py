@@ -19,22 +19,11 @@ from activedataflow.operator.metrics import (
     start_metrics_server,
 )
 from activedataflow.store import Counts, FlowUpsert, RunRecord, Store, open_store
-from activedataflow.store.redis_store import RedisStore
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 SPEC: dict[str, Any] = {"source": {"type": "sql", "table": "orders"}, "sink": {"type": "sql", "table": "fact"}}
-
-
-@pytest.fixture
-def memory_url() -> Iterator[str]:
-    """memory:// with the process-wide emulator emptied before and after the test."""
-    store = open_store("memory://", migrate=False)
-    assert isinstance(store, RedisStore)
-    store.r.flushall()
-    yield "memory://"
-    store.r.flushall()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("memory"), pytest.param("redis", marks=pytest.mark.redis)])

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 import pytest
 from activedataflow.store import Store, open_store
-from activedataflow.store.redis_store import RedisStore
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -15,16 +14,6 @@ BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("mysql", id="mysql", marks=pytest.mark.mysql),
 ]
-
-
-@pytest.fixture
-def memory_url() -> Iterator[str]:
-    """memory:// with the process-wide emulator emptied before and after the test."""
-    store = open_store("memory://", migrate=False)
-    assert isinstance(store, RedisStore)
-    store.r.flushall()
-    yield "memory://"
-    store.r.flushall()
 
 
 def url_of(request: pytest.FixtureRequest, backend: str) -> str:
