@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -292,6 +293,59 @@ def _wait_ready(url: str, token: str, ca_file: Path, procs: _Processes, timeout:
     raise ControlPlaneError(f"{url} not ready after {timeout}s ({last})")
 
 
+@dataclass(frozen=True)
+class ApiServer:
+    """What :func:`start_api_server` started: the URL, an admin kubeconfig, the keys the controllers need."""
+
+    server: str
+    kubeconfig: Path
+    ca_file: Path
+    sa_private: Path
+
+
+def start_api_server(procs: _Processes, work: Path, *, etcd: str, apiserver: str, address: str,
+                     startup_timeout: float, extra: list[str]) -> ApiServer:
+    """etcd on loopback and kube-apiserver on ``address`` with a token-authenticated admin (group
+    system:masters) and service-account keys, waited for until ready; ``extra`` are further flags."""
+    etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    peer_url = f"http://127.0.0.1:{etcd_peer_port}"
+    procs.start("etcd", [
+        etcd, "--name", "adf-test", "--data-dir", str(work / "etcd"),
+        "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
+        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", f"adf-test={peer_url}",
+        "--unsafe-no-fsync", "--log-level", "warn",
+    ])
+    token = secrets.token_urlsafe(32)
+    tokens = work / "tokens.csv"
+    tokens.write_text(f'{token},{USER},{USER},"system:masters"\n')
+    tokens.chmod(0o600)
+    sa_private, sa_public = _write_service_account_keys(work)
+    certs = work / "certs"
+    server = f"https://{address}:{api_port}"
+    procs.start("kube-apiserver", [
+        apiserver,
+        "--etcd-servers", etcd_url,
+        "--bind-address", address, "--advertise-address", address,
+        "--secure-port", str(api_port), "--cert-dir", str(certs),
+        "--token-auth-file", str(tokens),
+        "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+        "--service-account-key-file", str(sa_public),
+        "--service-account-signing-key-file", str(sa_private),
+        "--service-cluster-ip-range", SERVICE_CIDR,
+        "--enable-priority-and-fairness=false",
+        "--profiling=false",
+        "--v", "1",
+        *extra,
+    ])
+    ca_file = certs / "apiserver.crt"
+    _wait_ready(f"{server}/readyz", token, ca_file, procs, startup_timeout)
+    kubeconfig = work / "kubeconfig"
+    _write_kubeconfig(kubeconfig, server, ca_file, token, USER)
+    return ApiServer(server, kubeconfig, ca_file, sa_private)
+
+
 @contextlib.contextmanager
 def control_plane(*, startup_timeout: float = 90) -> Iterator[Cluster]:
     """Start etcd, kube-apiserver and kube-controller-manager; yield a :class:`Cluster`; stop and clean up."""
@@ -308,46 +362,14 @@ def control_plane(*, startup_timeout: float = 90) -> Iterator[Cluster]:
     work = Path(tempfile.mkdtemp(prefix="adf-k8s-"))
     procs = _Processes(work)
     try:
-        etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
-        procs.start("etcd", [
-            etcd, "--name", "adf-test", "--data-dir", str(work / "etcd"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-            "--initial-cluster", f"adf-test=http://127.0.0.1:{etcd_peer_port}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
-
-        token = secrets.token_urlsafe(32)
-        tokens = work / "tokens.csv"
-        tokens.write_text(f'{token},{USER},{USER},"system:masters"\n')
-        tokens.chmod(0o600)
-        sa_private, sa_public = _write_service_account_keys(work)
-        certs = work / "certs"
-        server = f"https://127.0.0.1:{api_port}"
-        procs.start("kube-apiserver", [
-            apiserver,
-            "--etcd-servers", etcd_url,
-            "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-            "--secure-port", str(api_port), "--cert-dir", str(certs),
-            "--token-auth-file", str(tokens),
-            "--authorization-mode", "RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(sa_public),
-            "--service-account-signing-key-file", str(sa_private),
-            "--service-cluster-ip-range", SERVICE_CIDR,
-            "--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--endpoint-reconciler-type", "none",
-            "--v", "1",
-        ])
-        ca_file = certs / "apiserver.crt"
-        _wait_ready(f"{server}/readyz", token, ca_file, procs, startup_timeout)
-
-        kubeconfig = work / "kubeconfig"
-        _write_kubeconfig(kubeconfig, server, ca_file, token, USER)
+        api = start_api_server(procs, work, etcd=etcd, apiserver=apiserver, address="127.0.0.1",
+                               startup_timeout=startup_timeout, extra=[
+                                   "--authorization-mode", "RBAC",
+                                   "--disable-admission-plugins",
+                                   "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity",
+                                   "--endpoint-reconciler-type", "none",
+                               ])
+        kubeconfig, server, sa_private = api.kubeconfig, api.server, api.sa_private
         procs.start("kube-controller-manager", [
             controller_manager,
             "--kubeconfig", str(kubeconfig),

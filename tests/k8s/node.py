@@ -32,7 +32,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -48,13 +47,12 @@ import yaml
 
 from tests.k8s.cluster import (
     REPO,
+    SERVICE_CIDR,
     Cluster,
     ControlPlaneError,
     _Processes,
-    _wait_ready,
-    _write_kubeconfig,
-    _write_service_account_keys,
     cache_dir,
+    start_api_server,
     tool,
 )
 from tests.services import free_port
@@ -62,10 +60,8 @@ from tests.services import free_port
 NODE_NAME = "adf-node"
 POD_CIDR = "10.244.0.0/24"
 POD_GATEWAY = "10.244.0.1"
-SERVICE_CIDR = "10.96.0.0/16"
 BRIDGE = "adf-cni0"
 CNI_BIN = "/usr/lib/cni"
-USER = "adf-node-admin"
 NODE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet",
                  "kube-proxy", "coredns")
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ip", "mount", "umount")
@@ -498,49 +494,18 @@ def _real_node(startup_timeout: float) -> Iterator[Node]:
         _cni_config(work, node_ip)
         procs.start("containerd", ["containerd", "--config", str(_containerd_config(work, str(sandbox)))])
 
-        etcd_port, etcd_peer_port, api_port = free_port(), free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
-        procs.start("etcd", [
-            binaries["etcd"], "--name", "adf-node", "--data-dir", str(work / "etcd"),
-            "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-            "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer_port}",
-            "--initial-cluster", f"adf-node=http://127.0.0.1:{etcd_peer_port}",
-            "--unsafe-no-fsync", "--log-level", "warn",
-        ])
-        token = secrets.token_urlsafe(32)
-        tokens = work / "tokens.csv"
-        tokens.write_text(f'{token},{USER},{USER},"system:masters"\n')
-        tokens.chmod(0o600)
-        sa_private, sa_public = _write_service_account_keys(work)
-        certs = work / "certs"
-        server = f"https://{node_ip}:{api_port}"
-        procs.start("kube-apiserver", [
-            binaries["kube-apiserver"],
-            "--etcd-servers", etcd_url,
-            # On the node's address: Pods reach it there, through the `kubernetes` Service.
-            "--bind-address", node_ip, "--advertise-address", node_ip,
-            "--secure-port", str(api_port), "--cert-dir", str(certs),
-            "--token-auth-file", str(tokens),
-            "--authorization-mode", "Node,RBAC",
-            "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-            "--service-account-key-file", str(sa_public),
-            "--service-account-signing-key-file", str(sa_private),
-            "--service-cluster-ip-range", SERVICE_CIDR,
-            # To the kubelet (logs, exec) by its address: the node's name is in no DNS, and asking the
-            # machine's resolver for it would send a query off the machine.
-            "--kubelet-preferred-address-types", "InternalIP",
-            "--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-            "--audit-log-path", str(work / "audit.log"),
-            "--audit-policy-file", str(_audit_policy(work)),
-            "--v", "1",
-        ])
-        ca_file = certs / "apiserver.crt"
-        _wait_ready(f"{server}/readyz", token, ca_file, procs, startup_timeout)
-        kubeconfig = work / "kubeconfig"
-        _write_kubeconfig(kubeconfig, server, ca_file, token, USER)
+        api = start_api_server(procs, work, etcd=binaries["etcd"], apiserver=binaries["kube-apiserver"],
+                               # On the node's address: Pods reach it there, through the `kubernetes` Service.
+                               address=node_ip, startup_timeout=startup_timeout, extra=[
+                                   "--authorization-mode", "Node,RBAC",
+                                   # To the kubelet (logs, exec) by its address: the node's name is in no
+                                   # DNS, and asking the machine's resolver would send a query off it.
+                                   "--kubelet-preferred-address-types", "InternalIP",
+                                   "--disable-admission-plugins", "MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                                   "--audit-log-path", str(work / "audit.log"),
+                                   "--audit-policy-file", str(_audit_policy(work)),
+                               ])
+        kubeconfig, server, ca_file, sa_private = api.kubeconfig, api.server, api.ca_file, api.sa_private
         procs.start("kube-controller-manager", [
             binaries["kube-controller-manager"],
             "--kubeconfig", str(kubeconfig),

@@ -12,6 +12,7 @@ flow and databases, so each asserts one behaviour.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -156,6 +157,18 @@ def orders(dbs: Databases, rows: int) -> None:
 
 def expected_rows(rows: int) -> list[tuple[int, int, str]]:
     return [(i, int(i * 150), "paid") for i in range(1, rows + 1) if i % 4 != 0]
+
+
+@contextlib.contextmanager
+def sink_locked(dbs: Databases) -> Iterator[None]:
+    """fact_orders locked (ACCESS EXCLUSIVE) in an open transaction: a run writing into it waits."""
+    engine = sa.create_engine(dbs.sink)
+    try:
+        with engine.connect() as conn, conn.begin():  # the lock goes with the transaction's end
+            conn.execute(sa.text("LOCK TABLE fact_orders IN ACCESS EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
 
 
 def sink_rows(dbs: Databases) -> list[tuple[Any, ...]]:
@@ -347,21 +360,12 @@ def test_a_runner_pod_killed_mid_run_is_replaced_and_the_slot_runs_exactly_once(
     node, ns = release.node, RELEASE_NS
     orders(dbs, 500)
     connection_secrets(node, ns, dbs, "kill")
-    sink = sa.create_engine(dbs.sink)
-    lock = sink.connect()
-    tx = lock.begin()
-    # The runner blocks on its first write into fact_orders until the test lets go.
-    lock.execute(sa.text("LOCK TABLE fact_orders IN ACCESS EXCLUSIVE MODE"))
-    try:
+    with sink_locked(dbs):  # the runner blocks on its first write into fact_orders until the test lets go
         node.apply(dataflow("fragile", ns, "kill"))
         running = wait_run(node, ns, "fragile", "Running", timeout=200)
         slot = running["metadata"]["name"]
         (pod,) = [p for p in node.pods(ns, "activedataflow.io/flow=fragile") if p["status"].get("phase") == "Running"]
         os.kill(container_pid(node, pod), signal.SIGKILL)
-    finally:
-        tx.rollback()
-        lock.close()
-        sink.dispose()
     # The Job starts a new Pod for the same tick; it takes the slot over once the dead runner's lease is gone.
     done = wait_run(node, ns, "fragile", timeout=240, where=lambda r: r["metadata"]["name"].startswith(slot))
     assert done["status"]["recordsWritten"] == 375
@@ -380,11 +384,7 @@ def test_a_scheduled_tick_during_a_run_now_run_runs_nothing_for_a_forbid_flow(
     connection_secrets(node, ns, dbs, "forbid")
     node.apply(dataflow("one-at-a-time", ns, "forbid", concurrencyPolicy="Forbid"))
     first = wait_run(node, ns, "one-at-a-time", timeout=200)  # its first tick: the flow is now not due
-    sink = sa.create_engine(dbs.sink)
-    lock = sink.connect()
-    tx = lock.begin()
-    lock.execute(sa.text("LOCK TABLE fact_orders IN ACCESS EXCLUSIVE MODE"))  # holds the run-now run
-    try:
+    with sink_locked(dbs):  # holds the run-now run
         node.kubectl("annotate", "dataflow", "one-at-a-time", "-n", ns, f"activedataflow.io/run-now={int(time.time())}")
         manual = wait_run(node, ns, "one-at-a-time", "Running", timeout=120,
                           where=lambda r: r["status"].get("trigger") == "manual")
@@ -404,10 +404,6 @@ def test_a_scheduled_tick_during_a_run_now_run_runs_nothing_for_a_forbid_flow(
         assert "another run of this flow is active" in logs, logs
         names = [r["metadata"]["name"] for r in runs_of(node, ns, "one-at-a-time")]
         assert names == [first["metadata"]["name"], manual["metadata"]["name"]]
-    finally:
-        tx.rollback()
-        lock.close()
-        sink.dispose()
     wait_run(node, ns, "one-at-a-time", timeout=120,
              where=lambda r: r["metadata"]["name"] == manual["metadata"]["name"])
     node.kubectl("patch", "dataflow", "one-at-a-time", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
@@ -447,6 +443,9 @@ def test_a_dataflow_in_a_second_namespace_runs_once_the_chart_lists_it(release: 
         assert run["status"]["recordsWritten"] == 9
         assert sink_rows(dbs) == expected_rows(12)
     finally:
+        # The release no longer lists it (else every later --reuse-values upgrade would recreate its RBAC).
+        release.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--reuse-values",
+                     "--set", "runner.namespaces={}", "--wait", "--timeout", "180s")
         node.kubectl("delete", "namespace", team, "--wait=false", check=False)
 
 
