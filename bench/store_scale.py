@@ -8,7 +8,7 @@ Each backend is a fresh throwaway server started like the tests start theirs (te
 Debian's PostgreSQL, Redis, MariaDB on loopback; SQLite is a file in a temporary directory),
 filled through the store's own API with a realistic mix of flows in 10 namespaces:
 
-* most not due (next_run_at spread over the next 24 h), 2 % due (minutes ago), 1 % never run,
+* most not due (next_run_at spread over the 24 h after the next hour), 2 % due (minutes ago), 1 % never run,
   2 % disabled (suspended);
 * 10 % with a history of 5 finished runs (4 success, 1 failed), 0.2 % with a run in progress
   on another runner (live lease);
@@ -88,7 +88,7 @@ def fill(store: Store, flows: int, now: datetime) -> dict[str, list[tuple[str, s
     by_kind: dict[str, list[tuple[str, str]]] = {"disabled": [], "never-run": [], "due": [], "later": [],
                                                  "history": []}
     for i in range(flows):
-        name, ns = f"flow-{i:05d}", f"ns-{i % NAMESPACES}"
+        name, ns = f"flow-{i:05d}", f"ns-{(i // 3) % NAMESPACES}"  # every kind in every namespace
         kind = kind_of(i)
         next_at: datetime | None
         if kind == "never-run":
@@ -96,7 +96,7 @@ def fill(store: Store, flows: int, now: datetime) -> dict[str, list[tuple[str, s
         elif kind == "due":
             next_at = now - timedelta(minutes=1 + i % 30)
         else:
-            next_at = now + timedelta(seconds=60 + (i * 7919) % 86_400)
+            next_at = now + timedelta(seconds=3600 + (i * 7919) % 86_400)  # not due before the bench ends
         store.upsert_flow(FlowUpsert(name=name, namespace=ns, spec=spec_of(name), schedule="*/15 * * * *",
                                      time_zone="Europe/Berlin", enabled=kind != "disabled", next_run_at=next_at))
         by_kind[kind].append((name, ns))
