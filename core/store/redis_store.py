@@ -121,6 +121,22 @@ return id
 """
 
 
+# The due flows' records in one reply: a JSON array [field, value, ...] per flow (one bulk string each,
+# not two per field: redis-py's reply parser, not the server, was most of the time of a due lookup).
+# KEYS[1] adf:due; ARGV[1] now (micros), ARGV[2] the flow key prefix, ARGV[3] a namespace or ''.
+_DUE = """
+local found = {}
+local ns = ARGV[3] .. '/'
+for _, addr in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  if ARGV[3] == '' or string.sub(addr, 1, #ns) == ns then
+    local h = redis.call('HGETALL', ARGV[2] .. addr)
+    if #h > 0 then found[#found + 1] = cjson.encode(h) end
+  end
+end
+return found
+"""
+
+
 def _mapped(method: Callable[Concatenate[RedisStore, P], T]) -> Callable[Concatenate[RedisStore, P], T]:
     """Connection failures become StoreUnavailable naming the address (password masked)."""
 
@@ -155,6 +171,7 @@ class RedisStore(Store):
         self.url_for_display = url_for_display
         self.p = prefix
         self._claim = client.register_script(_CLAIM)
+        self._due = client.register_script(_DUE)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -240,6 +257,12 @@ class RedisStore(Store):
             lease_expires_at=_opt_time(h.get("lease_expires_at")),
             created_at=_opt_time(h.get("created_at")),
         )
+
+    @staticmethod
+    def _unpack(packed: str) -> dict[str, str]:
+        """A hash as _DUE packs it: a JSON array of field, value, field, value..."""
+        flat = json.loads(packed)
+        return dict(zip(flat[::2], flat[1::2], strict=True))
 
     def _hgetall_many(self, keys: Iterable[str]) -> list[dict[str, str]]:
         pipe = self.r.pipeline(transaction=False)
@@ -385,10 +408,9 @@ class RedisStore(Store):
 
     @_mapped
     def due_flows(self, now: datetime, namespace: str | None = None) -> list[FlowRecord]:
-        addrs = self.r.zrangebyscore(self._k("due"), "-inf", to_micros(aware_utc(now, "now")))
-        if namespace is not None:
-            addrs = [a for a in addrs if a.split("/", 1)[0] == namespace]
-        found = [self._flow_record(h) for h in self._hgetall_many(self._flow_key(a) for a in addrs)]
+        packed = self._due(keys=[self._k("due")], args=[to_micros(aware_utc(now, "now")), self._flow_key(""),
+                                                        namespace or ""])
+        found = [self._flow_record(self._unpack(p)) for p in packed]
         found = [f for f in found if f.enabled]
         return sorted(found, key=lambda f: (f.next_run_at is not None, f.next_run_at or now, f.namespace, f.name))
 

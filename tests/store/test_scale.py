@@ -44,6 +44,10 @@ def kind(i: int) -> str:
     return "due" if i % 50 == 11 else "later"
 
 
+def ns_of(i: int) -> str:
+    return f"ns-{(i // 3) % 10}"  # every kind in every namespace
+
+
 def next_run_of(i: int) -> datetime | None:
     """Due ones minutes ago, the others from an hour on (the heartbeat's own clock sees the same)."""
     return {"never-run": None, "due": NOW - timedelta(minutes=1 + i % 30)}.get(
@@ -54,7 +58,7 @@ def fill_sql(store: SqlStore) -> None:
     """FLOWS flows, a fifth of them with 5 finished runs and a few with a live run (bulk: the plans
     are the point, not the API's write path, which the conformance suite covers)."""
     flow_rows = [
-        {"id": i + 1, "name": f"flow-{i:05d}", "namespace": f"ns-{i % 10}", "description": "", "spec": SPEC,
+        {"id": i + 1, "name": f"flow-{i:05d}", "namespace": ns_of(i), "description": "", "spec": SPEC,
          "enabled": kind(i) != "disabled", "schedule": "*/15 * * * *", "concurrency_policy": "Forbid",
          "next_run_at": next_run_of(i), "created_at": NOW - timedelta(days=2), "updated_at": NOW - timedelta(days=2)}
         for i in range(FLOWS)
@@ -153,8 +157,8 @@ OPERATIONS: dict[str, Callable[[Store], object]] = {
     "due_flows of a namespace": lambda s: s.due_flows(NOW, "ns-3"),
     "claim of a due flow": claim_due,
     "reap_expired": lambda s: s.reap_expired(NOW),
-    "active_runs": lambda s: s.active_runs("flow-00001", "ns-1"),
-    "list_runs of a flow": lambda s: s.list_runs("flow-00005", "ns-5", limit=20),
+    "active_runs": lambda s: s.active_runs("flow-00001", ns_of(1)),
+    "list_runs of a flow": lambda s: s.list_runs("flow-00005", ns_of(5), limit=20),
     "heartbeat with nothing due": heartbeat_with_nothing_due,
 }
 
@@ -221,7 +225,7 @@ def test_the_due_lookup_is_a_range_of_the_next_run_index(filled_sql: SqlStore, n
     ``enabled`` alone, what ``enabled IS 1 AND (... OR ...)`` got on SQLite, reads every enabled flow)."""
     with captured(filled_sql) as sent:
         due = filled_sql.due_flows(NOW, namespace)
-    expected = [i for i in range(FLOWS) if kind(i) in ("due", "never-run") and namespace in (None, f"ns-{i % 10}")]
+    expected = [i for i in range(FLOWS) if kind(i) in ("due", "never-run") and namespace in (None, ns_of(i))]
     assert len(due) == len(expected)
     [(statement, parameters)] = sent
     bounded, unbounded, plan = next_run_ranges(filled_sql, statement, parameters)
@@ -235,10 +239,10 @@ def test_the_redis_due_lookup_reads_only_the_due_flows(redis_url: str) -> None:
     assert isinstance(store, RedisStore)
     flows_due = 0
     for i in range(1000):
-        store.upsert_flow(FlowUpsert(name=f"flow-{i:05d}", namespace=f"ns-{i % 10}", spec=SPEC,
+        store.upsert_flow(FlowUpsert(name=f"flow-{i:05d}", namespace=ns_of(i), spec=SPEC,
                                      enabled=kind(i) != "disabled", next_run_at=next_run_of(i)))
         flows_due += kind(i) in ("due", "never-run")
-    run = store.claim("flow-00001", "ns-1", now=NOW, runner_id="other", lease_seconds=3600, require_due=False)
+    run = store.claim("flow-00001", ns_of(1), now=NOW, runner_id="other", lease_seconds=3600, require_due=False)
     assert run is not None
     store.start_run(run.id, now=NOW, lease_seconds=3600)
 
@@ -247,10 +251,16 @@ def test_the_redis_due_lookup_reads_only_the_due_flows(redis_url: str) -> None:
         operation()
         stats = store.r.info("commandstats")
         return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()
-                if not k.startswith(("cmdstat_config", "cmdstat_info"))}
+                if not k.startswith(("cmdstat_config", "cmdstat_info", "cmdstat_script"))}
 
+    store.due_flows(NOW)  # loads the script
+    # One script (EVALSHA; the commands it calls are counted too): one range of adf:due, one HGETALL per due flow.
     due = commands(lambda: store.due_flows(NOW))
-    assert due == {"zrangebyscore": 1, "hgetall": flows_due}
+    assert due == {"evalsha": 1, "zrangebyscore": 1, "hgetall": flows_due}, due
+    assert len(store.due_flows(NOW, "ns-3")) == sum(1 for i in range(1000) if kind(i) in ("due", "never-run")
+                                                    and ns_of(i) == "ns-3")
+    due_ns = commands(lambda: store.due_flows(NOW, "ns-3"))
+    assert due_ns["hgetall"] < flows_due, due_ns  # only the namespace's flows are read
     claimed = commands(lambda: claim_due(store))
     assert claimed["hgetall"] <= flows_due + 2 and sum(claimed.values()) < flows_due + 40, claimed
     beat = commands(lambda: store.reap_expired(NOW))
