@@ -18,7 +18,8 @@ Times are integer microseconds since the epoch (exact as Redis scores and in
 Lua). :meth:`RedisStore.claim` is one Lua script: it checks the flow is
 enabled and due, that no other run holds an unexpired lease (unless
 ``Allow``) and that the run name is free, then creates the run and moves
-``next_run_at`` atomically. The other transitions are WATCH/MULTI
+``next_run_at`` atomically. :meth:`RedisStore.due_flows` is one read-only script too: a
+range of ``adf:due`` (O(log n + due)) and each due flow's hash as one JSON string. The other transitions are WATCH/MULTI
 transactions. Redis Cluster is not supported (the scripts touch run keys
 they find in sets).
 """
