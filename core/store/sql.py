@@ -365,15 +365,21 @@ class SqlStore(Store):
 
     def due_flows(self, now: datetime, namespace: str | None = None) -> list[FlowRecord]:
         with self._tx(write=False) as c:
+            if self.backend == "postgresql":
+                # Estimates made stale by a burst of claims drew a parallel plan: 8-10 ms starting workers
+                # for two index scans of a few rows.
+                c.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
             return [self._flow_record(r) for r in c.execute(self._due_query(aware_utc(now, "now"), namespace))]
 
     @staticmethod
     def _due_query(now: datetime, namespace: str | None = None) -> sa.Select:
         """Enabled flows never run or due by ``now``: two range scans of ``ix_flows_enabled_next_run_at``.
 
-        ``enabled = true`` (``IS TRUE`` is no index condition on PostgreSQL) and the two cases as a
-        ``UNION ALL`` (one ``next_run_at IS NULL OR next_run_at <= now`` made SQLite and MySQL read every
-        enabled flow): the work is proportional to the due flows, not to the stored ones.
+        ``enabled = true`` (``IS TRUE`` is no index condition) and the two cases as a ``UNION ALL``: one
+        ``next_run_at IS NULL OR next_run_at <= now`` made SQLite read every enabled flow and MariaDB the
+        whole table; PostgreSQL answered it with a bitmap scan that visits every heap page an index entry
+        points to, dead versions left by claims included (3.6 ms at 100,000 flows against 0.03 ms for the
+        two index scans). The work is proportional to the due flows, not to the stored ones.
         """
 
         def due(condition: sa.ColumnElement[bool]) -> sa.Select:
