@@ -102,6 +102,8 @@ runs = sa.Table(
     sa.UniqueConstraint("flow_id", "run_name", name="uq_runs_flow_run_name"),
     sa.Index("ix_runs_flow_created_at", "flow_id", "created_at"),
     sa.Index("ix_runs_status_lease", "status", "lease_expires_at"),
+    sa.Index("ix_runs_flow_status", "flow_id", "status"),  # migration 0002
+    sa.Index("ix_runs_created_at", "created_at", "id"),  # migration 0002
 )
 
 VERSION_TABLE = "adf_alembic_version"  # not alembic_version: the database may be shared with an application

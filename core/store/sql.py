@@ -56,7 +56,7 @@ SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
 _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
 # The newest revision in migrations/versions (tests/store check it against Alembic's own head).
 # A store already at it is opened without importing Alembic (about 8 MB of a runner's memory).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
 
 
@@ -364,17 +364,31 @@ class SqlStore(Store):
             return True
 
     def due_flows(self, now: datetime, namespace: str | None = None) -> list[FlowRecord]:
-        now = aware_utc(now, "now")
-        never_run_first = sa.case((flows.c.next_run_at.is_(None), 0), else_=1)
-        q = (
-            sa.select(flows)
-            .where(flows.c.enabled.is_(True), sa.or_(flows.c.next_run_at.is_(None), flows.c.next_run_at <= now))
-            .order_by(never_run_first, flows.c.next_run_at, flows.c.namespace, flows.c.name)
-        )
-        if namespace is not None:
-            q = q.where(flows.c.namespace == namespace)
         with self._tx(write=False) as c:
-            return [self._flow_record(r) for r in c.execute(q)]
+            if self.backend == "postgresql":
+                # Estimates made stale by a burst of claims drew a parallel plan: 8-10 ms starting workers
+                # for two index scans of a few rows.
+                c.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+            return [self._flow_record(r) for r in c.execute(self._due_query(aware_utc(now, "now"), namespace))]
+
+    @staticmethod
+    def _due_query(now: datetime, namespace: str | None = None) -> sa.Select:
+        """Enabled flows never run or due by ``now``: two range scans of ``ix_flows_enabled_next_run_at``.
+
+        ``enabled = true`` (``IS TRUE`` is no index condition) and the two cases as a ``UNION ALL``: one
+        ``next_run_at IS NULL OR next_run_at <= now`` made SQLite read every enabled flow and MariaDB the
+        whole table; PostgreSQL answered it with a bitmap scan that visits every heap page an index entry
+        points to, dead versions left by claims included (3.6 ms at 100,000 flows against 0.03 ms for the
+        two index scans). The work is proportional to the due flows, not to the stored ones.
+        """
+
+        def due(condition: sa.ColumnElement[bool]) -> sa.Select:
+            q = sa.select(flows).where(flows.c.enabled == sa.true(), condition)
+            return q if namespace is None else q.where(flows.c.namespace == namespace)
+
+        found = sa.union_all(due(flows.c.next_run_at.is_(None)), due(flows.c.next_run_at <= now)).subquery("due")
+        never_run_first = sa.case((found.c.next_run_at.is_(None), 0), else_=1)
+        return sa.select(found).order_by(never_run_first, found.c.next_run_at, found.c.namespace, found.c.name)
 
     def set_next_run(self, name: str, namespace: str, next_run_at: datetime | None) -> None:
         self._update_flow(name, namespace, next_run_at=optional_utc(next_run_at, "next_run_at"))

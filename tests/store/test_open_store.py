@@ -11,7 +11,7 @@ from activedataflow.errors import ConfigError, StoreUnavailable
 from activedataflow.store import FlowUpsert, open_store
 from activedataflow.store.redis_store import RedisStore
 from activedataflow.store.schema import VERSION_TABLE
-from activedataflow.store.sql import SqlStore
+from activedataflow.store.sql import HEAD_REVISION, SqlStore
 
 from tests.services import PG_PASSWORD
 from tests.store.conftest import url_of
@@ -126,7 +126,7 @@ def test_migrations_create_the_schema_once_and_record_the_revision(
         uniques |= {tuple(i["column_names"]) for i in inspector.get_indexes("flows") if i.get("unique")}
         assert ("namespace", "name") in uniques
         with engine.connect() as c:
-            assert c.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+            assert c.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD_REVISION]
     finally:
         engine.dispose()
 
