@@ -83,6 +83,7 @@ import ast
 import decimal
 import operator
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -311,7 +312,7 @@ class _Checker:
                 return Lit(_CONSTANTS[node.id], pos)
             if node.id == "row":
                 raise self.fail("'row' alone is not a value; write row.<column>", node)
-            hint = f"; did you mean row.{node.id}?" if node.id in self.known else "; columns are written row.<name>"
+            hint = f"; did you mean row.{node.id}?" if self.known is None or node.id in self.known else "; columns are written row.<name>"
             raise self.fail(f"unknown name '{node.id}'{hint}", node)
         if isinstance(node, ast.Attribute):
             if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
@@ -656,7 +657,7 @@ _gt, _ge = _comparison(operator.gt), _comparison(operator.ge)
 
 def _truth(v: Any) -> bool | None:
     if v is True or v is False or v is None:
-        return v  # type: ignore[no-any-return]
+        return v
     if type(v) is int and (v == 0 or v == 1):
         return v == 1
     raise TypeError(f"expected a condition (true/false/None), got {_name(v)} {v!r}"[:200])
@@ -672,7 +673,7 @@ def _in(v: Any, values: tuple[Any, ...] | frozenset[Any], decimals: tuple[Any, .
 def _text(v: Any, fn: str) -> str:
     if type(v) is not str:
         raise TypeError(f"{fn}() expects text, got {_name(v)}")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def _number_function(
@@ -1015,8 +1016,9 @@ class CodeGen:
             body=body,
             decorator_list=[],
             returns=None,
-            type_params=[],
         )
+        if sys.version_info >= (3, 12):  # a required field from 3.12 on (typeshed knows it only there)
+            fn.type_params = []
         module = ast.fix_missing_locations(ast.Module(body=[fn], type_ignores=[]))
         namespace = dict(self.namespace)
         exec(compile(module, filename, "exec"), namespace)  # a generated, vetted AST; never user text
@@ -1466,6 +1468,7 @@ class _Sql:
     def in_list(self, node: InList) -> tuple[ColumnElement[Any], Kind]:
         x, k = self.visit(node.operand)
         kinds = {type(v) for v in node.values}
+        values: list[ColumnElement[Any]]
         if isinstance(k, Scaled) and kinds <= {int, float}:
             lits = [_scaled_literal(v) for v in node.values]
             if k.maybe_int and float in kinds:
@@ -1494,6 +1497,7 @@ class _Sql:
         if not kinds:
             return [e for e, _ in visited], NULL
         present = [(p, v) for p, v in zip(parts, visited, strict=True) if v[1] != NULL]
+        kind: Kind
         if any(isinstance(k, Scaled) for k in kinds):
             if any(isinstance(p, Lit) and type(p.value) is float for p, _ in present):
                 raise self.refuse(node, "a float mixed with a SQLite NUMERIC: a float on some rows of the row path")
@@ -1524,13 +1528,13 @@ class _Sql:
             eq, _ = self.compare("==", node.args[0], node.args[1], node)
             return self.typed(sa.case((eq, sa.null()), else_=a), kind), kind
         if fn == "concat":
-            exprs = [self.visit(a) for a in node.args]
-            if any(k == NULL for _, k in exprs):
+            parts = [self.visit(a) for a in node.args]
+            if any(k == NULL for _, k in parts):
                 return sa.null(), NULL
-            for _, k in exprs:
+            for _, k in parts:
                 self.need(node, k, (STR,), "concat()")
-            out = sa.type_coerce(exprs[0][0], sa.String())
-            for e, _ in exprs[1:]:
+            out: ColumnElement[Any] = sa.type_coerce(parts[0][0], sa.String())
+            for e, _ in parts[1:]:
                 out = out.concat(e)
             return self.typed(out, STR), STR
         x, k = self.visit(node.args[0])
