@@ -70,7 +70,7 @@ def is_deadlock(err: sa.exc.DBAPIError) -> bool:
     orig = err.orig
     if getattr(orig, "sqlstate", None) in ("40P01", "40001"):  # PostgreSQL: deadlock, serialization failure
         return True
-    args = getattr(orig, "args", ())
+    args: tuple[Any, ...] = getattr(orig, "args", ())
     return bool(args) and args[0] == 1213  # MySQL/MariaDB ER_LOCK_DEADLOCK
 
 
@@ -171,7 +171,9 @@ class SqlStore(Store):
                     raise self._unavailable(err) from None
                 raise
 
-    def _flow_query(self, name: str, namespace: str, *, lock: bool = False, skip_locked: bool = False) -> sa.Select:
+    def _flow_query(
+        self, name: str, namespace: str, *, lock: bool = False, skip_locked: bool = False
+    ) -> sa.Select[*tuple[Any, ...]]:
         q = sa.select(flows).where(flows.c.namespace == namespace, flows.c.name == name)
         if lock and self._lock_rows:
             q = q.with_for_update(skip_locked=skip_locked)
@@ -206,7 +208,7 @@ class SqlStore(Store):
 
     _run_columns = (runs, flows.c.name.label("flow_name"), flows.c.namespace.label("flow_namespace"))
 
-    def _run_query(self) -> sa.Select:
+    def _run_query(self) -> sa.Select[*tuple[Any, ...]]:
         return sa.select(*self._run_columns).select_from(runs.join(flows, runs.c.flow_id == flows.c.id))
 
     @staticmethod
@@ -372,7 +374,7 @@ class SqlStore(Store):
             return [self._flow_record(r) for r in c.execute(self._due_query(aware_utc(now, "now"), namespace))]
 
     @staticmethod
-    def _due_query(now: datetime, namespace: str | None = None) -> sa.Select:
+    def _due_query(now: datetime, namespace: str | None = None) -> sa.Select[*tuple[Any, ...]]:
         """Enabled flows never run or due by ``now``: two range scans of ``ix_flows_enabled_next_run_at``.
 
         ``enabled = true`` (``IS TRUE`` is no index condition) and the two cases as a ``UNION ALL``: one
@@ -382,7 +384,7 @@ class SqlStore(Store):
         two index scans). The work is proportional to the due flows, not to the stored ones.
         """
 
-        def due(condition: sa.ColumnElement[bool]) -> sa.Select:
+        def due(condition: sa.ColumnElement[bool]) -> sa.Select[*tuple[Any, ...]]:
             q = sa.select(flows).where(flows.c.enabled == sa.true(), condition)
             return q if namespace is None else q.where(flows.c.namespace == namespace)
 
@@ -442,13 +444,15 @@ class SqlStore(Store):
                 ).first()
                 if taken is not None:
                     return None
-            run_id = c.execute(
+            key = c.execute(
                 runs.insert().values(
                     flow_id=flow.id, status="pending", trigger=trigger, attempt=attempt, run_name=run_name,
                     scheduled_for=scheduled_for, records_read=0, records_written=0, records_failed=0,
                     runner_id=runner_id, lease_expires_at=expires, created_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert key is not None  # a single-row INSERT reports its primary key
+            run_id = key[0]
             if next_run_at is not None:
                 c.execute(flows.update().where(flows.c.id == flow.id).values(next_run_at=next_run_at))
             return self._load_run(c, str(run_id))
