@@ -141,7 +141,7 @@ def _mapped(method: Callable[Concatenate[RedisStore, P], T]) -> Callable[Concate
     """Connection failures become StoreUnavailable naming the address (password masked)."""
 
     @functools.wraps(method)
-    def wrapper(self: RedisStore, *args: P.args, **kwargs: P.kwargs) -> T:
+    def wrapper(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return method(self, *args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError) as err:
@@ -156,7 +156,7 @@ def _opt(value: str | None) -> str | None:
 
 
 def _opt_time(value: str | None) -> datetime | None:
-    return None if value in (None, "") else from_micros(value)  # type: ignore[arg-type]
+    return None if value in (None, "") else from_micros(value)
 
 
 def _micros(value: datetime | None) -> str | None:
@@ -166,7 +166,7 @@ def _micros(value: datetime | None) -> str | None:
 class RedisStore(Store):
     """Flow and run records in Redis (or fakeredis for ``memory://``)."""
 
-    def __init__(self, client: redis.Redis, *, url_for_display: str, prefix: str = "adf:") -> None:
+    def __init__(self, client: redis.Redis[str], *, url_for_display: str, prefix: str = "adf:") -> None:
         self.r = client
         self.url_for_display = url_for_display
         self.p = prefix
@@ -179,7 +179,7 @@ class RedisStore(Store):
         if url.split("://", 1)[0].lower() == "memory":
             import fakeredis
 
-            client: redis.Redis = fakeredis.FakeRedis(server=shared_fake_server(), decode_responses=True)
+            client: redis.Redis[str] = fakeredis.FakeRedis(server=shared_fake_server(), decode_responses=True)
             return cls(client, url_for_display=display)
         try:
             client = redis.Redis.from_url(
@@ -195,6 +195,12 @@ class RedisStore(Store):
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url_for_display!r})"
+
+    def _transaction(self, func: Callable[..., Any], *watches: str, value_from_callable: bool = False) -> Any:
+        """``Redis.transaction``: WATCH the keys, run ``func(pipe)``, retry on WatchError."""
+        # types-redis leaves Redis.transaction unannotated (redis-py's own annotation is this one's)
+        return self.r.transaction(  # type: ignore[no-untyped-call]
+            func, *watches, value_from_callable=value_from_callable)
 
     # ----------------------------------------------------------------- keys
     @staticmethod
@@ -347,7 +353,7 @@ class RedisStore(Store):
             else:
                 pipe.zrem(self._k("due"), addr)
 
-        self.r.transaction(write, key)
+        self._transaction(write, key)
         return self._flow_record(self.r.hgetall(key))
 
     @_mapped
@@ -382,7 +388,7 @@ class RedisStore(Store):
             else:
                 pipe.zrem(self._k("due"), addr)
 
-        self.r.transaction(write, key)
+        self._transaction(write, key)
 
     @_mapped
     def set_enabled(self, name: str, namespace: str, enabled: bool) -> None:
@@ -407,7 +413,7 @@ class RedisStore(Store):
             pipe.srem(self._k("flows"), addr)
             pipe.zrem(self._k("due"), addr)
 
-        self.r.transaction(write, key, flowruns)
+        self._transaction(write, key, flowruns)
         return existed[0]
 
     @_mapped
@@ -503,7 +509,7 @@ class RedisStore(Store):
             if flow_change is not None and flow_exists:
                 self._hset_or_del(pipe, flow_key, flow_change(run))
 
-        self.r.transaction(write, run_key, flow_key)
+        self._transaction(write, run_key, flow_key)
         return self._load_run(self.r, run_id)
 
     @_mapped
@@ -529,7 +535,7 @@ class RedisStore(Store):
 
         if not run_id:
             return False
-        self.r.transaction(write, run_key)
+        self._transaction(write, run_key)
         return renewed[0]
 
     @_mapped
@@ -648,7 +654,7 @@ class RedisStore(Store):
                             pipe.zadd(self._k("due"), {addr: ended})
                 return run
 
-            if self.r.transaction(write, run_key, value_from_callable=True) is not None:
+            if self._transaction(write, run_key, value_from_callable=True) is not None:
                 h = self.r.hgetall(run_key)
                 if h:
                     failed.append(self._run_record(h))
