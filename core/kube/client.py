@@ -383,7 +383,9 @@ class ApiClientTransport:
         cfg = client.Configuration()
         cfg.retries = retries
         try:
-            config.load_kube_config(config_file=path, client_configuration=cfg, persist_config=False)
+            # the kubernetes package ships py.typed but leaves load_kube_config unannotated
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, client_configuration=cfg, persist_config=False)
         except (ConfigException, OSError, ValueError, TypeError) as err:
             raise UserError(f"kubeconfig {path} is unusable: {redact(str(err))}") from None
         return cls(client.ApiClient(cfg))
