@@ -291,3 +291,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def prune_runs(self, name: str, namespace: str, *, keep_success: int, keep_failed: int) -> int:
         """Delete final runs beyond the newest ``keep_*`` of each status. Returns the count."""
+
+    @abc.abstractmethod
+    def mark_notified(self, run_id: str, *, now: datetime) -> bool:
+        """Claim the sending of run ``run_id``'s notifications (``spec.notify``): atomically record
+        that it was notified, at ``now``, unless it already was. True only for the one caller that
+        set the mark (SQL: ``UPDATE ... WHERE notified_at IS NULL``; Redis: ``HSETNX``), so a
+        restarted or second runner finding the same finished run sends nothing again. UnknownRun
+        if no such run."""

@@ -136,6 +136,13 @@ return found
 """
 _PACK_CHUNK = 500
 
+# KEYS[1] the run hash, ARGV[1] the time: 1 set now, 0 already set, -1 no such run (HSETNX alone would
+# create a stray hash for a pruned run).
+_MARK_NOTIFIED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('HSETNX', KEYS[1], 'notified_at', ARGV[1])
+"""
+
 
 def _mapped(method: Callable[Concatenate[RedisStore, P], T]) -> Callable[Concatenate[RedisStore, P], T]:
     """Connection failures become StoreUnavailable naming the address (password masked)."""
@@ -172,6 +179,7 @@ class RedisStore(Store):
         self.p = prefix
         self._claim = client.register_script(_CLAIM)
         self._pack_flows = client.register_script(_PACKED_FLOWS)
+        self._mark_notified = client.register_script(_MARK_NOTIFIED)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -581,6 +589,14 @@ class RedisStore(Store):
             "records_written": str(counts.records_written),
             "records_failed": str(counts.records_failed),
         }
+
+    @_mapped
+    def mark_notified(self, run_id: str, *, now: datetime) -> bool:
+        at = str(to_micros(aware_utc(now, "now")))
+        done = int(self._mark_notified(keys=[self._run_key(run_id)], args=[at])) if run_id else -1
+        if done < 0:
+            raise unknown_run(run_id, self.url_for_display)
+        return done == 1
 
     @_mapped
     def update_counts(self, run_id: str, counts: Counts) -> None:

@@ -99,6 +99,7 @@ runs = sa.Table(
     sa.Column("runner_id", sa.String(255)),
     sa.Column("lease_expires_at", UTCDateTime()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("notified_at", UTCDateTime()),  # migration 0003: notifications claimed (Store.mark_notified)
     sa.UniqueConstraint("flow_id", "run_name", name="uq_runs_flow_run_name"),
     sa.Index("ix_runs_flow_created_at", "flow_id", "created_at"),
     sa.Index("ix_runs_status_lease", "status", "lease_expires_at"),

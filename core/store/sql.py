@@ -56,7 +56,7 @@ SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
 _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
 # The newest revision in migrations/versions (tests/store check it against Alembic's own head).
 # A store already at it is opened without importing Alembic (about 8 MB of a runner's memory).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
 
 
@@ -206,7 +206,10 @@ class SqlStore(Store):
             updated_at=row.updated_at,
         )
 
-    _run_columns = (runs, flows.c.name.label("flow_name"), flows.c.namespace.label("flow_namespace"))
+    # Every run column but notified_at (only mark_notified touches it: the record does not show it, and a
+    # store one revision behind, 0002, still reads and writes runs).
+    _run_columns = (*(col for col in runs.c if col.name != "notified_at"), flows.c.name.label("flow_name"),
+                    flows.c.namespace.label("flow_namespace"))
 
     def _run_query(self) -> sa.Select[*tuple[Any, ...]]:
         return sa.select(*self._run_columns).select_from(runs.join(flows, runs.c.flow_id == flows.c.id))
@@ -519,6 +522,20 @@ class SqlStore(Store):
             # its key would lock in the opposite order to claim's, and deadlock with it.
             c.execute(flows.update().where(flows.c.id == row.flow_id).values(**flow_values))
             return self._load_run(c, run_id)
+
+    @retry_deadlocks
+    def mark_notified(self, run_id: str, *, now: datetime) -> bool:
+        now = aware_utc(now, "now")
+        pk = self._pk(run_id)
+        with self._tx() as c:
+            if pk is not None:
+                done = c.execute(runs.update().where(runs.c.id == pk, runs.c.notified_at.is_(None)).values(
+                    notified_at=now))
+                if done.rowcount == 1:
+                    return True
+                if c.execute(sa.select(runs.c.id).where(runs.c.id == pk)).first() is not None:
+                    return False
+        raise unknown_run(run_id, self.url_for_display)
 
     @retry_deadlocks
     def update_counts(self, run_id: str, counts: Counts) -> None:

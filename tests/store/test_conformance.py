@@ -418,3 +418,53 @@ def test_a_cursor_that_is_not_json_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="cursor must be a JSON value"):
         store.commit_cursor("orders", "shop", T0)
     assert store.get_flow("orders", "shop").cursor == 7  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- notifications
+
+
+def test_mark_notified_is_set_once(store: Store) -> None:
+    add_flow(store)
+    run = run_once(store, T0)
+    assert store.mark_notified(run.id, now=T0 + MIN) is True
+    assert store.mark_notified(run.id, now=T0 + 2 * MIN) is False
+    assert store.mark_notified(run.id, now=T0 + 3 * MIN) is False
+    assert store.get_run(run.id) == run  # the mark changes nothing the run record shows
+    other = run_once(store, T0 + 15 * MIN)
+    assert store.mark_notified(other.id, now=T0 + 16 * MIN) is True  # per run, not per flow
+
+
+def test_mark_notified_of_an_unknown_run_raises(store: Store) -> None:
+    with pytest.raises(UnknownRun):
+        store.mark_notified("999999", now=T0)
+    with pytest.raises(UnknownRun):
+        store.mark_notified("no-such-run", now=T0)
+
+
+def test_mark_notified_wins_once_across_store_handles(store: Store, store_url: str) -> None:
+    """Runners racing for the same finished run (a restarted Pod and its replacement): one True."""
+    import threading
+
+    from activedataflow.store import open_store
+
+    add_flow(store)
+    run = run_once(store, T0)
+    handles = [open_store(store_url) for _ in range(4)]
+    results: list[bool] = []
+    barrier = threading.Barrier(len(handles))
+
+    def mark(s: Store) -> None:
+        barrier.wait()
+        results.append(s.mark_notified(run.id, now=T0 + MIN))
+
+    threads = [threading.Thread(target=mark, args=(h,)) for h in handles]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for h in handles:
+            h.close()
+    assert sorted(results) == [False, False, False, True]
+    assert store.mark_notified(run.id, now=T0 + 2 * MIN) is False
