@@ -308,7 +308,7 @@ class _PythonSegment:
         if len(columns) == 1:
             one = operator.itemgetter(columns[0])
             return lambda d: (one(d),)
-        return operator.itemgetter(*columns)  # type: ignore[return-value]
+        return operator.itemgetter(*columns)
 
     def __call__(self, rows: list[Row], on_error: OnError) -> list[Row]:
         step = self.step

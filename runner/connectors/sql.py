@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -71,6 +71,8 @@ log = logging.getLogger("activedataflow.connectors.sql")
 
 CONNECT_TIMEOUT_SECONDS = 10
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+_Insert = TypeVar("_Insert", bound=sa.Insert)
+
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 DRIVER_FOR_BARE_SCHEME = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
@@ -151,7 +153,7 @@ def display_url(url: URL) -> str:
 def _address(url: URL) -> str:
     if url.get_backend_name() == "sqlite":
         return f"SQLite database {url.database or ':memory:'}"
-    port = url.port or DEFAULT_PORTS.get(url.get_backend_name(), "")
+    port = url.port or DEFAULT_PORTS.get(url.get_backend_name()) or ""
     return f"{url.host or 'localhost'}:{port}" + (f"/{url.database}" if url.database else "")
 
 
@@ -532,13 +534,14 @@ def build_write_statement(target: SinkTarget, *, table: sa.Table | None = None,
     """
     table = target.table if table is None else table
 
-    def insert(ins: sa.Insert) -> sa.Insert:
+    def insert(ins: _Insert) -> _Insert:
         return ins if source is None else ins.from_select(*source)
 
     if target.mode == "insert":
         return insert(sa.insert(table))
     if target.dialect in ("postgresql", "sqlite"):
-        ins = insert((postgresql.insert if target.dialect == "postgresql" else sqlite.insert)(table))
+        ins: postgresql.Insert | sqlite.Insert = (
+            insert(postgresql.insert(table)) if target.dialect == "postgresql" else insert(sqlite.insert(table)))
         if not target.update_columns:
             return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
         return ins.on_conflict_do_update(
