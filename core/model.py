@@ -249,6 +249,45 @@ class RedisSink(Model):
 Sink = Annotated[SqlSink | RedisSink, Field(discriminator="type")]
 
 
+# --------------------------------------------------------------------------- notifications
+
+NotifyEvent = Literal["failure", "recovery", "success"]
+DEFAULT_NOTIFY_ON: tuple[NotifyEvent, ...] = ("failure", "recovery")
+
+
+class Webhook(Connection):
+    """Where a notification is POSTed: a plain URL, or a Secret holding it (as webhook URLs are secrets)."""
+
+    url: str | None = Field(default=None, description="http(s) URL of the webhook (prefer secretRef)")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError("must be an http:// or https:// URL")
+        return v
+
+
+class Notify(Model):
+    """One webhook told about a flow's finished runs with a Slack-compatible JSON POST."""
+
+    on: list[NotifyEvent] = Field(
+        default_factory=lambda: list(DEFAULT_NOTIFY_ON),
+        min_length=1,
+        description="failure: a run failed for good (retries used up); recovery: a success after a failed run; "
+        "success: every success",
+    )
+    webhook: Webhook
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml11_on(cls, data: Any) -> Any:
+        # YAML 1.1 (PyYAML) reads an unquoted key `on` as the boolean true
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
 # --------------------------------------------------------------------------- spec
 
 
@@ -277,6 +316,7 @@ class DataFlowSpec(Model):
     source: Source
     transform: list[TransformStep] = Field(default_factory=list)
     sink: Sink
+    notify: list[Notify] = Field(default_factory=list, description="webhooks told about finished runs")
 
     @field_validator("schedule")
     @classmethod

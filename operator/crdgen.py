@@ -136,6 +136,9 @@ RULES: dict[str, list[Rule]] = {
     "Connection": [
         Rule(_exactly_one(("url", "secretRef")), "exactly one of url or secretRef is required", ".url", REQUIRED),
     ],
+    "Webhook": [
+        Rule(_exactly_one(("url", "secretRef")), "exactly one of url or secretRef is required", ".url", REQUIRED),
+    ],
     "RedisSource": [
         Rule(_exactly_one(("stream", "keyPattern")), "exactly one of stream or keyPattern is required",
              ".stream", REQUIRED),
@@ -170,6 +173,8 @@ BOUNDS: dict[tuple[str, str], dict[str, Any]] = {
     ("SqlSink", "uniqueBy"): _COLUMN_LIST,
     ("SqlSink", "updateOnly"): _COLUMN_LIST,
     ("RedisSink", "keyTemplate"): {"maxLength": 1024},
+    ("DataFlowSpec", "notify"): {"maxItems": 32},
+    ("Webhook", "url"): {"pattern": "^https?://[^/\\s]+", "maxLength": 2048},
 }
 
 

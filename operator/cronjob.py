@@ -138,10 +138,12 @@ def cron_schedule(flow: DataFlow) -> str:
 
 
 def secret_envs(flows: Iterable[DataFlow]) -> list[dict[str, Any]]:
-    """One env var per distinct Secret key referenced by the flows' connections, via secretKeyRef."""
+    """One env var per distinct Secret key referenced by the flows' connections and notify webhooks,
+    via secretKeyRef."""
     seen: dict[str, dict[str, Any]] = {}
     for flow in flows:
-        for conn in (flow.spec.source.connection, flow.spec.sink.connection):
+        webhooks = [n.webhook for n in flow.spec.notify]
+        for conn in (flow.spec.source.connection, flow.spec.sink.connection, *webhooks):
             ref = conn.secretRef
             if ref is None:
                 continue

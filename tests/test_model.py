@@ -341,3 +341,32 @@ def test_columns_of_an_expression_are_left_to_the_run_which_knows_the_table() ->
     doc = copy.deepcopy(BASE)
     doc["spec"]["transform"][1] = {"filter": "row.no_such_column > 0"}
     assert parse_dataflow(doc).spec.transform[1].filter == "row.no_such_column > 0"
+
+
+def test_notify_defaults_and_the_contract_example() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["notify"] = yaml.safe_load(
+        "- on: [failure, recovery]\n  webhook: {secretRef: {name: alerts, key: url}}\n"  # YAML 1.1: `on` is true
+        "- webhook: {url: 'https://hooks.example/T0'}\n"
+        "- {'on': [success], webhook: {secretRef: {name: alerts}}}\n"
+    )
+    first, second, third = parse_dataflow(doc).spec.notify
+    assert first.on == ["failure", "recovery"] and first.webhook.secretRef is not None
+    assert first.webhook.secretRef.name == "alerts" and first.webhook.secretRef.key == "url"
+    assert second.on == ["failure", "recovery"] and second.webhook.url == "https://hooks.example/T0"
+    assert third.on == ["success"]
+    assert parse_dataflow(copy.deepcopy(BASE)).spec.notify == []
+
+
+@pytest.mark.parametrize(
+    ("notify", "message"),
+    [
+        ([{"on": ["sometimes"], "webhook": {"url": "https://h.example/x"}}], "spec.notify.0.on.0: must be one of"),
+        ([{"on": [], "webhook": {"url": "https://h.example/x"}}], "spec.notify.0.on:"),
+        ([{"webhook": {}}], "spec.notify.0.webhook.url: exactly one of url or secretRef is required"),
+        ([{"webhook": {"url": "ftp://h.example/x"}}], "spec.notify.0.webhook.url: must be an http:// or https:// URL"),
+        ([{}], "spec.notify.0.webhook: required"),
+    ],
+)
+def test_notify_errors_name_the_field(notify: list[dict[str, Any]], message: str) -> None:
+    assert message in error_of(lambda d: d["spec"].__setitem__("notify", notify))

@@ -320,3 +320,14 @@ def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_vari
 
     with pytest.raises(ConfigError, match="ADF_RUNNER_SECURITY_CONTEXT"):
         OperatorConfig.from_env(env={"ADF_STORE_URL": "sqlite:///x.db", "ADF_RUNNER_SECURITY_CONTEXT": "[1]"})
+
+
+def test_notify_webhook_secrets_come_by_env_too(runner) -> None:
+    notify = [{"on": ["failure"], "webhook": {"secretRef": {"name": "alerts", "key": "url"}}},
+              {"webhook": {"secretRef": {"name": "shop-db", "key": "url"}}}]  # shared with the source: one var
+    cj = build_flow_cronjob(dataflow(notify=notify), owner=dataflow_body(), runner=runner, store=STORE)
+    names = [e["name"] for e in container(cj)["env"]]
+    env = env_of(container(cj))
+    assert env["ADF_SECRET_ALERTS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "alerts", "key": "url"}}
+    assert names.count("ADF_SECRET_SHOP_DB_URL") == 1
+    assert "://" not in json.dumps(cj)
