@@ -438,7 +438,8 @@ def _sqlite_temporal_output(expr: sa.ColumnElement[Any], name: str, kind: type[s
 
 def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:
     """The statement as the database receives it, bound parameters as placeholders (never their values)."""
-    dialect = postgresql.psycopg.dialect() if dialect_name == "postgresql" else sqlite.pysqlite.dialect()
+    # PGDialect_psycopg.__init__ is unannotated in SQLAlchemy
+    dialect = postgresql.psycopg.dialect() if dialect_name == "postgresql" else sqlite.pysqlite.dialect()  # type: ignore[no-untyped-call]
     kwargs: dict[str, Any] = {"dialect": dialect}
     if translate:
         kwargs.update(schema_translate_map=translate, render_schema_translate=True)

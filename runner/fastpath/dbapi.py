@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -39,7 +39,7 @@ def as_sqlalchemy_error(err: Exception, statement: str, dialect: Dialect) -> Exc
 _DATETIME_SAMPLES = (dt.datetime(2024, 3, 31, 1, 2, 3), dt.datetime(987, 12, 1, 23, 59, 59, 999))
 
 
-def _bind_processor(type_: Any, dialect: Dialect) -> Processor | None:
+def _bind_processor(type_: sa.types.TypeEngine[Any], dialect: Dialect) -> Processor | None:
     """The type's bind processor; a DateTime one that renders ``isoformat(" ")`` (SQLite's default) as that.
 
     SQLite's DATETIME processor formats ``%04d-%02d-%02d %02d:%02d:%02d.%06d`` from a dict, about
@@ -76,9 +76,10 @@ class RawWrite:
     def __init__(self, statement: sa.Insert, columns: Sequence[str], dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         self.sql = compiled.string
-        binds: dict[str, Any] = compiled.binds  # type: ignore[attr-defined]
-        self.positional = compiled.positiontup is not None  # type: ignore[attr-defined]
-        order = list(compiled.positiontup if self.positional else binds)  # type: ignore[attr-defined]
+        binds: dict[str, Any] = compiled.binds
+        positiontup = compiled.positiontup
+        self.positional = positiontup is not None
+        order = list(binds) if positiontup is None else list(positiontup)
         missing = [n for n in order if n not in columns]
         if missing:
             raise ValueError(f"statement needs parameters {missing} not among the written columns")
@@ -104,7 +105,7 @@ class RawWrite:
             params = self.params(rows)
         except Exception as err:  # a bind processor refused a value: a bad row, as on the generic path
             raise as_sqlalchemy_error(err, self.sql, conn.dialect) from err
-        conn.exec_driver_sql(self.sql, params)  # type: ignore[arg-type]
+        conn.exec_driver_sql(self.sql, params)
 
 
 class RawRows:
@@ -131,11 +132,12 @@ class RawRows:
         if not rows:
             return []
         if not self.processors:
-            return rows if type(rows[0]) is tuple else [tuple(r) for r in rows]
+            # the DBAPI's fetchall() gives a list (typed as a Sequence)
+            return cast("list[tuple[Any, ...]]", rows) if type(rows[0]) is tuple else [tuple(r) for r in rows]
         # column-wise: map() each processor over its column, zip back into tuples (no per-row Python frame)
         columns: list[Any] = list(zip(*rows, strict=True))
-        for i, proc in self.processors:
-            columns[i] = map(proc, columns[i])
+        for i, process in self.processors:
+            columns[i] = map(process, columns[i])
         return list(zip(*columns, strict=True))
 
 

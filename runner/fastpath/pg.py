@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -72,6 +72,7 @@ def fold_duplicates(
     overwrites the ``update_positions`` (none: ``DO NOTHING``, the first row wins).
     Rows whose key has a NULL never conflict and are kept as they are.
     """
+    keyf: Callable[[tuple[Any, ...]], Any]
     if len(key_positions) == 1:
         k = key_positions[0]
         if len({r[k] for r in rows}) == len(rows):
