@@ -43,6 +43,7 @@ from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
 from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
 from ..store.common import is_lease_lost
+from .notify import Notifier
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -156,8 +157,10 @@ class FlowExecutor:
         lease_seconds: float = 60.0,
         progress_factory: Callable[[], Progress] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        notifier: Notifier | None = None,
     ) -> None:
         self.store = store
+        self.notifier = notifier or Notifier()
         self.reflector = reflector
         self.runner_id = runner_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
@@ -317,6 +320,12 @@ class FlowExecutor:
             return previous.attempt + 1
         return None
 
+    def notify(self, flow: DataFlow, run: RunRecord) -> int:
+        """Send ``spec.notify``'s notifications about the finished ``run``: at most once per run, whichever
+        runner asks (the store's mark decides, :mod:`activedataflow.runner.notify`); bounded in time, never
+        raises. Returns how many webhooks accepted one."""
+        return self.notifier.notify(self.store, flow, run)
+
     # ------------------------------------------------------------------ steps
 
     @staticmethod
@@ -421,6 +430,8 @@ class FlowExecutor:
         progress.finished(final)
         record = self.store.get_flow(flow.name, flow.namespace) or record
         self._reflect("run_finished", record, final, cursor=record.cursor, next_run_at=record.next_run_at)
+        if final.status == "success" or final.attempt > flow.spec.runtime.retries.limit:  # not a retried attempt
+            self.notify(flow, final)
         with contextlib.suppress(Exception):
             self.store.prune_runs(
                 flow.name, flow.namespace, keep_success=_history("ADF_KEEP_SUCCESSFUL_RUNS", 100),
