@@ -32,7 +32,7 @@ import string
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 import redis
@@ -59,6 +59,7 @@ def _address(url: str) -> str:
     if url.startswith("memory://"):
         return "memory://"
     parts = urlsplit(url)
+    port: int | str
     try:
         port = parts.port or 6379
     except ValueError:
@@ -66,7 +67,13 @@ def _address(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}{parts.path if parts.path not in ('', '/') else ''}"
 
 
-def redis_client(url: str, *, field: str, decode_responses: bool = False) -> redis.Redis:
+@overload
+def redis_client(url: str, *, field: str, decode_responses: Literal[True]) -> redis.Redis[str]: ...
+@overload
+def redis_client(url: str, *, field: str, decode_responses: Literal[False] = False) -> redis.Redis[bytes]: ...
+
+
+def redis_client(url: str, *, field: str, decode_responses: bool = False) -> redis.Redis[Any]:
     """A connected client for ``redis://``, ``rediss://``, ``unix://`` or ``memory://`` (one fakeredis
     server per ``memory://`` URL in this process), checked with PING; ConnectorError naming the address."""
     if url.startswith("memory://"):
@@ -75,10 +82,11 @@ def redis_client(url: str, *, field: str, decode_responses: bool = False) -> red
         with _fake_lock:
             server = _fake_servers.setdefault(url, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server, decode_responses=decode_responses)
+    # the stubs' overloads of from_url tell Redis[str] from Redis[bytes] by a literal decode_responses
+    options: dict[str, Any] = {"decode_responses": decode_responses}
     try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            decode_responses=decode_responses,
+        client: redis.Redis[Any] = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS, **options
         )
     except ValueError as err:
         raise ConnectorError(f"not a Redis URL: {redact(url)!r} ({redact(str(err))})", field=field) from None
@@ -147,7 +155,7 @@ class RedisSinkWriter(BufferedSinkWriter):
         self.spec = spec
         self.url = url
         self.columns: tuple[str, ...] = ()
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis[bytes] | None = None
         self._template = ""
         self._key_positions: tuple[int, ...] = ()
 
@@ -177,7 +185,8 @@ class RedisSinkWriter(BufferedSinkWriter):
                     pipe.set(key, payload, ex=ttl)
                     commands.append((n, 1))
                 else:
-                    mapping = {c: _hash_value(v) for c, v in zip(cols, row, strict=True) if v is not None}
+                    mapping: dict[str | bytes, str | bytes] = {
+                        c: _hash_value(v) for c, v in zip(cols, row, strict=True) if v is not None}
                     pipe.delete(key)
                     if mapping:
                         pipe.hset(key, mapping=mapping)
@@ -236,7 +245,7 @@ class RedisSourceReader(ClosingSourceReader):
         self.url = url
         self.field = field
         self.columns: tuple[str, ...] = ()
-        self._client: redis.Redis | None = None
+        self._client: redis.Redis[str] | None = None
         self._after: str | None = None
 
     def _open(self, cursor: Any) -> tuple[str, ...]:
@@ -259,7 +268,7 @@ class RedisSourceReader(ClosingSourceReader):
 
     def _sample_stream(self) -> list[str]:
         assert self._client is not None and self.spec.stream is not None
-        kind = self._client.type(self.spec.stream)
+        kind = self._client.type(self.spec.stream)  # type: ignore[no-untyped-call]  # unannotated in types-redis
         if kind == "none":
             raise ConnectorError(f"stream {self.spec.stream!r} not found in Redis at {_address(self.url)}",
                                  field=f"{self.field}.stream")
