@@ -46,7 +46,9 @@ from ..store.common import is_lease_lost
 from .notify import Notifier
 
 if TYPE_CHECKING:
+    from .connectors.base import SinkWriter
     from .plan import Plan
+    from .reflect import Reflector
 
 log = logging.getLogger("activedataflow.runner")
 
@@ -152,7 +154,7 @@ class FlowExecutor:
         self,
         store: Store,
         *,
-        reflector: Any = None,
+        reflector: Reflector | None = None,
         runner_id: str | None = None,
         lease_seconds: float = 60.0,
         progress_factory: Callable[[], Progress] | None = None,
@@ -482,7 +484,7 @@ class FlowExecutor:
         read = written = failed = 0
         row_errors: list[str] = []
         source = open_source(spec.source, src_url)
-        sink = None
+        sink: SinkWriter | None = None
 
         def check_failures() -> int:
             """Rows refused by a transform or by the sink so far; raises past maxFailedRecords."""
