@@ -17,11 +17,14 @@ import ipaddress
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..errors import ConfigError, UserError, redact
+
+if TYPE_CHECKING:
+    from .executor import FlowExecutor
 
 log = logging.getLogger("activedataflow.server")
 
@@ -64,7 +67,7 @@ def _presented_token(request: web.Request) -> str | None:
     return request.headers.get("X-Heartbeat-Token")
 
 
-def make_app(executor: Any, *, token: str, allow: Sequence[Network]) -> web.Application:
+def make_app(executor: FlowExecutor, *, token: str, allow: Sequence[Network]) -> web.Application:
     from .heartbeat import heartbeat
 
     lock = asyncio.Lock()  # one heartbeat at a time per process; flows are claimed atomically anyway
