@@ -20,13 +20,18 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .. import __version__
 from ..errors import UserError, redact
 from ..store import DEFAULT_STORE_URL
+
+if TYPE_CHECKING:
+    from ..runner.executor import FlowExecutor
+    from ..runner.reflect import Reflector
+    from ..store.base import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,11 +128,11 @@ def _store(ctx: click.Context) -> Iterator[Any]:
         store.close()
 
 
-def _executor(store: Any, *, reflect: bool) -> Any:
+def _executor(store: Store, *, reflect: bool) -> FlowExecutor:
     from ..runner.executor import FlowExecutor
     from ..runner.progress import progress_factory
 
-    reflector = None
+    reflector: Reflector | None = None
     if reflect:
         from ..runner.reflect import reflector_from_env
 
@@ -406,7 +411,7 @@ def _current_namespace() -> str:
     try:
         from kubernetes import config
 
-        _, active = config.list_kube_config_contexts()
+        _, active = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]  # unannotated in kubernetes
         return str(active.get("context", {}).get("namespace") or "default")
     except Exception:
         return "default"
