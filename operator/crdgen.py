@@ -199,8 +199,7 @@ class _Converter:
         siblings = {k: v for k, v in node.items() if k in ("description",)}
         if "$ref" in node:
             name = node["$ref"].rsplit("/", 1)[-1]
-            out = self.convert(self.defs[name], def_name=name)
-            return {**out, **siblings}
+            return {**self.convert(self.defs[name], def_name=name), **siblings}
         if "oneOf" in node and "discriminator" in node:
             return {**self._merge_union(node), **siblings}
         if "anyOf" in node:

@@ -37,7 +37,7 @@ import base64
 import copy
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,7 +291,7 @@ def build_flow_cronjob(
 
 def build_heartbeat_cronjob(
     namespace: str,
-    flows: list[tuple[DataFlow, Mapping[str, Any]]],
+    flows: Sequence[tuple[DataFlow, Mapping[str, Any]]],
     *,
     runner: RunnerSettings,
     store: SecretKeyRef,

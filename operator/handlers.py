@@ -137,7 +137,9 @@ class Context:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         if open_store is None:
-            from ..store import open_store
+            from ..store import open_store as default_open_store
+
+            open_store = default_open_store
         self.config = config
         self.kube = kube
         self.clock = clock
@@ -270,7 +272,9 @@ def _ensure_mirror_secret(ctx: Context, cronjob: Mapping[str, Any], *, fresh: bo
     ctx.kube.apply(SECRET, meta["namespace"], desired)
 
 
-def _apply_cronjob(ctx: Context, desired: dict[str, Any], current: Mapping[str, Any] | None) -> tuple[dict, str]:
+def _apply_cronjob(
+    ctx: Context, desired: dict[str, Any], current: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str]:
     """Create or patch; returns the live CronJob and what happened ('' / 'created' / 'updated')."""
     if current is not None:
         live_hash = (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
@@ -290,8 +294,8 @@ def ensure_flow_cronjob(ctx: Context, flow: DataFlow, obj: Mapping[str, Any]) ->
     return live, change
 
 
-def _heartbeat_flows(ctx: Context, namespace: str, exclude_uid: str | None) -> list[tuple[DataFlow, dict]]:
-    out: list[tuple[DataFlow, dict]] = []
+def _heartbeat_flows(ctx: Context, namespace: str, exclude_uid: str | None) -> list[tuple[DataFlow, dict[str, Any]]]:
+    out: list[tuple[DataFlow, dict[str, Any]]] = []
     for item in ctx.kube.list(DATAFLOW, namespace):
         meta = item["metadata"]
         if meta.get("deletionTimestamp") or meta.get("uid") == exclude_uid or not _is_heartbeat(item):
@@ -303,7 +307,9 @@ def _heartbeat_flows(ctx: Context, namespace: str, exclude_uid: str | None) -> l
     return out
 
 
-def sync_heartbeat(ctx: Context, namespace: str, *, exclude_uid: str | None = None) -> tuple[dict | None, str]:
+def sync_heartbeat(
+    ctx: Context, namespace: str, *, exclude_uid: str | None = None
+) -> tuple[dict[str, Any] | None, str]:
     """Make the namespace's ``adf-heartbeat`` CronJob match its heartbeat flows (env union,
     owners), or delete it when there are none. Concurrent reconciles of different
     flows are serialised by the resourceVersion precondition."""

@@ -40,15 +40,17 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.resume(*DATAFLOWS, registry=registry)
 @kopf.on.create(*DATAFLOWS, registry=registry)
 @kopf.on.update(*DATAFLOWS, field="spec", registry=registry)
-def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: kopf.Reason,
+def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: str,
               old: Any = None, **_: Any) -> None:
-    was_heartbeat = handlers.was_heartbeat(reason.value, old)
+    # kopf passes a kopf.Reason (a str enum) where its handler protocol says str
+    was_heartbeat = handlers.was_heartbeat(kopf.Reason(reason).value, old)
     with _counted():
         handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat)
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
-def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
+def resync(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
+    # kopf passes retry to timers too; its TimerFn protocol does not list it
     with _counted():
         handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, resync=True)
 
