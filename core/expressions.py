@@ -312,7 +312,8 @@ class _Checker:
                 return Lit(_CONSTANTS[node.id], pos)
             if node.id == "row":
                 raise self.fail("'row' alone is not a value; write row.<column>", node)
-            hint = f"; did you mean row.{node.id}?" if self.known is None or node.id in self.known else "; columns are written row.<name>"
+            maybe_column = self.known is None or node.id in self.known
+            hint = f"; did you mean row.{node.id}?" if maybe_column else "; columns are written row.<name>"
             raise self.fail(f"unknown name '{node.id}'{hint}", node)
         if isinstance(node, ast.Attribute):
             if not (isinstance(node.value, ast.Name) and node.value.id == "row"):

@@ -716,3 +716,11 @@ def test_a_literal_tested_for_none_is_folded_without_a_syntax_warning(text: str,
         warnings.simplefilter("error")  # Python warns about '1 is not None' in generated code
         expression = compile_expression(text, ("a",), field="spec.transform.0.filter")
     assert expression.python((None,)) is expected
+
+
+def test_a_bare_name_checked_without_columns_is_a_config_error_with_the_hint() -> None:
+    # the model's validation checks without columns (known only at run time); this raised TypeError
+    from activedataflow.expressions import check_expression
+
+    with pytest.raises(ConfigError, match=r"unknown name 'amount'; did you mean row\.amount\? at position 1"):
+        check_expression("amount > 1", field="spec.transform[0].filter")
