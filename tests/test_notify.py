@@ -309,3 +309,15 @@ def test_adf_run_notifies_and_prints_no_url(tmp_path: Path, receiver: Receiver) 
     assert "notified" in result.stderr
     for secret in (TOKEN, receiver.url, "/services/T000"):
         assert secret not in result.stdout + result.stderr
+
+
+def test_the_monitoring_page_masks_a_plain_webhook_url() -> None:
+    from activedataflow.ui.views import masked_webhooks
+
+    spec = {"notify": [{"on": ["failure"], "webhook": {"url": f"https://u:p@hooks.example:8443/services/{TOKEN}?k=v"}},
+                       {"webhook": {"secretRef": {"name": "alerts", "key": "url"}}}], "sink": {"type": "sql"}}
+    masked = masked_webhooks(spec)
+    assert masked["notify"][0]["webhook"]["url"] == "https://hooks.example:8443/***"
+    assert masked["notify"][1] == spec["notify"][1] and masked["sink"] == spec["sink"]
+    assert TOKEN in json.dumps(spec) and TOKEN not in json.dumps(masked)  # the record itself is untouched
+    assert masked_webhooks({"sink": {}}) == {"sink": {}}

@@ -339,6 +339,24 @@ def _run_row(run: RunRecord, now: datetime) -> Safe:
     )
 
 
+def masked_webhooks(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with the path and query of every ``notify[].webhook.url`` masked: a webhook URL carries its
+    credential there (Slack's ``/services/T../B../<token>``), where :func:`redact` does not look."""
+    notify = spec.get("notify")
+    if not isinstance(notify, list):
+        return spec
+    masked: list[Any] = []
+    for item in notify:
+        webhook = item.get("webhook") if isinstance(item, dict) else None
+        url = webhook.get("url") if isinstance(webhook, dict) else None
+        if isinstance(url, str):
+            scheme, _, rest = url.partition("://")
+            host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+            item = {**item, "webhook": {**webhook, "url": f"{scheme}://{host}/***"}}  # type: ignore[dict-item]
+        masked.append(item)
+    return {**spec, "notify": masked}
+
+
 def flow_page(
     flow: FlowRecord,
     runs: Sequence[RunRecord],
@@ -382,7 +400,8 @@ def flow_page(
         facts.append(("Recent success", f"{stats.rate:.0%} of {stats.runs}"))
     facts += [("Created", fmt_time(flow.created_at, now)), ("Updated", fmt_time(flow.updated_at, now))]
     dl = join(render("<dt>{k}</dt><dd>{v}</dd>", k=k, v=v) for k, v in facts)
-    spec = redact(yaml.safe_dump(flow.spec, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    spec = redact(yaml.safe_dump(masked_webhooks(flow.spec), sort_keys=False, allow_unicode=True,
+                                 default_flow_style=False))
     pager = []
     if page > 1:
         pager.append(render('<a rel="prev" href="{u}">← newer</a>', u=flow_url(flow, page=page - 1)))
