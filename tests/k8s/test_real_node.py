@@ -445,7 +445,7 @@ def test_a_dataflow_in_a_second_namespace_runs_once_the_chart_lists_it(release: 
     finally:
         # The release no longer lists it (else every later --reuse-values upgrade would recreate its RBAC).
         release.helm("upgrade", RELEASE, str(CHART), "-n", RELEASE_NS, "--reuse-values",
-                     "--set", "runner.namespaces={}", "--wait", "--timeout", "180s")
+                     "--set-json", "runner.namespaces=[]", "--wait", "--timeout", "180s")
         node.kubectl("delete", "namespace", team, "--wait=false", check=False)
 
 
