@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
 from tests import services
+
+if TYPE_CHECKING:
+    from activedataflow.store import Store
 from tests.k8s.cluster import Cluster, control_plane
 from tests.k8s.node import Node, real_node
 
@@ -71,6 +75,18 @@ def mysql_url(mysql_server: str) -> Iterator[str]:
         with admin.begin() as c:
             c.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
         admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """An open store at the ``store_url`` the test's folder or module parametrizes, closed afterwards."""
+    from activedataflow.store import open_store
+
+    s = open_store(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture

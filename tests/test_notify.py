@@ -76,15 +76,6 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 FAST = Notifier(timeout=0.5, backoff=0.05, deadline=3.0)
 
 

@@ -183,6 +183,14 @@ class Cluster:
 
     # ------------------------------------------------------------------ waiting
 
+    def wait_controllers(self, procs: _Processes, timeout: float) -> None:
+        """Until kube-controller-manager is up: it has created the default ServiceAccount."""
+        self.wait_for(
+            lambda: procs.check_alive() or self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
+            timeout=timeout, interval=0.3, what="kube-controller-manager to create ServiceAccount default",
+        )
+
     @staticmethod
     def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.5, what: str = "") -> Any:
         """Poll ``predicate`` until it returns something truthy, and return that; raise after ``timeout``."""
@@ -381,12 +389,7 @@ def control_plane(*, startup_timeout: float = 90) -> Iterator[Cluster]:
             "--v", "1",
         ])
         cluster = Cluster(str(kubeconfig), server, workdir=work)
-        # The controller manager is up once it has created the default ServiceAccount.
-        cluster.wait_for(
-            lambda: procs.check_alive() or cluster.kubectl(
-                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
-            timeout=startup_timeout, interval=0.3, what="kube-controller-manager to create ServiceAccount default",
-        )
+        cluster.wait_controllers(procs, startup_timeout)
         yield cluster
     finally:
         procs.stop()

@@ -543,11 +543,7 @@ def _real_node(startup_timeout: float) -> Iterator[Node]:
         procs.start("kube-proxy", [binaries["kube-proxy"], "--config", str(proxy_config), "--v", "1"])
         procs.start("coredns", [binaries["coredns"], "-conf", str(_corefile(work, kubeconfig, node_ip))])
         _wait_node_ready(cluster, procs, startup_timeout)
-        cluster.wait_for(
-            lambda: procs.check_alive() or cluster.kubectl(
-                "get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
-            timeout=startup_timeout, interval=0.3, what="kube-controller-manager to create ServiceAccount default",
-        )
+        cluster.wait_controllers(procs, startup_timeout)
         yield cluster
     finally:
         _teardown(work, procs, cgroups, network, containerd_socket, proxy_config, existed)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from activedataflow.store import Store, open_store
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -27,10 +24,3 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return url_of(request, request.param)
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = open_store(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
