@@ -503,7 +503,8 @@ def demo(ctx: click.Context, rows: int, workdir: str) -> None:
     manifest, summary = prepare_demo(workdir, rows=rows)
     click.echo(summary)
     ctx.invoke(run, manifest=str(manifest), only=(), output="table")
-    click.echo(f"\nNext: `adf runs`, `adf flows`, edit {manifest} and `adf run {manifest}` again.")
+    click.echo(f"\nNext: `adf runs`, `adf flows`, `adf ui` (the monitoring page), edit {manifest} and "
+               f"`adf run {manifest}` again.")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
