@@ -120,13 +120,15 @@ def ro_url(demo_store: tuple[str, Store]) -> Iterator[str]:
 
 def _notice(browser: Any, text: str) -> None:
     """Wait for the page an action redirected to (a click returns when the form is sent, not answered)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def shown(b: Any) -> bool:
         return any(text in e.text for e in b.find_elements(By.CSS_SELECTOR, ".notice"))
 
-    WebDriverWait(browser, 30).until(shown)
+    # While the browser navigates, a notice found on the page being left goes stale: look again.
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(shown)
 
 
 def _rows(browser: Any) -> dict[tuple[str, str], Any]:
