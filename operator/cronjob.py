@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,9 +47,11 @@ from ..kube.names import (
     MANAGED_BY,
     RUN_NOW_ANNOTATION,
     SPEC_HASH_ANNOTATION,
+    bounded_name,
     labels,
     manual_run_name,
     secret_env_name,
+    short_hash,
 )
 from ..model import DataFlow, SecretKeyRef
 from ..schedule import cron_for_interval, parse_cron
@@ -105,24 +106,15 @@ class RunnerSettings:
     security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_SECURITY_CONTEXT))
 
 
-def short_hash(*parts: str, length: int = 8) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
-
-
-def _bounded(base: str, suffix: str, limit: int) -> str:
-    """``base + suffix`` cut to ``limit`` characters (a valid DNS label end)."""
-    return base[: limit - len(suffix)].rstrip("-.") + suffix
-
-
 def cronjob_name(flow_name: str) -> str:
     name = f"df-{flow_name}"
     if len(name) <= CRONJOB_NAME_LIMIT:
         return name
-    return _bounded(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
+    return bounded_name(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
 
 
 def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
-    return _bounded(cronjob, f"-manual-{short_hash(cronjob, flow_name, value)}", JOB_NAME_LIMIT)
+    return bounded_name(cronjob, f"-manual-{short_hash(cronjob, flow_name, value)}", JOB_NAME_LIMIT)
 
 
 def cron_schedule(flow: DataFlow) -> str:

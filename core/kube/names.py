@@ -20,10 +20,12 @@ __all__ = [
     "RUN_NOW_ANNOTATION",
     "SPEC_HASH_ANNOTATION",
     "attempt_name",
+    "bounded_name",
     "labels",
     "manual_run_name",
     "run_name_for",
     "secret_env_name",
+    "short_hash",
 ]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "activedataflow"}
@@ -87,14 +89,19 @@ def manual_run_name(flow: str, value: str) -> str:
     by 12 hex digits of its SHA-256. The name is a DNS-1123 subdomain short enough for the
     ``-<attempt>`` of retries; a long flow name is cut and a hash of the whole name appended.
     """
-    token = value if len(value) <= _VALUE_LIMIT and _LABEL.fullmatch(value) else _digest(value, 12)
+    token = value if len(value) <= _VALUE_LIMIT and _LABEL.fullmatch(value) else short_hash(value, length=12)
     name = f"{flow}-manual-{token}"
     limit = RUN_NAME_LIMIT - _ATTEMPT_ROOM
     if len(name) <= limit:
         return name
-    suffix = f"-{_digest(name, 8)}-manual-{token}"
-    return name[: limit - len(suffix)].rstrip("-.") + suffix
+    return bounded_name(name, f"-{short_hash(name)}-manual-{token}", limit)
 
 
-def _digest(text: str, length: int) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+def short_hash(*parts: str, length: int = 8) -> str:
+    """Hex digits of the SHA-256 of ``parts`` (joined by NUL): a stable stand-in for a long or odd name."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+
+
+def bounded_name(base: str, suffix: str, limit: int) -> str:
+    """``base + suffix`` cut to ``limit`` characters (``base`` cut, ending as a valid DNS label does)."""
+    return base[: limit - len(suffix)].rstrip("-.") + suffix
