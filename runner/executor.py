@@ -42,7 +42,7 @@ from ..kube.names import attempt_name, manual_run_name, run_name_for
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
 from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
-from ..store.common import is_lease_lost
+from ..store.common import is_lease_lapsed, is_lease_lost
 from .notify import Notifier
 
 if TYPE_CHECKING:
@@ -308,8 +308,7 @@ class FlowExecutor:
         """The attempt a replaced runner goes on with after the slot's run ``previous``; None: leave the slot."""
         previous = self.await_settled(previous)
         if previous.status in ACTIVE_STATUSES:
-            lapsed = previous.lease_expires_at is not None and previous.lease_expires_at <= utcnow()
-            return previous.attempt + 1 if lapsed else None
+            return previous.attempt + 1 if is_lease_lapsed(previous, utcnow()) else None
         if previous.status != "failed":
             return None
         if is_lease_lost(previous):

@@ -15,7 +15,8 @@ from datetime import datetime
 
 from ..errors import UnknownFlow
 from ..schedule import utcnow
-from ..store.base import ACTIVE_STATUSES, FlowRecord, RunRecord, Store, Trigger
+from ..store.base import FlowRecord, RunRecord, Store, Trigger
+from ..store.common import is_lease_lapsed
 from .executor import FlowExecutor, RunOutcome
 
 log = logging.getLogger("activedataflow.heartbeat")
@@ -126,6 +127,4 @@ def _lapsed_runs(executor: FlowExecutor, record: FlowRecord) -> bool:
     unrenewed while we waited (:meth:`FlowExecutor.await_settled`)."""
     settled = [executor.await_settled(r) for r in executor.store.active_runs(record.name, record.namespace)]
     now = utcnow()
-    return any(
-        r.status in ACTIVE_STATUSES and r.lease_expires_at is not None and r.lease_expires_at <= now for r in settled
-    )
+    return any(is_lease_lapsed(r, now) for r in settled)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..errors import UnknownFlow
-from .base import ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
+from .base import ACTIVE_STATUSES, ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -60,6 +60,11 @@ def lease_lost_message(run: RunRecord) -> str:
     """The error of a run whose runner stopped renewing its lease (it died or lost the store)."""
     when = run.lease_expires_at.isoformat() if run.lease_expires_at else "unknown time"
     return f"{LEASE_LOST} lease expired at {when} (runner {run.runner_id or 'unknown'})"
+
+
+def is_lease_lapsed(run: RunRecord, now: datetime) -> bool:
+    """Whether ``run`` is still active but its lease ran out: its runner died (a claim or a reaper will fail it)."""
+    return run.status in ACTIVE_STATUSES and run.lease_expires_at is not None and run.lease_expires_at <= now
 
 
 def is_lease_lost(run: RunRecord) -> bool:
