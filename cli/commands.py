@@ -452,10 +452,9 @@ def _ui_beside_the_operator(store_url: str | None) -> Iterator[None]:
     import threading
 
     from ..store import open_store
-    from ..store import store_url as effective_store_url
     from ..ui import make_ui_server
 
-    store = open_store(effective_store_url(store_url), migrate=False)
+    store = open_store(store_url, migrate=False)  # None: $ADF_STORE_URL, else the default
     server = make_ui_server(store, host="0.0.0.0", port=port, actions=False)
     thread = threading.Thread(target=server.serve_forever, name="adf-ui", daemon=True)
     thread.start()
@@ -478,14 +477,13 @@ def _ui_beside_the_operator(store_url: str | None) -> Iterator[None]:
 @handle_errors
 def ui(ctx: click.Context, host: str, port: int, actions: bool) -> None:
     """The monitoring page: flows, runs, errors (read-only unless --actions)."""
-    from ..store import store_url as effective_store_url
     from ..ui import serve as serve_ui
 
     _service_logging(ctx)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"adf ui: http://{shown}:{port}/ ({'actions enabled' if actions else 'read-only'})", err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        serve_ui(effective_store_url(ctx.obj["store_url"]), host=host, port=port, actions=actions)
+        serve_ui(ctx.obj["store_url"], host=host, port=port, actions=actions)
 
 
 # --------------------------------------------------------------------------- demo
