@@ -60,10 +60,11 @@ def run_operator(
     config = OperatorConfig.from_env(store_url=store_url)
     ctx = Context(config, RestKube(load_transport()))  # a malformed store URL fails here (exit 2)
     watched = watch_namespaces(namespaces)
-    metrics = None
+    metrics = metrics_store = None
     if (port := metrics_port_from_env()) is not None:
         # Its own store handle: scrapes read it from the metrics thread, answering adf_store_up 0 while it is down.
-        metrics = start_metrics_server(open_store(config.store_url, migrate=False), port=port)
+        metrics_store = open_store(config.store_url, migrate=False)
+        metrics = start_metrics_server(metrics_store, port=port)
     if not logging.getLogger().handlers:
         kopf.configure(verbose=bool(os.environ.get("ADF_DEBUG")))
     try:
@@ -78,4 +79,6 @@ def run_operator(
     finally:
         if metrics is not None:
             metrics.close()
+        if metrics_store is not None:
+            metrics_store.close()
         ctx.close()
