@@ -53,33 +53,24 @@ build_k8s() {
   done
 }
 
-build_etcd() {
-  [ -x "$BIN/etcd" ] && return 0
-  local work="$CACHE/build/etcd-$ETCD_VERSION"
+# `go build` of one main package PACKAGE at VERSION into $BIN/NAME, in a throwaway module of its own.
+build_main() {
+  local name="$1" package="$2" version="$3"
+  [ -x "$BIN/$name" ] && return 0
+  local work="$CACHE/build/$name-$version"
   mkdir -p "$work"
   cd "$work"
   if [ ! -f go.mod ]; then
-    go mod init adf.local/etcdbuild >/dev/null 2>&1
-    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    go mod init "adf.local/${name}build" >/dev/null 2>&1
+    go get "$package@$version"
   fi
-  log "go build etcd $ETCD_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$BIN/etcd.tmp" go.etcd.io/etcd/server/v3
-  mv "$BIN/etcd.tmp" "$BIN/etcd"
+  log "go build $name $version"
+  go build -trimpath -ldflags "-s -w" -o "$BIN/$name.tmp" "$package"
+  mv "$BIN/$name.tmp" "$BIN/$name"
 }
 
-build_coredns() {
-  [ -x "$BIN/coredns" ] && return 0
-  local work="$CACHE/build/coredns-$COREDNS_VERSION"
-  mkdir -p "$work"
-  cd "$work"
-  if [ ! -f go.mod ]; then
-    go mod init adf.local/corednsbuild >/dev/null 2>&1
-    go get "github.com/coredns/coredns@$COREDNS_VERSION"
-  fi
-  log "go build coredns $COREDNS_VERSION"
-  go build -trimpath -ldflags "-s -w" -o "$BIN/coredns.tmp" github.com/coredns/coredns
-  mv "$BIN/coredns.tmp" "$BIN/coredns"
-}
+build_etcd() { build_main etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; }
+build_coredns() { build_main coredns github.com/coredns/coredns "$COREDNS_VERSION"; }
 
 build_helm() {
   [ -x "$BIN/helm" ] && return 0
