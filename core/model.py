@@ -57,7 +57,7 @@ FAILED_RUNS_HISTORY_LIMIT = 1
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
 
 
 # --------------------------------------------------------------------------- connections
@@ -380,7 +380,7 @@ def parse_interval(text: str) -> int:
 
 
 class Metadata(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=52)
     namespace: str = "default"
@@ -400,7 +400,7 @@ class Metadata(BaseModel):
 class DataFlow(BaseModel):
     """A DataFlow resource as a user writes it (status is ignored)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True, defer_build=True)
 
     apiVersion: Literal["activedataflow.io/v1alpha1"] = GROUP_VERSION
     kind: Literal["DataFlow"] = "DataFlow"
