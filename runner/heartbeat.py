@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ..errors import UnknownFlow
-from ..schedule import utcnow
 from ..store.base import FlowRecord, RunRecord, Store, Trigger
 from ..store.common import is_lease_lapsed
-from .executor import FlowExecutor, RunOutcome
+from ..store.probe import nothing_due
+
+if TYPE_CHECKING:  # the executor (so the model, SQLAlchemy...) is imported only when a flow runs
+    from .executor import FlowExecutor, RunOutcome
 
 log = logging.getLogger("activedataflow.heartbeat")
 
-__all__ = ["HeartbeatResult", "heartbeat"]
+__all__ = ["HeartbeatResult", "heartbeat", "idle_heartbeat"]
 
 
 @dataclass
@@ -67,6 +70,8 @@ def heartbeat(
     """
     if run_name is not None and (flow is None or not force):
         raise ValueError("run_name names the run of one forced flow")
+    from ..schedule import utcnow
+
     store: Store = executor.store
     now = utcnow()
     result = HeartbeatResult(timestamp=now)
@@ -103,6 +108,14 @@ def heartbeat(
     return result
 
 
+def idle_heartbeat(store_url: str, namespace: str | None = None) -> HeartbeatResult | None:
+    """The result of a heartbeat (of every flow, not forced) that certainly finds nothing to do, learnt
+    without opening the store where the store can tell cheaply (:func:`~activedataflow.store.probe.nothing_due`);
+    None otherwise: open the store and call :func:`heartbeat`, which decides."""
+    now = datetime.now(UTC)
+    return HeartbeatResult(timestamp=now) if nothing_due(store_url, now, namespace) else None
+
+
 def _reap(executor: FlowExecutor, result: HeartbeatResult, now: datetime) -> list[RunRecord]:
     """Fail the runs whose runner died (lease lapsed), which makes their flows due again."""
     reaped = executor.store.reap_expired(now)
@@ -126,5 +139,5 @@ def _lapsed_runs(executor: FlowExecutor, record: FlowRecord) -> bool:
     """Whether an active run of the flow held by another runner turned out dead: its lease lapsed
     unrenewed while we waited (:meth:`FlowExecutor.await_settled`)."""
     settled = [executor.await_settled(r) for r in executor.store.active_runs(record.name, record.namespace)]
-    now = utcnow()
+    now = datetime.now(UTC)
     return any(is_lease_lapsed(r, now) for r in settled)

@@ -13,8 +13,7 @@
 from __future__ import annotations
 
 import os
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, redact
 from .base import (
@@ -29,6 +28,9 @@ from .base import (
     Trigger,
     UnknownRun,
 )
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -60,6 +62,8 @@ def store_url(url: str | None = None) -> str:
 
 def sql_url(url: str) -> sa.URL:
     """A SQLAlchemy URL with the driver we ship filled in (``postgresql://`` -> psycopg)."""
+    import sqlalchemy as sa  # not at module level: `adf` imports this package and may never need SQLAlchemy
+
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:

@@ -106,5 +106,3 @@ runs = sa.Table(
     sa.Index("ix_runs_flow_status", "flow_id", "status"),  # migration 0002
     sa.Index("ix_runs_created_at", "created_at", "id"),  # migration 0002
 )
-
-VERSION_TABLE = "adf_alembic_version"  # not alembic_version: the database may be shared with an application

@@ -48,15 +48,13 @@ from .common import (
     unknown_flow,
     unknown_run,
 )
-from .schema import VERSION_TABLE, flows, runs
+from .migrations import HEAD_REVISION, VERSION_TABLE
+from .schema import flows, runs
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, never waited for
 SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
 _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
-# The newest revision in migrations/versions (tests/store check it against Alembic's own head).
-# A store already at it is opened without importing Alembic (about 8 MB of a runner's memory).
-HEAD_REVISION = "0003"
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
 
 

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from activedataflow.errors import ConfigError, StoreUnavailable
 from activedataflow.store import FlowUpsert, open_store
+from activedataflow.store.migrations import HEAD_REVISION, VERSION_TABLE
 from activedataflow.store.redis_store import RedisStore
-from activedataflow.store.schema import VERSION_TABLE
-from activedataflow.store.sql import HEAD_REVISION, SqlStore
+from activedataflow.store.sql import SqlStore
 
 from tests.services import PG_PASSWORD
 from tests.store.conftest import url_of
@@ -151,7 +151,8 @@ def test_redis_keys_are_prefixed_and_hold_json(redis_url: str) -> None:
 
 
 def test_the_head_revision_the_store_checks_is_alembics_newest() -> None:
-    from activedataflow.store.sql import HEAD_REVISION, MIGRATIONS
+    from activedataflow.store.migrations import HEAD_REVISION
+    from activedataflow.store.sql import MIGRATIONS
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 

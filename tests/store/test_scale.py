@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from activedataflow.store import Counts, FlowUpsert, Store, open_store
+from activedataflow.store.migrations import HEAD_REVISION, VERSION_TABLE
 from activedataflow.store.redis_store import RedisStore
-from activedataflow.store.schema import VERSION_TABLE, flows, runs
-from activedataflow.store.sql import HEAD_REVISION, MIGRATIONS, SqlStore
+from activedataflow.store.schema import flows, runs
+from activedataflow.store.sql import MIGRATIONS, SqlStore
 
 from tests.store.conftest import url_of
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from activedataflow.store.schema import VERSION_TABLE, metadata
+from activedataflow.store.migrations import VERSION_TABLE
+from activedataflow.store.schema import metadata
 from alembic import context
 
 connection = context.config.attributes.get("connection")
