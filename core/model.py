@@ -268,8 +268,21 @@ class Webhook(Connection):
         return v
 
 
+# YAML 1.1 reads a bare key `on` as the boolean true: PyYAML gives the key True, kubectl (Go) the key
+# "true". The contract's example writes `- on: [failure, recovery]` bare, so both mean `on`; the CRD
+# schema takes "true" too, else the API server refuses the example ("unknown field spec.notify[0].true").
+_BARE_ON_KEYS: tuple[object, ...] = (True, "true")
+
+
+def _bare_on_in_schema(schema: dict[str, Any]) -> None:
+    properties = schema["properties"]
+    properties["true"] = {**properties["on"], "description": "`on`, as YAML 1.1 (kubectl) reads a bare `on:` key"}
+
+
 class Notify(Model):
     """One webhook told about a flow's finished runs with a Slack-compatible JSON POST."""
+
+    model_config = ConfigDict(json_schema_extra=_bare_on_in_schema)
 
     on: list[NotifyEvent] = Field(
         default_factory=lambda: list(DEFAULT_NOTIFY_ON),
@@ -282,10 +295,12 @@ class Notify(Model):
     @model_validator(mode="before")
     @classmethod
     def _yaml11_on(cls, data: Any) -> Any:
-        # YAML 1.1 (PyYAML) reads an unquoted key `on` as the boolean true
-        if isinstance(data, dict) and True in data and "on" not in data:
-            data = {("on" if k is True else k): v for k, v in data.items()}
-        return data
+        if not isinstance(data, dict):
+            return data
+        bare = [k for k in _BARE_ON_KEYS if k in data]
+        if len(bare) + ("on" in data) > 1:
+            raise ValueError("`on` is given twice (a bare `on:` key reads as `true` in YAML 1.1)")
+        return {("on" if k in bare else k): v for k, v in data.items()} if bare else data
 
 
 # --------------------------------------------------------------------------- spec

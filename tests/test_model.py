@@ -358,6 +358,12 @@ def test_notify_defaults_and_the_contract_example() -> None:
     assert parse_dataflow(copy.deepcopy(BASE)).spec.notify == []
 
 
+def test_a_bare_on_key_as_kubectl_reads_it_means_on() -> None:
+    doc = copy.deepcopy(BASE)
+    doc["spec"]["notify"] = [{"true": ["success"], "webhook": {"url": "https://hooks.example/T0"}}]  # Go's YAML 1.1
+    assert parse_dataflow(doc).spec.notify[0].on == ["success"]
+
+
 @pytest.mark.parametrize(
     ("notify", "message"),
     [
@@ -366,6 +372,8 @@ def test_notify_defaults_and_the_contract_example() -> None:
         ([{"webhook": {}}], "spec.notify.0.webhook.url: exactly one of url or secretRef is required"),
         ([{"webhook": {"url": "ftp://h.example/x"}}], "spec.notify.0.webhook.url: must be an http:// or https:// URL"),
         ([{}], "spec.notify.0.webhook: required"),
+        ([{"on": ["success"], "true": ["failure"], "webhook": {"url": "https://h.example/x"}}],
+         "spec.notify.0: `on` is given twice (a bare `on:` key reads as `true` in YAML 1.1)"),
     ],
 )
 def test_notify_errors_name_the_field(notify: list[dict[str, Any]], message: str) -> None:

@@ -172,6 +172,21 @@ def test_the_contract_example_is_accepted_and_stored_as_a_valid_dataflow(kube_cr
 
 
 @pytest.mark.k8s
+def test_a_notify_entry_with_a_bare_on_key_is_accepted_and_read_as_on(kube_crds: Cluster, namespace: str) -> None:
+    """YAML 1.1 (kubectl's) reads a bare ``on:`` key as the boolean true and sends the key "true"; the
+    contract's example writes it bare."""
+    doc = _flow(namespace, "bare-on")
+    webhook = {"secretRef": {"name": "alerts", "key": "url"}}
+    doc["spec"]["notify"] = [{"bare_on": ["failure", "recovery"], "webhook": webhook}]
+    text = yaml.safe_dump(doc, sort_keys=False).replace("bare_on:", "on:")
+    assert "- on:" in text
+    kube_crds.kubectl("apply", "-f", "-", input=text)
+    stored = kube_crds.get("dataflow", "bare-on", "-n", namespace)
+    assert stored["spec"]["notify"][0]["true"] == ["failure", "recovery"]
+    assert parse_dataflow(stored).spec.notify[0].on == ["failure", "recovery"]
+
+
+@pytest.mark.k8s
 def test_a_redis_to_redis_flow_gets_no_defaults_of_the_sql_variants(kube_crds: Cluster, namespace: str) -> None:
     doc = _flow(namespace, name="events", schedule=None, interval="5m")
     doc["spec"] = {
