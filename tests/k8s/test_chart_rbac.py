@@ -149,7 +149,7 @@ def test_the_chart_grants_get_and_patch_on_the_operators_store_secret_name_alone
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [STORE_SECRET],
          "verbs": ["get", "patch", "delete"]},
     ]
-    [policy] = find(docs, "ValidatingAdmissionPolicy")
+    [policy] = find(docs, "ValidatingAdmissionPolicy", "adf-activedataflow-operator-secrets")
     assert f'"{STORE_SECRET}"' in policy["spec"]["validations"][0]["expression"]
     assert policy["spec"]["matchConditions"][0]["expression"] == (
         'request.userInfo.username == "system:serviceaccount:adf:adf-activedataflow-operator"')
@@ -256,6 +256,34 @@ def test_the_operator_can_create_no_secret_but_an_opaque_store_secret(kube: Clus
     assert admin.returncode == 0  # everyone else is untouched by the policy
 
 
+def _cronjob(name: str, pod: dict[str, object]) -> dict[str, object]:
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name}, "spec": {
+        "schedule": "@hourly", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", **pod}}}}}}
+
+
+@pytest.mark.k8s
+def test_the_operator_can_create_no_workload_but_a_runner(kube: Cluster, cluster_wide: Installed) -> None:
+    """Creating a CronJob is creating Pods: the chart's ValidatingAdmissionPolicy keeps the operator's to
+    `adf heartbeat` from the chart's image as the runner ServiceAccount, without host access."""
+    operator, team = cluster_wide.operator, cluster_wide.runner_namespaces[1]
+    adf = {"name": "adf", "image": "ghcr.io/activedataflow/activedataflow:0.1.0", "command": ["adf", "heartbeat"]}
+    runner = {"serviceAccountName": f"{cluster_wide.fullname}-runner", "containers": [adf]}
+    refused = {
+        "another ServiceAccount": {**runner, "serviceAccountName": "default"},
+        "another image": {**runner, "containers": [{**adf, "image": "busybox"}]},
+        "another command": {**runner, "containers": [{**adf, "command": ["sh", "-c", "env"]}]},
+        "a host path": {**runner, "volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+        "the host's network": {**runner, "hostNetwork": True},
+    }
+    kube.wait_for(lambda: "Forbidden" in _create_as(kube, operator, team, _cronjob("probe", refused["a host path"])
+                                                     ).stderr, timeout=30, what="the workload policy")
+    for what, pod in refused.items():
+        result = _create_as(kube, operator, team, _cronjob("bad", pod))
+        assert result.returncode != 0 and "ValidatingAdmissionPolicy" in result.stderr, f"{what}: {result.stderr}"
+    made = _create_as(kube, operator, team, _cronjob("good", runner))
+    assert made.returncode == 0, made.stderr
+
+
 # --------------------------------------------------------------------------- running as the ServiceAccounts
 
 
@@ -289,8 +317,11 @@ def test_the_operator_and_runners_work_as_their_service_accounts_in_two_namespac
         for name in ("shop-db", "warehouse-db"):
             kube.kubectl("create", "secret", "generic", name, "-n", namespace, f"--from-literal=url={db_url}")
     op = Operator(kube, one, store_url, tmp_path / "operator.log")
-    op.env.update(KUBECONFIG=service_account_kubeconfig(kube, confined.operator, tmp_path / "operator.kubeconfig"),
-                  ADF_WATCH_NAMESPACES=f"{one},{two}")
+    deployment = kube.get("deployment", f"{confined.fullname}-operator", "-n", confined.namespace)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    op.env.update({e["name"]: e["value"] for e in container["env"] if "value" in e})  # as the chart runs it
+    op.env.update(KUBECONFIG=service_account_kubeconfig(kube, confined.operator, tmp_path / "operator.kubeconfig"))
+    assert op.env["ADF_WATCH_NAMESPACES"] == f"{one},{two}"
     op.start()
     try:
         kube.apply([dataflow("paid-orders", one), dataflow("beat", two, runtime={"type": "heartbeat"})])
