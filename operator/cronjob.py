@@ -47,6 +47,8 @@ from ..kube.names import (
     MANAGED_BY,
     RUN_NOW_ANNOTATION,
     SPEC_HASH_ANNOTATION,
+    STORE_SECRET,
+    STORE_SECRET_KEY,
     bounded_name,
     labels,
     manual_run_name,
@@ -383,17 +385,21 @@ def build_manual_job(
     }
 
 
-def build_store_secret(name: str, namespace: str, *, url: str, owner: Mapping[str, Any]) -> dict[str, Any]:
-    """A Secret holding the store URL for the runner pods, owned by the CronJob that uses it."""
+def build_store_secret(namespace: str, *, url: str, owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The namespace's Secret ``STORE_SECRET`` holding the store URL for the runner pods, owned by the
+    CronJobs that read it (none the controller), so it is garbage-collected with the last of them.
+
+    Its owner references do not block their owner's deletion: nothing waits for a Secret, and blocking
+    would need ``update`` on ``cronjobs/finalizers`` under OwnerReferencesPermissionEnforcement."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": name,
+            "name": STORE_SECRET,
             "namespace": namespace,
             "labels": dict(MANAGED_BY),
-            "ownerReferences": [owner_reference(owner, controller=True)],
+            "ownerReferences": [owner_reference(o, controller=False, block=False) for o in owners],
         },
         "type": "Opaque",
-        "data": {"url": base64.b64encode(url.encode()).decode()},
+        "data": {STORE_SECRET_KEY: base64.b64encode(url.encode()).decode()},
     }

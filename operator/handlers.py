@@ -28,7 +28,7 @@ import kopf
 from ..errors import ConfigError, StoreUnavailable, UnknownFlow, redact
 from ..kube import status as st
 from ..kube.client import CRONJOB, DATAFLOW, JOB, SECRET, AlreadyExists, Conflict, KubeApi, KubeError, rfc3339
-from ..kube.names import RUN_NOW_ANNOTATION, SPEC_HASH_ANNOTATION
+from ..kube.names import MANAGED_BY, RUN_NOW_ANNOTATION, SPEC_HASH_ANNOTATION, STORE_SECRET, STORE_SECRET_KEY
 from ..model import DataFlow, SecretKeyRef, parse_dataflow
 from ..schedule import next_cron, utcnow
 from ..store.base import FlowRecord, Store
@@ -47,6 +47,7 @@ from .cronjob import (
 __all__ = [
     "Context",
     "OperatorConfig",
+    "ensure_store_secret",
     "finalize_flow",
     "handle_run_now",
     "reconcile_flow",
@@ -66,11 +67,10 @@ class OperatorConfig:
 
     store_url: str
     runner: RunnerSettings
-    store_secret: SecretKeyRef | None = None  # a Secret holding the store URL, where it exists
 
     @classmethod
     def from_env(cls, *, store_url: str | None = None, env: Mapping[str, str] | None = None) -> OperatorConfig:
-        """``ADF_STORE_URL``, ``ADF_STORE_SECRET_NAME`` / ``_KEY``, ``ADF_RUNNER_IMAGE``,
+        """``ADF_STORE_URL``, ``ADF_RUNNER_IMAGE``,
         ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``,
         ``ADF_RUNNER_POD_SECURITY_CONTEXT``, ``ADF_RUNNER_SECURITY_CONTEXT`` (JSON objects),
         ``ADF_HEARTBEAT_SCHEDULE``."""
@@ -103,7 +103,6 @@ class OperatorConfig:
             parse_cron(schedule)
         except ValueError as err:
             raise ConfigError(str(err), field="ADF_HEARTBEAT_SCHEDULE") from None
-        secret_name = env.get("ADF_STORE_SECRET_NAME")
         return cls(
             store_url=store_url or env.get("ADF_STORE_URL") or effective_store_url(None),
             runner=RunnerSettings(
@@ -113,9 +112,6 @@ class OperatorConfig:
                 image_pull_policy=env.get("ADF_RUNNER_IMAGE_PULL_POLICY") or None,
                 resources=resources,
                 **security,
-            ),
-            store_secret=(
-                SecretKeyRef(name=secret_name, key=env.get("ADF_STORE_SECRET_KEY") or "url") if secret_name else None
             ),
         )
 
@@ -251,25 +247,48 @@ def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> dat
 # --------------------------------------------------------------------------- workloads
 
 
-def _store_secret(ctx: Context, namespace: str, mirror_name: str) -> tuple[SecretKeyRef, bool]:
-    """Where runner pods of ``namespace`` read ADF_STORE_URL: the configured Secret if it exists
-    there, else a mirror Secret named like the CronJob (True: the mirror must be ensured)."""
-    configured = ctx.config.store_secret
-    if configured is not None and ctx.kube.get(SECRET, namespace, configured.name) is not None:
-        return configured, False
-    return SecretKeyRef(name=mirror_name, key="url"), True
+STORE_REF = SecretKeyRef(name=STORE_SECRET, key=STORE_SECRET_KEY)  # where every runner pod reads ADF_STORE_URL
 
 
-def _ensure_mirror_secret(ctx: Context, cronjob: Mapping[str, Any], *, fresh: bool = False) -> None:
-    """``fresh``: the CronJob was just created, so its Secret cannot be up to date: write without a look."""
+def ensure_store_secret(ctx: Context, cronjob: Mapping[str, Any]) -> None:
+    """The namespace's ``STORE_SECRET`` holds the store URL and counts ``cronjob`` among its owners.
+
+    One Secret per namespace, shared by all its CronJobs: the chart grants ``get``/``patch`` on this
+    name alone. Read-modify-write under the resourceVersion precondition, so concurrent reconciles of
+    flows of one namespace keep each other's owners; owners deleted since are dropped by the garbage
+    collector. A Secret of that name the operator did not make is never overwritten (retried, with
+    the reason on the flow, until it is renamed or deleted)."""
     meta = cronjob["metadata"]
-    desired = build_store_secret(meta["name"], meta["namespace"], url=ctx.config.store_url, owner=cronjob)
-    current = None if fresh else ctx.kube.get(SECRET, meta["namespace"], meta["name"])
-    if current is not None:
-        owners = [o.get("uid") for o in current["metadata"].get("ownerReferences") or []]
-        if current.get("data") == desired["data"] and owners == [meta["uid"]]:
+    namespace = meta["namespace"]
+    url = ctx.config.store_url
+    for _ in range(CONFLICT_RETRIES):
+        current = ctx.kube.get(SECRET, namespace, STORE_SECRET)
+        if current is None:
+            try:
+                ctx.kube.create(SECRET, namespace, build_store_secret(namespace, url=url, owners=[cronjob]))
+                return
+            except AlreadyExists:
+                continue
+        labels = current["metadata"].get("labels") or {}
+        if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
+            raise KubeError(409, f"Secret {namespace}/{STORE_SECRET} exists and was not made by ActiveDataFlow "
+                                 f"(no label app.kubernetes.io/managed-by=activedataflow); the operator keeps the "
+                                 f"store URL for runner pods under that name: rename or delete that Secret")
+        owners = list(current["metadata"].get("ownerReferences") or [])
+        desired = build_store_secret(namespace, url=url, owners=[cronjob])
+        if (current.get("data") or {}) == desired["data"] and meta["uid"] in {o.get("uid") for o in owners}:
             return
-    ctx.kube.apply(SECRET, meta["namespace"], desired)
+        owners = [o for o in owners if o.get("uid") != meta["uid"]] + desired["metadata"]["ownerReferences"]
+        patch = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "ownerReferences": owners},
+            "data": desired["data"],
+        }
+        try:
+            if ctx.kube.patch(SECRET, namespace, STORE_SECRET, patch) is not None:
+                return
+        except Conflict:
+            pass  # another flow's reconcile wrote first (or the garbage collector): read again
+    raise Conflict(409, f"Secret {namespace}/{STORE_SECRET} kept changing; will retry")
 
 
 def _apply_cronjob(
@@ -286,11 +305,9 @@ def _apply_cronjob(
 
 def ensure_flow_cronjob(ctx: Context, flow: DataFlow, obj: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     name = cronjob_name(flow.name)
-    store, mirror = _store_secret(ctx, flow.namespace, name)
-    desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=store)
+    desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=STORE_REF)
     live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
-    if mirror:
-        _ensure_mirror_secret(ctx, live, fresh=change == "created")
+    ensure_store_secret(ctx, live)
     return live, change
 
 
@@ -321,8 +338,7 @@ def sync_heartbeat(
                 ctx.kube.delete(CRONJOB, namespace, HEARTBEAT_CRONJOB)
                 return None, "deleted"
             return None, ""
-        store, mirror = _store_secret(ctx, namespace, HEARTBEAT_CRONJOB)
-        desired = build_heartbeat_cronjob(namespace, flows, runner=ctx.config.runner, store=store)
+        desired = build_heartbeat_cronjob(namespace, flows, runner=ctx.config.runner, store=STORE_REF)
         try:
             if current is None:
                 live, change = ctx.kube.create(CRONJOB, namespace, desired), "created"
@@ -331,8 +347,7 @@ def sync_heartbeat(
                 live, change = _apply_cronjob(ctx, desired, current)
         except (AlreadyExists, Conflict):
             continue  # another flow's reconcile wrote first; recompute from the new state
-        if mirror:
-            _ensure_mirror_secret(ctx, live)
+        ensure_store_secret(ctx, live)
         return live, change
     raise Conflict(409, f"CronJob {namespace}/{HEARTBEAT_CRONJOB} kept changing; will retry")
 

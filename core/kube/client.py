@@ -130,7 +130,10 @@ class KubeApi(Protocol):
         """Record a Kubernetes Event about ``obj`` (message redacted)."""
 
 
-def owner_reference(obj: Mapping[str, Any], *, controller: bool = True) -> dict[str, Any]:
+def owner_reference(obj: Mapping[str, Any], *, controller: bool = True, block: bool = True) -> dict[str, Any]:
+    """An ownerReference to ``obj``. ``block`` (blockOwnerDeletion): a foreground deletion of the owner
+    waits for this dependent; setting it needs ``update`` on the owner's ``finalizers`` where the
+    OwnerReferencesPermissionEnforcement admission plugin runs."""
     meta = obj["metadata"]
     return {
         "apiVersion": obj["apiVersion"],
@@ -138,7 +141,7 @@ def owner_reference(obj: Mapping[str, Any], *, controller: bool = True) -> dict[
         "name": meta["name"],
         "uid": meta["uid"],
         "controller": controller,
-        "blockOwnerDeletion": True,
+        "blockOwnerDeletion": block,
     }
 
 

@@ -19,6 +19,8 @@ __all__ = [
     "RUN_NAME_LIMIT",
     "RUN_NOW_ANNOTATION",
     "SPEC_HASH_ANNOTATION",
+    "STORE_SECRET",
+    "STORE_SECRET_KEY",
     "attempt_name",
     "bounded_name",
     "labels",
@@ -34,6 +36,13 @@ HEARTBEAT_LABEL = "activedataflow.io/heartbeat"
 RUN_NOW_ANNOTATION = "activedataflow.io/run-now"
 SPEC_HASH_ANNOTATION = "activedataflow.io/spec-hash"
 INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
+
+# The one Secret per flow namespace that holds the store URL for the runner pods (the operator's mirror of
+# the store Secret of the release namespace; every CronJob of the namespace reads ADF_STORE_URL from it).
+# A fixed name, so the chart grants the operator get/patch on this name alone (RBAC resourceNames). Not
+# ending in "-store", so it never meets the chart's own <fullname>-store Secret.
+STORE_SECRET = "adf-store-url"
+STORE_SECRET_KEY = "url"
 
 
 def labels(flow_name: str | None = None) -> dict[str, str]:

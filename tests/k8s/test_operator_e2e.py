@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from activedataflow.kube.names import STORE_SECRET
 from activedataflow.store import open_store
 
 from tests.k8s.cluster import Cluster
@@ -143,11 +144,15 @@ def cronjobs(kube: Cluster, namespace: str) -> list[dict[str, Any]]:
     return kube.get("cronjobs", "-n", namespace)["items"]
 
 
-def run_job_as_kubelet(kube: Cluster, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    """Run the Job's container command here with the env the kubelet would give it."""
+def run_job_as_kubelet(
+    kube: Cluster, job: dict[str, Any], *, kubeconfig: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the Job's container command here with the env the kubelet would give it; talking to the API
+    server with ``kubeconfig`` (the Pod's ServiceAccount), by default the admin's."""
     namespace = job["metadata"]["namespace"]
     (container,) = job["spec"]["template"]["spec"]["containers"]
-    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), "KUBECONFIG": kube.kubeconfig}
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"),
+           "KUBECONFIG": kubeconfig or kube.kubeconfig}
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = var["value"]
@@ -205,6 +210,7 @@ def test_a_dataflow_gets_its_cronjob_with_env_from_secrets_and_becomes_ready(
     env = {e["name"]: e for e in cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["ADF_SECRET_SHOP_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "shop-db", "key": "url"}
     store_ref = env["ADF_STORE_URL"]["valueFrom"]["secretKeyRef"]
+    assert store_ref == {"name": STORE_SECRET, "key": "url"}  # the namespace's one store Secret
     store_secret = kube.get("secret", store_ref["name"], "-n", namespace)
     assert base64.b64decode(store_secret["data"][store_ref["key"]]).decode() == secrets
     assert secrets not in str(cj)  # the store URL is never inlined
@@ -381,4 +387,4 @@ def test_operator_killed_mid_reconcile_converges_with_one_cronjob(
         "finalizers"
     ]
     secret_names = [s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]]
-    assert secret_names.count("df-paid-orders") == 1
+    assert secret_names.count(STORE_SECRET) == 1 and "df-paid-orders" not in secret_names

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET
-from activedataflow.model import SecretKeyRef
+from activedataflow.kube.names import STORE_SECRET
 from activedataflow.operator.handlers import (
     Context,
     OperatorConfig,
@@ -89,25 +89,109 @@ def test_create_reports_ready_with_next_run_and_an_event(ctx: Context, kube: Mem
     assert kube.reasons() == ["Created"]
 
 
-def test_store_url_goes_into_an_owned_secret_never_into_the_cronjob(ctx: Context, kube: MemoryKube) -> None:
+def store_ref(cronjob: dict[str, Any]) -> dict[str, Any]:
+    env = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    return next(e for e in env if e["name"] == "ADF_STORE_URL")["valueFrom"]["secretKeyRef"]
+
+
+def owner_uids(obj: dict[str, Any]) -> set[str]:
+    return {o["uid"] for o in obj["metadata"].get("ownerReferences") or []}
+
+
+def test_store_url_goes_into_the_namespace_store_secret_never_into_the_cronjob(
+    ctx: Context, kube: MemoryKube
+) -> None:
     reconcile(ctx, kube, apply_flow(kube))
     cj = kube.get(CRONJOB, "shop", "df-paid-orders")
-    secret = kube.get(SECRET, "shop", "df-paid-orders")
+    secret = kube.get(SECRET, "shop", STORE_SECRET)
     assert base64.b64decode(secret["data"]["url"]).decode() == ctx.config.store_url
-    assert secret["metadata"]["ownerReferences"][0]["uid"] == cj["metadata"]["uid"]
-    env = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
-    store_env = next(e for e in env if e["name"] == "ADF_STORE_URL")
-    assert store_env["valueFrom"] == {"secretKeyRef": {"name": "df-paid-orders", "key": "url"}}
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "activedataflow"
+    assert owner_uids(secret) == {cj["metadata"]["uid"]}
+    assert store_ref(cj) == {"name": STORE_SECRET, "key": "url"}
+    assert ctx.config.store_url not in str(cj)
 
 
-def test_configured_store_secret_is_used_where_it_exists(ctx: Context, kube: MemoryKube, runner) -> None:
-    kube.add(SECRET, {"metadata": {"name": "adf-store", "namespace": "shop"}, "data": {"uri": "eA=="}})
-    ctx.config = OperatorConfig(ctx.config.store_url, runner, store_secret=SecretKeyRef(name="adf-store", key="uri"))
+def test_every_cronjob_of_a_namespace_reads_the_one_store_secret_it_co_owns(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube, name="one"))
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    reconcile(ctx, kube, apply_flow(kube, name="beat", runtime={"type": "heartbeat"}))
+    cronjobs = [kube.get(CRONJOB, "shop", n) for n in ("df-one", "df-two", "adf-heartbeat")]
+    assert [store_ref(cj) for cj in cronjobs] == [{"name": STORE_SECRET, "key": "url"}] * 3
+    assert kube.names(SECRET, "shop") == [STORE_SECRET]
+    secret = kube.get(SECRET, "shop", STORE_SECRET)
+    assert owner_uids(secret) == {cj["metadata"]["uid"] for cj in cronjobs}
+    assert not any(o["controller"] or o["blockOwnerDeletion"] for o in secret["metadata"]["ownerReferences"])
+
+
+def test_the_store_secret_goes_with_the_last_cronjob_of_its_namespace(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube, name="one"))
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    kube.delete(DATAFLOW, "shop", "one")
+    assert kube.get(SECRET, "shop", STORE_SECRET) is not None
+    kube.delete(DATAFLOW, "shop", "two")
+    assert kube.names(CRONJOB, "shop") == [] and kube.names(SECRET, "shop") == []
+
+
+def test_flows_of_another_namespace_get_their_own_store_secret(ctx: Context, kube: MemoryKube) -> None:
     reconcile(ctx, kube, apply_flow(kube))
-    env = kube.get(CRONJOB, "shop", "df-paid-orders")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    ref = next(e for e in env["containers"][0]["env"] if e["name"] == "ADF_STORE_URL")["valueFrom"]["secretKeyRef"]
-    assert ref == {"name": "adf-store", "key": "uri"}
-    assert kube.get(SECRET, "shop", "df-paid-orders") is None
+    reconcile(ctx, kube, kube.add(DATAFLOW, dataflow_body("paid-orders", namespace="team-a")))
+    for namespace in ("shop", "team-a"):
+        assert kube.names(SECRET, namespace) == [STORE_SECRET]
+
+
+def test_the_operator_touches_no_secret_but_the_store_secret(ctx: Context, kube: MemoryKube) -> None:
+    """What the chart's RBAC grants on Secrets (get/patch on STORE_SECRET alone, create) is all it calls."""
+    kube.add(SECRET, {"metadata": {"name": "shop-db", "namespace": "shop"}, "data": {"url": "eA=="}})
+    kube.requests.clear()
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    reconcile(ctx, kube, apply_flow(kube, name="beat", runtime={"type": "heartbeat"}))
+    ctx.config = OperatorConfig("sqlite:///elsewhere.db", ctx.config.runner)  # a changed URL: a patch
+    reconcile(ctx, kube, fresh(kube, body))
+    calls = {(verb, name) for verb, plural, name in kube.requests if plural == "secrets"}
+    assert {name for _, name in calls} == {STORE_SECRET}
+    assert {verb for verb, _ in calls} == {"get", "create", "patch"}
+
+
+def test_a_changed_store_url_is_written_into_the_store_secret(ctx: Context, kube: MemoryKube, runner) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    ctx.config = OperatorConfig("postgresql+psycopg://adf@db.example/adf", runner)
+    reconcile(ctx, kube, fresh(kube, body))
+    data = kube.get(SECRET, "shop", STORE_SECRET)["data"]["url"]
+    assert base64.b64decode(data).decode() == "postgresql+psycopg://adf@db.example/adf"
+
+
+def test_a_secret_of_that_name_not_made_by_the_operator_is_never_overwritten(ctx: Context, kube: MemoryKube) -> None:
+    kube.add(SECRET, {"metadata": {"name": STORE_SECRET, "namespace": "shop"}, "data": {"url": "bWluZQ=="}})
+    body = apply_flow(kube)
+    with pytest.raises(kopf.TemporaryError):
+        reconcile(ctx, kube, body)
+    assert kube.get(SECRET, "shop", STORE_SECRET)["data"] == {"url": "bWluZQ=="}
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "KubernetesError")
+    assert f"Secret shop/{STORE_SECRET} exists and was not made by ActiveDataFlow" in cond["message"]
+
+
+def test_an_upgrade_moves_the_cronjob_to_the_store_secret_and_leaves_the_old_mirror_to_its_owner(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    """The previous operator mirrored the URL into a Secret named like the CronJob, owned by it. The
+    CronJob now reads the namespace's store Secret; the old one is not read, nor deleted (that would
+    need 'delete' on every Secret): it goes with its CronJob."""
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    cj = kube.get(CRONJOB, "shop", "df-paid-orders")
+    kube.add(SECRET, {"metadata": {"name": "df-paid-orders", "namespace": "shop", "labels": {
+        "app.kubernetes.io/managed-by": "activedataflow"}, "ownerReferences": [
+        {"apiVersion": "batch/v1", "kind": "CronJob", "name": cj["metadata"]["name"], "uid": cj["metadata"]["uid"],
+         "controller": True}]}, "data": {"url": "eA=="}})
+    kube.requests.clear()
+    reconcile(ctx, kube, fresh(kube, body))
+    assert store_ref(kube.get(CRONJOB, "shop", "df-paid-orders"))["name"] == STORE_SECRET
+    assert not [r for r in kube.requests if r[1] == "secrets" and r[2] != STORE_SECRET]
+    kube.delete(DATAFLOW, "shop", "paid-orders")
+    assert kube.names(SECRET, "shop") == []
 
 
 def test_reconciling_again_changes_nothing(ctx: Context, kube: MemoryKube) -> None:
@@ -343,7 +427,8 @@ def test_resync_restores_a_cronjob_deleted_by_hand(ctx: Context, kube: MemoryKub
     status: dict[str, Any] = {}
     reconcile_flow(fresh(kube, body), status=status, ctx=ctx, resync=True)
     assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
-    assert kube.get(SECRET, "shop", "df-paid-orders") is not None
+    assert owner_uids(kube.get(SECRET, "shop", STORE_SECRET)) >= {
+        kube.get(CRONJOB, "shop", "df-paid-orders")["metadata"]["uid"]}
 
 
 def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKube) -> None:

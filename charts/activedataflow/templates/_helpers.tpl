@@ -78,3 +78,9 @@ app.kubernetes.io/part-of: activedataflow
 {{- define "adf.storeSecretKey" -}}
 {{- if .Values.storage.existingSecret }}{{ .Values.storage.existingSecretKey }}{{ else }}url{{ end }}
 {{- end }}
+
+{{/* The Secret of each flow namespace holding the store URL for runner pods: the operator's STORE_SECRET
+(core/kube/names.py; tests/k8s/test_chart.py checks they agree). */}}
+{{- define "adf.runnerStoreSecret" -}}
+adf-store-url
+{{- end }}
