@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import UserError, redact
-from .client import DATAFLOW, KubeApi
+from .client import DATAFLOW, KubeApi, RestKube
 from .names import RUN_NOW_ANNOTATION
 
-__all__ = ["request_run_now", "set_suspend", "unreachable"]
+__all__ = ["request_run_now", "set_suspend", "unreachable", "whoami"]
 
 
 def request_run_now(
@@ -42,6 +42,14 @@ def request_run_now(
 def set_suspend(kube: KubeApi, namespace: str, name: str, suspend: bool) -> dict[str, Any] | None:
     """Patch ``spec.suspend`` of DataFlow ``namespace/name``; the patched DataFlow, None if there is none."""
     return kube.patch(DATAFLOW, namespace, name, {"spec": {"suspend": suspend}})
+
+
+def whoami(kube: RestKube) -> str:
+    """The user ``kube``'s credentials authenticate as (a SelfSubjectReview, what ``kubectl auth whoami``
+    sends; every authenticated user may). KubeError 401 when the API server does not accept them."""
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    answer = kube.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review) or {}
+    return str(((answer.get("status") or {}).get("userInfo") or {}).get("username") or "?")
 
 
 def unreachable(server: str, err: BaseException) -> UserError:
