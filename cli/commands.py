@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..runner.executor import FlowExecutor
     from ..runner.reflect import Reflector
     from ..store.base import Store
+    from ..ui.server import UIServer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -438,14 +439,17 @@ def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str 
 
 
 @contextmanager
-def _ui_beside_the_operator(store_url: str | None, env: Mapping[str, str] | None = None) -> Iterator[None]:
-    """The monitoring page on 0.0.0.0:$ADF_UI_PORT in a thread (the chart's ui.enabled). Read-only unless
-    ADF_UI_ACTIONS is true (ui.actions.enabled), and then each action is made with the bearer token its
-    request carries, on the pod's API server: never with the operator's own service account."""
+def _ui_beside_the_operator(
+    store_url: str | None, env: Mapping[str, str] | None = None
+) -> Iterator[UIServer | None]:
+    """The monitoring page on 0.0.0.0:$ADF_UI_PORT in a thread (the chart's ui.enabled), yielded (None
+    without ADF_UI_PORT). Read-only unless ADF_UI_ACTIONS is true (ui.actions.enabled), and then each
+    action is made with the bearer token its request carries, on the pod's API server: never with the
+    operator's own service account."""
     env = os.environ if env is None else env
     raw = env.get("ADF_UI_PORT", "").strip()
     if not raw:
-        yield
+        yield None
         return
     try:
         port = int(raw)
@@ -467,7 +471,7 @@ def _ui_beside_the_operator(store_url: str | None, env: Mapping[str, str] | None
     thread = threading.Thread(target=server.serve_forever, name="adf-ui", daemon=True)
     thread.start()
     try:
-        yield
+        yield server
     finally:
         server.shutdown()
         server.server_close()

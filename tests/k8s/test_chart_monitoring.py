@@ -134,11 +134,17 @@ def test_the_grafana_dashboard_is_a_labelled_configmap_of_valid_json_on_our_metr
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+def test_the_ui_is_read_only_unless_its_actions_are_enabled() -> None:
+    assert "ADF_UI_ACTIONS" not in operator_env(render("ui.enabled=true"))
+    assert operator_env(render("ui.enabled=true", "ui.actions.enabled=true"))["ADF_UI_ACTIONS"] == "true"
+
+
 @pytest.mark.parametrize(("sets", "message"), [
     (("metrics.enabled=false", "metrics.prometheusRule.enabled=true"), "need metrics.enabled"),
     (("metrics.enabled=false", "metrics.serviceMonitor.enabled=true"), "need metrics.enabled"),
     (("metrics.port=8080",), "metrics.port: the operator already listens there"),
     (("ui.enabled=true", "ui.port=9090"), "ui.port: the operator already listens there"),
+    (("ui.actions.enabled=true",), "ui.actions.enabled needs ui.enabled"),
     (("metrics.port=0",), "/metrics/port"),
     (("metrics.prometheusRule.lateFor=soon",), "/metrics/prometheusRule/lateFor"),
     (("metrics.prometheusRule.failingRuns=0",), "/metrics/prometheusRule/failingRuns"),

@@ -12,7 +12,7 @@ from http.client import HTTPConnection, HTTPResponse
 from typing import Any
 
 from activedataflow.store import Counts, FlowRecord, FlowUpsert, RunRecord, Store
-from activedataflow.ui import make_ui_server
+from activedataflow.ui import KubeActions, make_ui_server
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -84,9 +84,9 @@ class Client:
 
 
 @contextmanager
-def running(store: Store, *, actions: bool) -> Iterator[str]:
-    """The UI on a free port of 127.0.0.1, serving in a thread; yields its base URL."""
-    server = make_ui_server(store, host="127.0.0.1", port=0, actions=actions)
+def running(store: Store, *, actions: bool, kube: KubeActions | None = None) -> Iterator[str]:
+    """The UI on a free port of 127.0.0.1, serving in a thread; yields its base URL (``kube`` closed after)."""
+    server = make_ui_server(store, host="127.0.0.1", port=0, actions=actions, kube=kube)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -95,3 +95,5 @@ def running(store: Store, *, actions: bool) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+        if kube is not None:
+            kube.close()
