@@ -465,7 +465,7 @@ def _ui_beside_the_operator(
     from ..store import open_store
     from ..ui import KubeActions, make_ui_server
 
-    kube = KubeActions.for_callers(KubeEndpoint.in_cluster(env)) if actions else None
+    kube = KubeActions.for_callers(KubeEndpoint.in_cluster(env, retries=1)) if actions else None
     store = open_store(store_url, migrate=False)  # None: $ADF_STORE_URL, else the default
     server = make_ui_server(store, host="0.0.0.0", port=port, actions=actions, kube=kube)
     thread = threading.Thread(target=server.serve_forever, name="adf-ui", daemon=True)
