@@ -391,7 +391,8 @@ def flow_page(
 ) -> Safe:
     if read_only:
         actions = Safe('<p class="muted">Read-only: start the server with <code>adf ui --actions</code> '
-                       "to run now, suspend or resume.</p>")
+                       "(in a cluster, the chart's <code>ui.actions.enabled</code>) to run now, suspend or "
+                       "resume.</p>")
     else:
         actions = join(
             [
