@@ -143,6 +143,6 @@ def operator_page(kube: Cluster, store: Store, tmp_path: Path, operator_token: s
     api = urlsplit(kube.server)
     env = {"ADF_UI_PORT": "0", "ADF_UI_ACTIONS": "true", "KUBERNETES_SERVICE_HOST": str(api.hostname),
            "KUBERNETES_SERVICE_PORT": str(api.port), "ADF_SERVICEACCOUNT_DIR": str(sa)}
-    with _ui_beside_the_operator(store.url, env) as server:
+    with _ui_beside_the_operator(str(store.url), env) as server:  # a SQLite URL: no password to hide
         assert server is not None
         yield f"http://127.0.0.1:{server.server_port}"

@@ -144,7 +144,7 @@ def test_a_pasted_token_is_checked_kept_in_a_strict_httponly_cookie_and_used(
 def test_the_operators_page_is_read_only_unless_actions_are_enabled(
     kube_crds: Cluster, flow_store: Store, flow_ns: str, tokens: Tokens
 ) -> None:
-    with _ui_beside_the_operator(flow_store.url, {"ADF_UI_PORT": "0"}) as server:
+    with _ui_beside_the_operator(str(flow_store.url), {"ADF_UI_PORT": "0"}) as server:
         assert server is not None
         client = Client(f"http://127.0.0.1:{server.server_port}")
         _, flow_page = client.get(flow_path(flow_ns))
@@ -180,4 +180,4 @@ def test_adf_ui_kube_acts_with_the_kubeconfigs_credentials(
         assert resp.status == 303 and dataflow(kube_crds, flow_ns)["spec"].get("suspend") is True
     else:
         assert resp.status == 403 and "forbidden by RBAC" in body
-        assert "suspend" not in dataflow(kube_crds, flow_ns)["spec"]
+        assert dataflow(kube_crds, flow_ns)["spec"]["suspend"] is False  # the CRD's default, untouched
