@@ -14,7 +14,7 @@ from tests.k8s.cluster import Cluster, tool
 from tests.k8s.test_chart import CHART, KUBE_VERSION, _helm, _release, find, operator_env, render
 
 ALL_ON = ("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true",
-          "metrics.grafanaDashboard.enabled=true", "ui.enabled=true")
+          "metrics.grafanaDashboard.enabled=true", "ui.enabled=true", "ui.actions.enabled=true")
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -201,9 +201,11 @@ def test_helm_install_with_every_monitoring_toggle_on(kube: Cluster, namespace: 
             "containers"][0]["env"]
         assert {"name": "ADF_METRICS_PORT", "value": "9090"} in env
         assert {"name": "ADF_UI_PORT", "value": "8081"} in env
+        assert {"name": "ADF_UI_ACTIONS", "value": "true"} in env
         notes = kube.helm("status", release, "-n", namespace).stdout
         assert f"Service {full}-metrics, port 9090, path /metrics (scraped through ServiceMonitor {full})" in notes
         assert "ADFFlowFailing, ADFFlowLate, ADFStoreUnavailable" in notes
         assert f"kubectl -n {namespace} port-forward service/{full}-ui 8081" in notes
+        assert "made with each caller's own Kubernetes token" in notes
     finally:
         kube.helm("uninstall", release, "-n", namespace, "--wait=false", check=False)
