@@ -490,7 +490,8 @@ def sign_in_page(
     status: str, message: str, *, csrf: str, server: str, namespace: str, name: str, store: str, root: str = ""
 ) -> Safe:
     """The sign-in form (``GET /login``), and the 401 page of an action that carried no usable credentials."""
-    reason = render('<p class="error">{m}.</p>', m=message.rstrip(".")) if message else Safe("")
+    reason = render('<p class="error">{m}.</p>', m=message[:1].upper() + message[1:].rstrip(".")) if message else \
+        Safe("")
     body = render(
         """<h1>{status}</h1>
 {reason}
