@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..runner.executor import FlowExecutor
     from ..runner.reflect import Reflector
     from ..store.base import Store
+    from ..ui.server import UIServer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -447,32 +448,45 @@ def operator_cmd(ctx: click.Context, namespaces: tuple[str, ...], liveness: str 
 
 
 @contextmanager
-def _ui_beside_the_operator(store_url: str | None) -> Iterator[None]:
-    """The monitoring page on 0.0.0.0:$ADF_UI_PORT in a thread, read-only: in a cluster, actions would
-    have to be made with the caller's own credentials, never the operator's."""
-    raw = os.environ.get("ADF_UI_PORT", "").strip()
+def _ui_beside_the_operator(
+    store_url: str | None, env: Mapping[str, str] | None = None
+) -> Iterator[UIServer | None]:
+    """The monitoring page on 0.0.0.0:$ADF_UI_PORT in a thread (the chart's ui.enabled), yielded (None
+    without ADF_UI_PORT). Read-only unless ADF_UI_ACTIONS is true (ui.actions.enabled), and then each
+    action is made with the bearer token its request carries, on the pod's API server: never with the
+    operator's own service account."""
+    env = os.environ if env is None else env
+    raw = env.get("ADF_UI_PORT", "").strip()
     if not raw:
-        yield
+        yield None
         return
     try:
         port = int(raw)
     except ValueError:
         raise UserError(f"ADF_UI_PORT: expected a port number, got {raw!r}") from None
+    flag = env.get("ADF_UI_ACTIONS", "").strip().lower()
+    if flag not in ("", "0", "false", "no", "1", "true", "yes"):
+        raise UserError(f"ADF_UI_ACTIONS: expected true or false, got {flag!r}")
+    actions = flag in ("1", "true", "yes")
     import threading
 
+    from ..kube.client import KubeEndpoint
     from ..store import open_store
-    from ..ui import make_ui_server
+    from ..ui import KubeActions, make_ui_server
 
+    kube = KubeActions.for_callers(KubeEndpoint.in_cluster(env, retries=1)) if actions else None
     store = open_store(store_url, migrate=False)  # None: $ADF_STORE_URL, else the default
-    server = make_ui_server(store, host="0.0.0.0", port=port, actions=False)
+    server = make_ui_server(store, host="0.0.0.0", port=port, actions=actions, kube=kube)
     thread = threading.Thread(target=server.serve_forever, name="adf-ui", daemon=True)
     thread.start()
     try:
-        yield
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         store.close()
+        if kube is not None:
+            kube.close()
 
 
 # --------------------------------------------------------------------------- monitoring page
@@ -482,17 +496,29 @@ def _ui_beside_the_operator(store_url: str | None) -> Iterator[None]:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--actions", is_flag=True, help="Allow run now / suspend / resume from the page (off: read-only).")
+@click.option("--kube", is_flag=True,
+              help="Make the actions on the cluster's DataFlows with your kubeconfig's credentials "
+                   "(run-now annotation, spec.suspend), not on the store.")
 @click.pass_context
 @handle_errors
-def ui(ctx: click.Context, host: str, port: int, actions: bool) -> None:
+def ui(ctx: click.Context, host: str, port: int, actions: bool, kube: bool) -> None:
     """The monitoring page: flows, runs, errors (read-only unless --actions)."""
+    from ..ui import KubeActions
     from ..ui import serve as serve_ui
 
+    if kube and not actions:
+        raise UserError("--kube is where the actions go: give --actions too")
     _service_logging(ctx)
+    cluster = KubeActions.with_kubeconfig() if kube else None
     shown = f"[{host}]" if ":" in host else host
-    click.echo(f"adf ui: http://{shown}:{port}/ ({'actions enabled' if actions else 'read-only'})", err=True)
+    mode = "read-only" if not actions else f"actions on the DataFlows at {cluster.server}" if cluster else \
+        "actions on the store"
+    click.echo(f"adf ui: http://{shown}:{port}/ ({mode})", err=True)
+    if cluster is not None and host not in ("127.0.0.1", "::1", "localhost"):
+        click.echo(f"adf ui: warning: anyone who reaches {shown}:{port} acts with your kubeconfig's credentials",
+                   err=True)
     with contextlib.suppress(KeyboardInterrupt):
-        serve_ui(ctx.obj["store_url"], host=host, port=port, actions=actions)
+        serve_ui(ctx.obj["store_url"], host=host, port=port, actions=actions, kube=cluster)
 
 
 # --------------------------------------------------------------------------- demo

@@ -1,18 +1,14 @@
-"""``adf trigger NAME``: ask the cluster for a run now, by setting the run-now annotation.
+"""``adf trigger NAME``: ask the cluster for a run now, with the kubeconfig's credentials.
 
-The operator sees the new value, creates a Job from the flow's CronJob template
-and acknowledges the value in ``status.lastHandledRunNow``, so one value runs once.
-The value (unix seconds) is a DNS label, so the run is named ``<flow>-manual-<value>``
-as it is (:func:`~activedataflow.kube.names.manual_run_name`).
+The patch itself (the run-now annotation) is :func:`activedataflow.kube.actions.request_run_now`,
+which the monitoring page sends too.
 """
 
 from __future__ import annotations
 
-import time
-
-from ..errors import UnknownFlow, UserError, redact
-from ..kube.client import DATAFLOW, KubeError, RestKube, load_transport
-from ..kube.names import RUN_NOW_ANNOTATION
+from ..errors import UnknownFlow, UserError
+from ..kube.actions import request_run_now, unreachable
+from ..kube.client import KubeError, RestKube, load_transport
 
 __all__ = ["trigger_run"]
 
@@ -26,15 +22,14 @@ def trigger_run(name: str, namespace: str) -> str:
     import urllib3
 
     kube = RestKube(load_transport(retries=1), timeout=10)
-    value = str(int(time.time()))
-    patch = {"metadata": {"annotations": {RUN_NOW_ANNOTATION: value}}}
     try:
-        found = kube.patch(DATAFLOW, namespace, name, patch)
+        found = request_run_now(kube, namespace, name)
     except (urllib3.exceptions.HTTPError, OSError) as err:
-        reason = getattr(err, "reason", None) or err
-        raise UserError(f"cannot reach the Kubernetes API server at {kube.server}: {redact(str(reason))}") from None
+        raise unreachable(kube.server, err) from None
     except KubeError as err:
         raise UserError(f"the Kubernetes API server at {kube.server} refused: {err}") from None
+    finally:
+        kube.close()
     if found is None:
         raise UnknownFlow(f"DataFlow {namespace}/{name} not found in the cluster at {kube.server}")
-    return value
+    return found[0]

@@ -368,3 +368,18 @@ def test_adf_ui_serves_the_stores_flows_read_only_and_stops_on_ctrl_c(
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert f"adf ui: {url} (read-only)" in err
+
+
+def test_adf_ui_kube_needs_actions_and_a_kubeconfig(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'adf.db'}"
+    alone = adf("--store", store, "ui", "--kube")
+    assert alone.returncode == 2 and "--kube is where the actions go: give --actions too" in alone.stderr
+    missing = adf("--store", store, "ui", "--actions", "--kube", env={"KUBECONFIG": str(tmp_path / "none")})
+    assert missing.returncode == 2 and f"no kubeconfig at {tmp_path / 'none'}" in missing.stderr
+
+
+def test_adf_operator_refuses_ui_actions_outside_a_cluster(tmp_path: Path) -> None:
+    """ADF_UI_ACTIONS acts with the callers' tokens on the pod's API server: without one there is nowhere to act."""
+    env = {"ADF_UI_PORT": "0", "ADF_UI_ACTIONS": "true", "KUBERNETES_SERVICE_HOST": ""}
+    done = adf("--store", f"sqlite:///{tmp_path / 'adf.db'}", "operator", env=env)
+    assert done.returncode == 2 and "not in a cluster" in done.stderr

@@ -4,15 +4,20 @@
 ``GET /``                           the flows (``?namespace=NS`` for one namespace)
 ``GET /flow?namespace=NS&name=N``   a flow: facts, actions, its runs (``&page=P``), spec
 ``POST /actions/run-now|suspend|resume``  form fields ``namespace``, ``name``, ``csrf``
+``GET|POST /login``, ``POST /logout``  sign in with a Kubernetes token (callers' credentials only)
 ``GET /static/...``                 the CSS and icon shipped in the package
 ``GET /healthz``                    200 when the store answers
 ==================================  ====================================================
 
-Actions are refused (403) unless the app was made with ``actions=True``, and always
+Actions are refused (403) unless the app was made with ``actions=True``, and every POST
 without a valid CSRF token: a signed double-submit cookie (the cookie holds a random
 value, the form an HMAC of it under a per-server secret), plus a same-origin check of
-``Origin`` when a browser sends one. Outside a cluster they act on the store: run now
-makes the flow due (the next heartbeat runs it), suspend and resume flip its enabled flag.
+``Origin`` when a browser sends one. Where they go is :mod:`.actions`: the store outside
+a cluster; in one, the DataFlows, with the kubeconfig's credentials (``adf ui --kube``) or
+with the bearer token each request carries (the operator Pod): the ``Authorization:
+Bearer`` header an authenticating proxy sets, else the token a user signed in with, kept
+in an HttpOnly, SameSite=Strict cookie. Without one an action answers 401 with the
+sign-in form; there is no other credential to fall back on.
 """
 
 from __future__ import annotations
@@ -30,19 +35,19 @@ from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from ..errors import UnknownFlow, UserError, redact
+from ..errors import UserError, redact
 from ..schedule import utcnow
 from ..store import Store
 from . import views
+from .actions import ACTIONS, KubeActions, Refused, StoreActions, valid_token
 from .html import Safe
 
 __all__ = ["ACTIONS", "UIApp", "make_app"]
 
 log = logging.getLogger("activedataflow.ui")
 
-Action = Literal["run-now", "suspend", "resume"]
-ACTIONS: tuple[Action, ...] = ("run-now", "suspend", "resume")
 CSRF_COOKIE = "adf_csrf"
+TOKEN_COOKIE = "adf_token"  # the Kubernetes token a user signed in with (callers' credentials only)
 PER_PAGE = 25
 MAX_PAGE = 400  # list_runs has no offset: page P reads P * PER_PAGE runs
 MAX_BODY = 16 * 1024
@@ -72,6 +77,27 @@ class HTTPError(Exception):
         self.message = message
 
 
+Source = Literal["header", "cookie"]
+
+
+def caller_token(environ: WSGIEnvironment) -> tuple[str, Source] | None:
+    """The bearer token the request carries: ``Authorization: Bearer`` (an authenticating proxy's), else
+    the sign-in cookie; None without one (or one that is not a bearer token)."""
+    scheme, _, value = str(environ.get("HTTP_AUTHORIZATION", "")).strip().partition(" ")
+    if scheme.lower() == "bearer" and valid_token(value.strip()):
+        return value.strip(), "header"
+    cookie = _cookies(environ).get(TOKEN_COOKIE)
+    if cookie and valid_token(cookie):
+        return cookie, "cookie"
+    return None
+
+
+def _token_cookie(environ: WSGIEnvironment, value: str, *, forget: bool = False) -> tuple[str, str]:
+    https = environ.get("wsgi.url_scheme") == "https" or environ.get("HTTP_X_FORWARDED_PROTO") == "https"
+    attrs = "; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if https else "") + ("; Max-Age=0" if forget else "")
+    return "Set-Cookie", f"{TOKEN_COOKIE}={value}{attrs}"
+
+
 def _static(name: str) -> tuple[bytes, str] | None:
     suffix = name[name.rfind("."):] if "." in name else ""
     if suffix not in STATIC_TYPES or "/" in name or name.startswith("."):
@@ -86,11 +112,12 @@ class UIApp:
     """The WSGI callable. Thread-safe (the store is; the app keeps no per-request state)."""
 
     def __init__(
-        self, store: Store, *, actions: bool = False, secret: bytes | None = None,
+        self, store: Store, *, actions: bool = False, kube: KubeActions | None = None, secret: bytes | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
         self.actions = actions
+        self.backend: KubeActions | StoreActions = kube if kube is not None else StoreActions(store, now=now)
         self._secret = secret if secret is not None else secrets.token_bytes(32)
         self._now = now
 
@@ -118,6 +145,9 @@ class UIApp:
             response = self._dispatch(environ, cookie)
         except HTTPError as err:
             response = self._error(err.status, err.message, root)
+        except Refused as err:
+            log.info("ui: refused (%d): %s", err.status, err.message)
+            response = self._refused(environ, err, cookie, root)
         except UserError as err:  # the store is unreachable, or refused
             log.warning("ui: %s", redact(str(err)))
             response = self._error(HTTPStatus.SERVICE_UNAVAILABLE, redact(str(err)), root)
@@ -141,13 +171,20 @@ class UIApp:
         if path.startswith("/actions/"):
             if method != "POST":
                 raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, "actions are POST requests")
-            return self._action(environ, path.removeprefix("/actions/"), cookie)
+            return self._action(environ, path.removeprefix("/actions/"))
+        if path in ("/login", "/logout") and method == "POST":
+            return self._sign_in(environ) if path == "/login" else self._sign_out(environ)
         if method not in ("GET", "HEAD"):
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} is not allowed here")
         if path == "/":
             return self._flows(query)
         if path == "/flow":
-            return self._flow(query, cookie)
+            return self._flow(environ, query, cookie)
+        if path == "/login":
+            if not (self.actions and self.backend.callers_tokens):
+                raise HTTPError(HTTPStatus.NOT_FOUND, "this server does not sign in: its actions are not made with "
+                                "its callers' credentials")
+            return self._sign_in_page(HTTPStatus.OK, "", cookie, "", query)
         if path == "/healthz":
             self.store.ping()
             return Response(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
@@ -164,6 +201,28 @@ class UIApp:
         phrase = f"{status} {HTTPStatus(status).phrase}"
         return self._page(views.error_page(phrase, message, read_only=not self.actions,
                                            store=self.store.url_for_display, root=root), status)
+
+    def _sign_in_page(self, status: int, message: str, cookie: str, root: str, flow: dict[str, str]) -> Response:
+        page = views.sign_in_page(
+            f"{status} {HTTPStatus(status).phrase}" if status != HTTPStatus.OK else "Sign in", message,
+            csrf=self.csrf_token(cookie), server=self.backend.server, namespace=flow.get("namespace", ""),
+            name=flow.get("name", ""), store=self.store.url_for_display, root=root,
+        )
+        response = self._page(page, status)
+        if status == HTTPStatus.UNAUTHORIZED:
+            response.headers.append(("WWW-Authenticate", 'Bearer realm="activedataflow"'))
+        return response
+
+    def _refused(self, environ: WSGIEnvironment, err: Refused, cookie: str, root: str) -> Response:
+        flow = {k: v for k, v in _form_or_empty(environ).items() if k in ("namespace", "name")}
+        if err.sign_in:
+            response = self._sign_in_page(err.status, err.message, cookie, root, flow)
+        else:
+            response = self._error(err.status, err.message, root)
+        held = caller_token(environ)
+        if err.forget_token and held is not None and held[1] == "cookie":
+            response.headers.append(_token_cookie(environ, "", forget=True))
+        return response
 
     # ----------------------------------------------------------------- pages
     def _flows(self, query: dict[str, str]) -> Response:
@@ -182,7 +241,7 @@ class UIApp:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "which flow? (name and namespace)")
         return namespace or "default", name
 
-    def _flow(self, query: dict[str, str], cookie: str) -> Response:
+    def _flow(self, environ: WSGIEnvironment, query: dict[str, str], cookie: str) -> Response:
         namespace, name = self._find(query.get("namespace", ""), query.get("name", ""))
         flow = self.store.get_flow(name, namespace)
         if flow is None:
@@ -196,37 +255,77 @@ class UIApp:
         return self._page(views.flow_page(
             flow, shown, page=page, has_next=len(runs) > page * PER_PAGE and page < MAX_PAGE, per_page=PER_PAGE,
             now=self._now(), read_only=not self.actions, csrf=self.csrf_token(cookie),
-            notice=query.get("done"), store=self.store.url_for_display,
+            notice=views.notice(query.get("done"), kube=self.backend.kube), auth=self._auth(environ),
+            store=self.store.url_for_display,
         ))
 
+    def _auth(self, environ: WSGIEnvironment) -> views.Auth:
+        """Whose credentials the page's actions use, as the flow page tells it."""
+        if not self.actions or not self.backend.kube:
+            return None
+        if not self.backend.callers_tokens:
+            return "kubeconfig"
+        held = caller_token(environ)
+        return held[1] if held else "none"
+
     # ----------------------------------------------------------------- actions
-    def _action(self, environ: WSGIEnvironment, action: str, cookie: str) -> Response:
+    def _action(self, environ: WSGIEnvironment, action: str) -> Response:
         if action not in ACTIONS:
             raise HTTPError(HTTPStatus.NOT_FOUND, "no such action")
         if not self.actions:
             raise HTTPError(HTTPStatus.FORBIDDEN, "this server is read-only (start it with --actions)")
-        form = _form(environ)
-        # the cookie the request carried, not one this response would set
-        if not self._csrf_ok(environ, _cookies(environ).get(CSRF_COOKIE), form):
-            log.warning("ui: %s refused: missing or invalid CSRF token", action)
-            raise HTTPError(HTTPStatus.FORBIDDEN, "missing or invalid CSRF token: reload the page and try again")
+        form = self._checked_form(environ, action)
         namespace, name = self._find(form.get("namespace", ""), form.get("name", ""))
         flow = self.store.get_flow(name, namespace)
         if flow is None:
             raise HTTPError(HTTPStatus.NOT_FOUND, f"no flow {name} in namespace {namespace}")
-        try:
-            if action == "run-now":
-                if not flow.enabled:
-                    raise HTTPError(HTTPStatus.CONFLICT, f"{name} is suspended: resume it first")
-                self.store.set_next_run(name, namespace, self._now())
-            else:
-                self.store.set_enabled(name, namespace, action == "resume")
-        except UnknownFlow as err:
-            raise HTTPError(HTTPStatus.NOT_FOUND, str(err)) from None
+        held = caller_token(environ)
+        self.backend.perform(action, flow, held[0] if held else None)
         log.info("ui: %s %s/%s", action, namespace, name)
-        location = "../" + views.flow_url((namespace, name), done=action)  # relative to /actions/...
-        return Response(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", [("Location", location)])
+        return _redirect("../" + views.flow_url((namespace, name), done=action))  # relative to /actions/...
 
+    def _checked_form(self, environ: WSGIEnvironment, what: str) -> dict[str, str]:
+        """The POSTed form, once its CSRF token matches the cookie the request carried (not one this
+        response would set)."""
+        form = _form(environ)
+        environ["activedataflow.ui.form"] = form  # read once: a refusal's page reads the flow from it
+        if not self._csrf_ok(environ, _cookies(environ).get(CSRF_COOKIE), form):
+            log.warning("ui: %s refused: missing or invalid CSRF token", what)
+            raise HTTPError(HTTPStatus.FORBIDDEN, "missing or invalid CSRF token: reload the page and try again")
+        return form
+
+    # ----------------------------------------------------------------- signing in
+    def _sign_in(self, environ: WSGIEnvironment) -> Response:
+        if not (self.actions and self.backend.callers_tokens):
+            raise HTTPError(HTTPStatus.NOT_FOUND, "this server does not sign in")
+        form = self._checked_form(environ, "sign-in")
+        assert isinstance(self.backend, KubeActions)
+        token = form.get("token", "").strip()
+        if token.lower().startswith("bearer "):
+            token = token[7:].strip()
+        user = self.backend.sign_in(token)
+        log.info("ui: signed in as %s", user)
+        return _redirect(self._back(form, "signed-in"), [_token_cookie(environ, token)])
+
+    def _sign_out(self, environ: WSGIEnvironment) -> Response:
+        form = self._checked_form(environ, "sign-out")
+        return _redirect(self._back(form, "signed-out"), [_token_cookie(environ, "", forget=True)])
+
+    @staticmethod
+    def _back(form: dict[str, str], done: str) -> str:
+        """The flow page the sign-in (or -out) form was on, else the flows (relative to /login)."""
+        if form.get("name"):
+            return views.flow_url((form.get("namespace") or "default", form["name"]), done=done)
+        return "./"
+
+
+def _redirect(location: str, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(HTTPStatus.SEE_OTHER, b"", "text/plain; charset=utf-8", [("Location", location), *(headers or [])])
+
+
+def _form_or_empty(environ: WSGIEnvironment) -> dict[str, str]:
+    form = environ.get("activedataflow.ui.form")
+    return form if isinstance(form, dict) else {}
 
 def _cookies(environ: WSGIEnvironment) -> dict[str, str]:
     out: dict[str, str] = {}
@@ -256,11 +355,13 @@ def _form(environ: WSGIEnvironment) -> dict[str, str]:
 
 
 def make_app(
-    store: Store, *, actions: bool = False, secret: bytes | None = None, now: Callable[[], datetime] = utcnow
+    store: Store, *, actions: bool = False, kube: KubeActions | None = None, secret: bytes | None = None,
+    now: Callable[[], datetime] = utcnow,
 ) -> WSGIApplication:
     """The monitoring page over ``store`` as a WSGI application.
 
     ``actions``: allow run now / suspend / resume (POST with the CSRF token); otherwise
-    they answer 403. ``secret`` signs the CSRF tokens (random per server by default).
+    they answer 403. ``kube``: make them on the cluster's DataFlows (see :mod:`.actions`),
+    else on the store. ``secret`` signs the CSRF tokens (random per server by default).
     """
-    return UIApp(store, actions=actions, secret=secret, now=now)
+    return UIApp(store, actions=actions, kube=kube, secret=secret, now=now)

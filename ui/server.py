@@ -7,6 +7,7 @@ import socketserver
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from ..store import Store, open_store
+from .actions import KubeActions
 from .app import make_app
 
 __all__ = ["UIServer", "make_ui_server", "serve"]
@@ -26,24 +27,35 @@ class _Handler(WSGIRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-def make_ui_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080, actions: bool = False) -> UIServer:
-    """A bound, not yet serving, server (``port=0``: any free port, see ``server_port``)."""
-    server = make_server(host, port, make_app(store, actions=actions), server_class=UIServer,
+def make_ui_server(store: Store, *, host: str = "127.0.0.1", port: int = 8080, actions: bool = False,
+                   kube: KubeActions | None = None) -> UIServer:
+    """A bound, not yet serving, server (``port=0``: any free port, see ``server_port``); ``kube``: the
+    actions go to the cluster's DataFlows (see :mod:`.actions`), else to the store."""
+    server = make_server(host, port, make_app(store, actions=actions, kube=kube), server_class=UIServer,
                          handler_class=_Handler)
     assert isinstance(server, UIServer)
     return server
 
 
-def serve(store_url: str, *, host: str, port: int, actions: bool) -> None:
+def serve(store_url: str | None, *, host: str, port: int, actions: bool, kube: KubeActions | None = None) -> None:
     """Serve the monitoring page for the store at ``store_url`` until interrupted (Ctrl-C / SIGTERM as
-    KeyboardInterrupt or SystemExit). Raises StoreUnavailable / ConfigError for a bad store URL."""
-    store = open_store(store_url)
+    KeyboardInterrupt or SystemExit), its actions on ``kube`` if given (closed at the end), else the store.
+    Raises StoreUnavailable / ConfigError for a bad store URL."""
     try:
-        server = make_ui_server(store, host=host, port=port, actions=actions)
+        store = open_store(store_url)
+    except BaseException:
+        if kube is not None:
+            kube.close()
+        raise
+    try:
+        server = make_ui_server(store, host=host, port=port, actions=actions, kube=kube)
         with server:
             shown = f"[{host}]" if ":" in host else host
-            log.info("ui: http://%s:%d/ (%s, store %s)", shown, server.server_port,
-                     "actions enabled" if actions else "read-only", store.url_for_display)
+            mode = "read-only" if not actions else f"actions on the DataFlows at {kube.server}" if kube else \
+                "actions on the store"
+            log.info("ui: http://%s:%d/ (%s, store %s)", shown, server.server_port, mode, store.url_for_display)
             server.serve_forever()  # until KeyboardInterrupt/SystemExit; `with` closes the socket
     finally:
         store.close()
+        if kube is not None:
+            kube.close()

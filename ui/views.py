@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 import yaml
@@ -20,7 +20,8 @@ from ..errors import redact
 from ..store import FlowRecord, RunRecord
 from .html import Safe, esc, join, render
 
-__all__ = ["RecentStats", "error_page", "flow_page", "flow_url", "flows_page", "recent_stats", "sparkline"]
+__all__ = ["Auth", "RecentStats", "error_page", "flow_page", "flow_url", "flows_page", "notice", "recent_stats",
+           "sign_in_page", "sparkline"]
 
 CHART_RUNS = 20  # runs in a flow's chart on the list
 STATUS_LABEL = {"success": "succeeded", "failed": "failed", "in_progress": "running", "pending": "pending"}
@@ -28,7 +29,24 @@ NOTICES = {  # shown after an action's redirect; keyed, so no text from the requ
     "run-now": "Run requested: the flow is due now; the next heartbeat runs it.",
     "suspend": "Suspended: no scheduled run starts until it is resumed.",
     "resume": "Resumed: the flow runs on its schedule again.",
+    "signed-in": "Signed in: the actions on this page are made with your token.",
+    "signed-out": "Signed out: the token is forgotten.",
 }
+KUBE_NOTICES = {  # the same, when the actions went to the DataFlow (the operator follows, the page a moment later)
+    "run-now": "Run requested: activedataflow.io/run-now is set; the operator starts a run now.",
+    "suspend": "Suspend requested: spec.suspend is true; the operator stops the schedule (shown here once done).",
+    "resume": "Resume requested: spec.suspend is false; the operator restores the schedule (shown here once done).",
+}
+# Whose credentials the actions use (flow page): the kubeconfig of whoever started the page, or the caller's,
+# which the request carries in the header (a proxy's) or the cookie (signed in), or does not carry ("none").
+Auth = Literal["kubeconfig", "header", "cookie", "none"] | None
+
+
+def notice(key: str | None, *, kube: bool) -> str | None:
+    """The text for an action's ``done=`` key (None for an unknown one)."""
+    if key is None:
+        return None
+    return (KUBE_NOTICES.get(key) if kube else None) or NOTICES.get(key)
 
 
 def flow_url(flow: FlowRecord | RunRecord | tuple[str, str], **params: object) -> str:
@@ -369,10 +387,12 @@ def flow_page(
     csrf: str,
     notice: str | None,
     store: str,
+    auth: Auth = None,
 ) -> Safe:
     if read_only:
         actions = Safe('<p class="muted">Read-only: start the server with <code>adf ui --actions</code> '
-                       "to run now, suspend or resume.</p>")
+                       "(in a cluster, the chart's <code>ui.actions.enabled</code>) to run now, suspend or "
+                       "resume.</p>")
     else:
         actions = join(
             [
@@ -383,7 +403,8 @@ def flow_page(
             ],
             "\n",
         )
-    notice_html = render('<p class="notice" role="status">{n}</p>', n=NOTICES[notice]) if notice in NOTICES else ""
+        actions = join([actions, _auth_note(auth, flow, csrf)], "\n")
+    notice_html = render('<p class="notice" role="status">{n}</p>', n=notice) if notice else ""
     facts: list[tuple[str, Any]] = [
         ("Namespace", flow.namespace),
         ("Schedule", Safe(f"<code>{esc(fmt_schedule(flow))}</code>")),
@@ -439,6 +460,62 @@ def flow_page(
         dl=dl, chart=sparkline(runs, now) if page == 1 else "", runs=runs_html, pager=join(pager, " "), spec=spec,
     )
     return layout(flow.name, body, read_only=read_only, store=store)
+
+
+def _auth_note(auth: Auth, flow: FlowRecord, csrf: str) -> Safe:
+    if auth is None:
+        return Safe("")
+    if auth == "kubeconfig":
+        return Safe('<p class="auth muted">Made on the DataFlow with the kubeconfig of whoever started '
+                    "<code>adf ui</code>.</p>")
+    if auth == "header":
+        return Safe('<p class="auth muted">Made on the DataFlow with the credentials your proxy sends.</p>')
+    if auth == "cookie":
+        return render(
+            """<form method="post" action="logout" class="auth">
+<input type="hidden" name="namespace" value="{namespace}">
+<input type="hidden" name="name" value="{name}">
+<input type="hidden" name="csrf" value="{csrf}">
+<span class="muted">Made on the DataFlow with your token.</span>
+<button type="submit" id="sign-out">Sign out</button>
+</form>""",
+            namespace=flow.namespace, name=flow.name, csrf=csrf,
+        )
+    return render('<p class="auth muted">Made on the DataFlow with your own Kubernetes credentials: '
+                  '<a id="sign-in" href="{url}">sign in</a>.</p>',
+                  url="login?" + urlencode({"namespace": flow.namespace, "name": flow.name}))
+
+
+def sign_in_page(
+    status: str, message: str, *, csrf: str, server: str, namespace: str, name: str, store: str, root: str = ""
+) -> Safe:
+    """The sign-in form (``GET /login``), and the 401 page of an action that carried no usable credentials."""
+    reason = render('<p class="error">{m}.</p>', m=message[:1].upper() + message[1:].rstrip(".")) if message else \
+        Safe("")
+    body = render(
+        """<h1>{status}</h1>
+{reason}
+<p>Run now, suspend and resume are made on the DataFlow with <strong>your own</strong> Kubernetes credentials,
+so the API server's RBAC decides, as it does for <code>kubectl</code>: you need <code>patch</code> on
+<code>dataflows.activedataflow.io</code> in the flow's namespace. The page has no credentials of its own.</p>
+<p>Either open it through an authenticating proxy that sends <code>Authorization: Bearer &lt;token&gt;</code>
+(oauth2-proxy with <code>--pass-authorization-header</code>, for an API server that accepts your OIDC tokens),
+or paste a token the API server at <code>{server}</code> accepts, e.g. from
+<code>kubectl create token SERVICEACCOUNT -n NAMESPACE</code>:</p>
+<form method="post" action="{root}login" class="sign-in">
+<input type="hidden" name="namespace" value="{namespace}">
+<input type="hidden" name="name" value="{name}">
+<input type="hidden" name="csrf" value="{csrf}">
+<label>Token <input type="password" name="token" id="token" autocomplete="off" required></label>
+<button type="submit" id="sign-in-submit">Sign in</button>
+</form>
+<p class="muted">The token is checked with the API server, then kept in this browser for the session only
+(an HttpOnly cookie, sent to this page alone) and passed on to nothing but the API server.</p>
+<p><a href="{home}">Back to the flows</a></p>""",
+        status=status, reason=reason, server=server, root=root, namespace=namespace, name=name, csrf=csrf,
+        home=root or "./",
+    )
+    return layout(status, body, read_only=False, store=store, root=root)
 
 
 def error_page(status: str, message: str, *, read_only: bool, store: str, root: str = "") -> Safe:

@@ -14,6 +14,10 @@ real one, speaking JSON to the REST paths of the few kinds used here over a
 * elsewhere: :class:`ApiClientTransport`, the official client's ``ApiClient`` from
   ``KUBECONFIG`` / ``~/.kube/config`` (auth plugins, client certificates).
 
+A server that acts for other people (the monitoring page in the operator Pod) holds a
+:class:`KubeEndpoint` instead: the API server's address and CA and no credentials of
+its own; :meth:`KubeEndpoint.transport` sends one caller's bearer token.
+
 Nothing here imports kopf: the runner uses it too.
 """
 
@@ -46,6 +50,7 @@ __all__ = [
     "Conflict",
     "Kind",
     "KubeApi",
+    "KubeEndpoint",
     "KubeError",
     "RestKube",
     "ServiceAccountTransport",
@@ -222,6 +227,42 @@ def request_url(server: str, path: str, query: Sequence[tuple[str, str]] = ()) -
     return f"{url}?{urlencode(list(query))}" if query else url
 
 
+def _in_cluster(env: Mapping[str, str] | None) -> tuple[str, str, str] | None:
+    """(host, port, service-account directory) of the pod's API server, None outside a pod."""
+    env = os.environ if env is None else env
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not (host and port):
+        return None
+    return host, port, env.get("ADF_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR
+
+
+def _verified_pool(ca_file: Path, *, retries: int | None) -> Any:
+    """A urllib3 pool that verifies every connection against ``ca_file`` (never unverified)."""
+    import urllib3
+
+    pool_kw: dict[str, Any] = {} if retries is None else {"retries": retries}
+    return urllib3.PoolManager(num_pools=2, maxsize=4, cert_reqs="CERT_REQUIRED", ca_certs=str(ca_file), **pool_kw)
+
+
+def _bearer_request(
+    pool: Any, server: str, token: str, method: str, path: str, *, query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str] | None, body: Any, timeout: float,
+) -> tuple[int, bytes]:
+    """One request to ``server`` with ``token`` as the bearer token; redirects are not followed (the
+    token must never travel to another host)."""
+    import urllib3
+
+    resp = pool.request(
+        method,
+        request_url(server, path, query),
+        body=None if body is None else json.dumps(body).encode(),
+        headers={**(headers or {}), "User-Agent": USER_AGENT, "Authorization": f"Bearer {token}"},
+        timeout=urllib3.Timeout(total=timeout),
+        redirect=False,
+    )
+    return resp.status, resp.data or b""
+
+
 class ServiceAccountTransport:
     """HTTPS to the API server with the pod's service account, over urllib3 alone.
 
@@ -242,8 +283,6 @@ class ServiceAccountTransport:
         token_max_age: float = TOKEN_MAX_AGE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        import urllib3
-
         if not host or not str(port):
             raise ValueError("KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are empty")
         self._server = "https://" + join_host_port(host, port)
@@ -256,14 +295,7 @@ class ServiceAccountTransport:
         self._clock = clock
         self._token = self._read_token()
         self._token_read_at = clock()
-        pool_kw: dict[str, Any] = {} if retries is None else {"retries": retries}
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=2,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=str(self.ca_file),
-            **pool_kw,
-        )
+        self._pool = _verified_pool(self.ca_file, retries=retries)
 
     @property
     def server(self) -> str:
@@ -302,17 +334,8 @@ class ServiceAccountTransport:
         body: Any = None,
         timeout: float = 15.0,
     ) -> tuple[int, bytes]:
-        import urllib3
-
-        resp = self._pool.request(
-            method,
-            request_url(self._server, path, query),
-            body=None if body is None else json.dumps(body).encode(),
-            headers={**(headers or {}), "User-Agent": USER_AGENT, "Authorization": f"Bearer {self.token()}"},
-            timeout=urllib3.Timeout(total=timeout),
-            redirect=False,  # never carry the token elsewhere
-        )
-        return resp.status, resp.data or b""
+        return _bearer_request(self._pool, self._server, self.token(), method, path, query=query,
+                               headers=headers, body=body, timeout=timeout)
 
     def close(self) -> None:
         self._pool.clear()
@@ -323,11 +346,10 @@ class ServiceAccountTransport:
     ) -> ServiceAccountTransport | None:
         """In a pod: the transport from ``KUBERNETES_SERVICE_HOST``/``_PORT`` and the service-account
         directory (``ADF_SERVICEACCOUNT_DIR``, else the standard mount); None when any is missing."""
-        env = os.environ if env is None else env
-        host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
-        if not (host and port):
+        found = _in_cluster(env)
+        if found is None:
             return None
-        root = env.get("ADF_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR
+        host, port, root = found
         try:
             return cls(host, port, root=root, retries=retries)
         except (OSError, ValueError) as err:
@@ -392,6 +414,80 @@ class ApiClientTransport:
         except (ConfigException, OSError, ValueError, TypeError) as err:
             raise UserError(f"kubeconfig {path} is unusable: {redact(str(err))}") from None
         return cls(client.ApiClient(cfg))
+
+
+class KubeEndpoint:
+    """The API server's address and the CA to verify it by, and no credentials at all.
+
+    What a server needs that acts for other people with *their* credentials (the
+    monitoring page in the operator Pod): :meth:`transport` makes a :class:`Transport`
+    that sends one caller's bearer token, over a connection pool the endpoint shares
+    between callers. There is no token to fall back on: the pod's own service-account
+    token is never read.
+    """
+
+    def __init__(self, server: str, *, ca_file: str | os.PathLike[str], retries: int | None = None) -> None:
+        self.server = server.rstrip("/")
+        self.ca_file = Path(ca_file)
+        if not self.ca_file.is_file() or self.ca_file.stat().st_size == 0:
+            raise FileNotFoundError(f"no CA certificate at {self.ca_file}")
+        self._pool = _verified_pool(self.ca_file, retries=retries)
+
+    def __repr__(self) -> str:
+        return f"KubeEndpoint(server={self.server!r}, ca_file={str(self.ca_file)!r})"
+
+    def transport(self, token: str) -> Transport:
+        """A transport that authenticates as the holder of ``token`` (closing it leaves the pool open)."""
+        if not token:
+            raise ValueError("a caller's transport needs the caller's token")
+        return _CallerTransport(self, token)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+    @classmethod
+    def in_cluster(cls, env: Mapping[str, str] | None = None, *, retries: int | None = None) -> KubeEndpoint:
+        """The pod's API server (``KUBERNETES_SERVICE_HOST``/``_PORT``) and CA (``ca.crt`` of the
+        service-account directory, ``ADF_SERVICEACCOUNT_DIR`` in tests); UserError outside a pod."""
+        found = _in_cluster(env)
+        if found is None:
+            raise UserError("not in a cluster: KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set")
+        host, port, root = found
+        try:
+            return cls("https://" + join_host_port(host, port), ca_file=Path(root) / "ca.crt", retries=retries)
+        except OSError as err:
+            raise UserError(f"the in-cluster configuration is unusable: {err}") from None
+
+
+class _CallerTransport:
+    """One caller's token on a :class:`KubeEndpoint`'s pool. The token is never logged or shown."""
+
+    def __init__(self, endpoint: KubeEndpoint, token: str) -> None:
+        self._endpoint = endpoint
+        self._token = token
+
+    @property
+    def server(self) -> str:
+        return self._endpoint.server
+
+    def __repr__(self) -> str:
+        return f"CallerTransport(server={self.server!r})"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float = 15.0,
+    ) -> tuple[int, bytes]:
+        return _bearer_request(self._endpoint._pool, self.server, self._token, method, path, query=query,
+                               headers=headers, body=body, timeout=timeout)
+
+    def close(self) -> None:
+        pass  # the pool is the endpoint's
 
 
 def load_transport(*, retries: int | None = None, env: Mapping[str, str] | None = None) -> Transport:

@@ -14,7 +14,7 @@ from tests.k8s.cluster import Cluster, tool
 from tests.k8s.test_chart import CHART, KUBE_VERSION, _helm, _release, find, operator_env, render
 
 ALL_ON = ("metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true",
-          "metrics.grafanaDashboard.enabled=true", "ui.enabled=true")
+          "metrics.grafanaDashboard.enabled=true", "ui.enabled=true", "ui.actions.enabled=true")
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,11 +134,17 @@ def test_the_grafana_dashboard_is_a_labelled_configmap_of_valid_json_on_our_metr
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
 
+def test_the_ui_is_read_only_unless_its_actions_are_enabled() -> None:
+    assert "ADF_UI_ACTIONS" not in operator_env(render("ui.enabled=true"))
+    assert operator_env(render("ui.enabled=true", "ui.actions.enabled=true"))["ADF_UI_ACTIONS"] == "true"
+
+
 @pytest.mark.parametrize(("sets", "message"), [
     (("metrics.enabled=false", "metrics.prometheusRule.enabled=true"), "need metrics.enabled"),
     (("metrics.enabled=false", "metrics.serviceMonitor.enabled=true"), "need metrics.enabled"),
     (("metrics.port=8080",), "metrics.port: the operator already listens there"),
     (("ui.enabled=true", "ui.port=9090"), "ui.port: the operator already listens there"),
+    (("ui.actions.enabled=true",), "ui.actions.enabled needs ui.enabled"),
     (("metrics.port=0",), "/metrics/port"),
     (("metrics.prometheusRule.lateFor=soon",), "/metrics/prometheusRule/lateFor"),
     (("metrics.prometheusRule.failingRuns=0",), "/metrics/prometheusRule/failingRuns"),
@@ -195,9 +201,11 @@ def test_helm_install_with_every_monitoring_toggle_on(kube: Cluster, namespace: 
             "containers"][0]["env"]
         assert {"name": "ADF_METRICS_PORT", "value": "9090"} in env
         assert {"name": "ADF_UI_PORT", "value": "8081"} in env
+        assert {"name": "ADF_UI_ACTIONS", "value": "true"} in env
         notes = kube.helm("status", release, "-n", namespace).stdout
         assert f"Service {full}-metrics, port 9090, path /metrics (scraped through ServiceMonitor {full})" in notes
         assert "ADFFlowFailing, ADFFlowLate, ADFStoreUnavailable" in notes
         assert f"kubectl -n {namespace} port-forward service/{full}-ui 8081" in notes
+        assert "made with each caller's own Kubernetes token" in notes
     finally:
         kube.helm("uninstall", release, "-n", namespace, "--wait=false", check=False)

@@ -1,4 +1,5 @@
-"""`adf trigger` without a reachable cluster: a one-line reason naming the address."""
+"""`adf trigger` and the patches it shares with the page (kube/actions.py); without a reachable cluster, a
+one-line reason naming the address."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from activedataflow.cli.trigger import trigger_run
 from activedataflow.errors import UserError
 
+from tests.operator.memkube import MemoryKube
 from tests.operator.test_reflect import unreachable_kubeconfig
 
 
@@ -26,27 +28,28 @@ def test_no_kubeconfig_at_all_is_a_user_error(tmp_path: Path, monkeypatch: pytes
         trigger_run("paid-orders", "shop")
 
 
-def test_the_value_set_names_the_run_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`adf trigger` sets unix seconds: usable in the run name unhashed, `<flow>-manual-<value>`."""
-    import activedataflow.cli.trigger as trigger
+def test_the_value_set_names_the_run_as_is() -> None:
+    """`adf trigger` (and the page) set unix seconds: usable in the run name unhashed, `<flow>-manual-<value>`."""
+    from activedataflow.kube.actions import request_run_now
+    from activedataflow.kube.client import DATAFLOW
     from activedataflow.kube.names import manual_run_name
 
-    patches: list[tuple[str, str, dict]] = []
+    kube = MemoryKube()
+    kube.add(DATAFLOW, {"metadata": {"name": "paid-orders", "namespace": "shop"}, "spec": {}})
+    found = request_run_now(kube, "shop", "paid-orders", clock=lambda: 1767225600.75)
+    assert found is not None and found[0] == "1767225600"
+    stored = kube.get(DATAFLOW, "shop", "paid-orders")
+    assert stored is not None and stored["metadata"]["annotations"] == {"activedataflow.io/run-now": "1767225600"}
+    assert manual_run_name("paid-orders", found[0]) == "paid-orders-manual-1767225600"
+    assert request_run_now(kube, "shop", "missing") is None
 
-    class FakeKube:
-        server = "https://fake"
 
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
+def test_suspend_and_resume_patch_the_spec() -> None:
+    from activedataflow.kube.actions import set_suspend
+    from activedataflow.kube.client import DATAFLOW
 
-        def patch(self, kind: object, namespace: str, name: str, body: dict) -> dict:
-            patches.append((namespace, name, body))
-            return {"metadata": {"name": name, "namespace": namespace}}
-
-    monkeypatch.setattr(trigger, "RestKube", FakeKube)
-    monkeypatch.setattr(trigger, "load_transport", lambda **kw: None)
-    monkeypatch.setattr(trigger.time, "time", lambda: 1767225600.75)
-    value = trigger_run("paid-orders", "shop")
-    assert value == "1767225600"
-    assert patches == [("shop", "paid-orders", {"metadata": {"annotations": {"activedataflow.io/run-now": value}}})]
-    assert manual_run_name("paid-orders", value) == "paid-orders-manual-1767225600"
+    kube = MemoryKube()
+    kube.add(DATAFLOW, {"metadata": {"name": "paid-orders", "namespace": "shop"}, "spec": {"interval": "1h"}})
+    assert set_suspend(kube, "shop", "paid-orders", True)["spec"] == {"interval": "1h", "suspend": True}  # type: ignore[index]
+    assert set_suspend(kube, "shop", "paid-orders", False)["spec"]["suspend"] is False  # type: ignore[index]
+    assert set_suspend(kube, "shop", "missing", True) is None

@@ -9,10 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection, HTTPResponse
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 from activedataflow.store import Counts, FlowRecord, FlowUpsert, RunRecord, Store
-from activedataflow.ui import make_ui_server
+from activedataflow.ui import KubeActions, make_ui_server
+
+from tests.k8s.cluster import Cluster
+from tests.k8s.test_incluster import credentials
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -84,9 +89,9 @@ class Client:
 
 
 @contextmanager
-def running(store: Store, *, actions: bool) -> Iterator[str]:
-    """The UI on a free port of 127.0.0.1, serving in a thread; yields its base URL."""
-    server = make_ui_server(store, host="127.0.0.1", port=0, actions=actions)
+def running(store: Store, *, actions: bool, kube: KubeActions | None = None) -> Iterator[str]:
+    """The UI on a free port of 127.0.0.1, serving in a thread; yields its base URL (``kube`` closed after)."""
+    server = make_ui_server(store, host="127.0.0.1", port=0, actions=actions, kube=kube)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -95,3 +100,49 @@ def running(store: Store, *, actions: bool) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+        if kube is not None:
+            kube.close()
+
+
+# --------------------------------------------------------------------------- in a cluster
+
+FLOW = "paid-orders"  # the DataFlow of the flow_ns fixture (conftest.py), and its flow record in flow_store
+DATAFLOW: dict[str, Any] = {
+    "apiVersion": "activedataflow.io/v1alpha1",
+    "kind": "DataFlow",
+    "metadata": {"name": FLOW},
+    "spec": {"interval": "1h", "source": {"type": "sql", "connection": {"url": "sqlite:///in.db"}, "table": "orders"},
+             "sink": {"type": "sql", "connection": {"url": "sqlite:///out.db"}, "table": "fact_orders"}},
+}
+
+
+@dataclass
+class Tokens:
+    """Bearer tokens: ``editor`` may patch DataFlows in the namespace, ``viewer`` may not, ``admin`` may anything."""
+
+    editor: str
+    viewer: str
+    admin: str
+
+
+def flow_path(namespace: str, name: str = FLOW) -> str:
+    return "/flow?" + urlencode({"namespace": namespace, "name": name})
+
+
+@contextmanager
+def operator_page(kube: Cluster, store: Store, tmp_path: Path, operator_token: str) -> Iterator[str]:
+    """The page as the operator Pod serves it with ui.actions.enabled (``adf operator``'s own code, with the
+    pod's environment and service-account directory), the pod's own token being ``operator_token``."""
+    from activedataflow.cli.commands import _ui_beside_the_operator
+
+    ca, _ = credentials(kube)
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir(exist_ok=True)
+    (sa / "ca.crt").write_bytes(ca)
+    (sa / "token").write_text(operator_token)
+    api = urlsplit(kube.server)
+    env = {"ADF_UI_PORT": "0", "ADF_UI_ACTIONS": "true", "KUBERNETES_SERVICE_HOST": str(api.hostname),
+           "KUBERNETES_SERVICE_PORT": str(api.port), "ADF_SERVICEACCOUNT_DIR": str(sa)}
+    with _ui_beside_the_operator(str(store.url), env) as server:  # a SQLite URL: no password to hide
+        assert server is not None
+        yield f"http://127.0.0.1:{server.server_port}"

@@ -282,3 +282,13 @@ def test_serve_runs_until_interrupted(tmp_path) -> None:
             raise
     assert proc.returncode in (0, 1, -signal.SIGINT), err  # KeyboardInterrupt, not a hang
     assert (tmp_path / "adf.db").exists()
+
+
+def test_a_server_acting_on_the_store_has_no_sign_in(store: Store) -> None:
+    add_flow(store, "a")
+    with running(store, actions=True) as base:
+        client = Client(base)
+        token = csrf_of(client.get(flow_path("default", "a"))[1])
+        assert client.get("/login")[0].status == 404
+        resp, _ = client.post("/login", {"csrf": token, "token": "abc"})
+        assert resp.status == 404 and "adf_token" not in client.cookies

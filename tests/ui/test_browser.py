@@ -3,6 +3,7 @@
 The store is the embedded default (SQLite) after a real ``adf demo`` (the paid-orders flow and its
 run), plus flows and runs written through the Store API. Skips without chromium (fails under CI=true).
 ``ADF_UI_SCREENSHOT=docs/ui-flows.png`` also saves the flows page there (the README's picture).
+The last test signs in with a Kubernetes token on the operator's page, on the real API server (marker k8s too).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import pytest
 from activedataflow.schedule import utcnow
 from activedataflow.store import Store, open_store
 
-from tests.ui.helpers import add_flow, add_run, running
+from tests.k8s.cluster import Cluster
+from tests.ui.helpers import FLOW, Tokens, add_flow, add_run, flow_path, operator_page, running
 
 pytestmark = pytest.mark.ui
 
@@ -266,3 +268,32 @@ def test_a_read_only_server_refuses_actions(browser: Any, demo_store: tuple[str,
     assert browser.find_element(By.CSS_SELECTOR, "header.top").value_of_css_property("display") == "flex"  # styled
     flow = store.get_flow("nightly-export", "analytics")
     assert flow is not None and flow.next_run_at == later and flow.enabled
+
+
+@pytest.mark.k8s
+def test_on_the_operators_page_a_pasted_token_signs_in_and_run_now_sets_the_annotation(
+    browser: Any, kube_crds: Cluster, flow_ns: str, tokens: Tokens, flow_store: Store, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with operator_page(kube_crds, flow_store, tmp_path, tokens.admin) as base:
+        browser.get(base + flow_path(flow_ns))
+        browser.find_element(By.ID, "action-run-now").click()
+        WebDriverWait(browser, 30).until(lambda b: b.title.startswith("401"))
+        assert "the request carried none" in browser.find_element(By.CSS_SELECTOR, "p.error").text
+        browser.find_element(By.ID, "token").send_keys(tokens.editor)
+        browser.find_element(By.ID, "sign-in-submit").click()
+        _notice(browser, "Signed in")
+        cookie = browser.get_cookie("adf_token")
+        assert cookie is not None and cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+        assert "adf_token" not in browser.execute_script("return document.cookie")  # no script can read it
+
+        browser.find_element(By.ID, "action-run-now").click()
+        _notice(browser, "activedataflow.io/run-now is set")
+        annotations = kube_crds.get("dataflow", FLOW, "-n", flow_ns)["metadata"]["annotations"]
+        assert annotations["activedataflow.io/run-now"].isdigit()
+
+        browser.find_element(By.ID, "sign-out").click()
+        _notice(browser, "Signed out")
+        assert browser.get_cookie("adf_token") is None
