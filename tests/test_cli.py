@@ -244,9 +244,14 @@ def test_demo_runs_on_the_embedded_default(tmp_path: Path) -> None:
     assert written == expected > 0
 
 
-def slow_copy(row: dict[str, object]) -> dict[str, object]:
-    """A `python:` step that takes its time, so a test can kill the runner mid-run."""
-    time.sleep(0.05)
+def held_at_row_20(row: dict[str, object]) -> dict[str, object]:
+    """A `python:` step that, while the file ``$ADF_TEST_GATE`` does not exist, stops at row 20 (after
+    touching ``$ADF_TEST_GATE.reached``), so a test can kill the runner mid-run, whatever the load."""
+    gate = os.environ.get("ADF_TEST_GATE")
+    if gate and row["id"] == 20 and not os.path.exists(gate):
+        Path(gate + ".reached").touch()
+        while not os.path.exists(gate):
+            time.sleep(0.02)
     return row
 
 
@@ -260,23 +265,25 @@ def test_a_killed_runner_is_reaped_and_its_flow_runs_again(tmp_path: Path) -> No
     shop, wh = f"sqlite:///{tmp_path / 'shop.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
     path = manifest(tmp_path, source_url=shop, sink_url=wh)
     text = path.read_text()
-    text = text[: text.index("  transform:")] + "  transform:\n    - python: tests.test_cli:slow_copy\n" + \
+    text = text[: text.index("  transform:")] + "  transform:\n    - python: tests.test_cli:held_at_row_20\n" + \
         text[text.index("  sink:"):]
     path.write_text(text)
+    gate = tmp_path / "gate"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
-    env.update(ADF_STORE_URL=store, ADF_LEASE_SECONDS="2")
+    env.update(ADF_STORE_URL=store, ADF_LEASE_SECONDS="2", ADF_TEST_GATE=str(gate))
     runner = subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "run", str(path)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        listed = adf("--store", store, "runs", "-o", "json")
-        runs = json.loads(listed.stdout) if listed.returncode == 0 else []
-        if runs and runs[0]["status"] == "in_progress" and runs[0]["records_read"] > 0:
-            break
-        time.sleep(0.1)
+    reached = tmp_path / "gate.reached"
+    deadline = time.monotonic() + 60
+    while not reached.exists() and runner.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert reached.exists(), "the runner never reached row 20"
     runner.send_signal(signal.SIGKILL)
     runner.wait(10)
-    time.sleep(2.5)  # the dead runner's lease lapses
+    (dead,) = json.loads(adf("--store", store, "runs", "-o", "json").stdout)
+    assert dead["status"] == "in_progress"  # killed mid-run: nobody finished it
+    gate.touch()  # the next run goes through
+    time.sleep(2.5)  # the dead runner's lease (2 s from its last renewal, before the kill) lapses
     beat = adf("--store", store, "heartbeat", "-o", "json", env={"ADF_LEASE_SECONDS": "2"})
     assert beat.returncode == 0, beat.stderr
     assert json.loads(beat.stdout)["flows_triggered"] == 1  # reaping made the flow due again
