@@ -583,6 +583,13 @@ def test_sqlite_numeric_null_stays_null(sqlite_table: tuple[sa.Engine, sa.Table]
     assert sql_value(engine, table, "row.price is None", {"price": None}) is True
 
 
+@pytest.mark.parametrize("text", ["replace(row.note, 'ab', 'c')", "replace(row.note, 'a', 'b')",
+                                  "replace(row.note, 'a', '')"])
+def test_replace_that_cannot_lengthen_the_text_is_pushed_down(text: str) -> None:
+    cols = {"note": sa.column("note", sa.String)}
+    assert compile_expression(text, list(cols), field="f").to_sql(cols, "postgresql") is not None
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -593,6 +600,9 @@ def test_sqlite_numeric_null_stays_null(sqlite_table: tuple[sa.Engine, sa.Table]
         ("row.note < 3", "comparing text with int"),
         ("int(row.note)", "int() on text values"),
         ("row.other + 1", "the SQL type of a column is unknown"),
+        # the row path fails a row whose lengthened text would pass MAX_TEXT_LENGTH; SQL would write it
+        ("replace(row.note, 'a', 'bb')", "replace() that may lengthen the text is not pushed down"),
+        ("replace(row.note, 'a', row.note)", "replace() that may lengthen the text is not pushed down"),
     ],
 )
 def test_inexact_sql_is_refused_with_the_reason(text: str, reason: str) -> None:
