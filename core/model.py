@@ -343,8 +343,8 @@ class DataFlowSpec(Model):
             return v
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone '{v}'") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ('Europe'), a name too long
+            raise ValueError(f"unknown IANA time zone '{v}'"[:200]) from None
         return v
 
     @model_validator(mode="after")
@@ -471,7 +471,9 @@ def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}expected a mapping, got {type(obj).__name__}")
     if obj.get("kind") != "DataFlow":
-        raise ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}")
+        exc = ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}"[:300])
+        exc.field = "kind"
+        raise exc
     try:
         return DataFlow.model_validate(obj)
     except ValidationError as err:
