@@ -465,11 +465,47 @@ def _clean_loc(loc: Iterable[Any]) -> list[str | int]:
     return out
 
 
+# A manifest's size, bounded before it is validated: YAML aliases can make a few lines expand to a billion
+# values (minutes of CPU to validate, serialize or store), and deep nesting overflows the recursion of the
+# YAML composer and of the serializers. A real DataFlow holds a few hundred values, nested ~8 levels deep.
+MAX_MANIFEST_VALUES = 100_000  # scalars, lists and mappings, YAML aliases expanded
+MAX_MANIFEST_DEPTH = 50  # levels of lists and mappings
+
+
+def _check_size(obj: dict[Any, Any], where: str) -> None:
+    """ConfigError naming the field where ``obj`` passes MAX_MANIFEST_VALUES or MAX_MANIFEST_DEPTH.
+
+    Walks at most MAX_MANIFEST_VALUES values, following shared (aliased) values each time they occur."""
+    count = 0
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            children: Iterable[tuple[Any, Any]] = value.items()
+        elif isinstance(value, list):
+            children = enumerate(value)
+        else:
+            continue
+        count += len(value)
+        field = ".".join(str(p) for p in path[:6]) or "(manifest)"
+        if count > MAX_MANIFEST_VALUES:
+            exc = ConfigError(f"{where}{field}: the manifest holds more than {MAX_MANIFEST_VALUES} values "
+                              "(with its YAML aliases expanded)")
+            exc.field = field
+            raise exc
+        if len(path) >= MAX_MANIFEST_DEPTH:
+            exc = ConfigError(f"{where}{field}: nested more than {MAX_MANIFEST_DEPTH} levels deep")
+            exc.field = field
+            raise exc
+        stack.extend((v, (*path, k)) for k, v in children)
+
+
 def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
     """Validate one manifest object (a dict from YAML or the Kubernetes API)."""
     where = f"{source}: " if source else ""
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}expected a mapping, got {type(obj).__name__}")
+    _check_size(obj, where)
     if obj.get("kind") != "DataFlow":
         exc = ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}"[:300])
         exc.field = "kind"
@@ -491,6 +527,9 @@ def iter_manifest_documents(text: str, *, source: str = "") -> Iterator[dict[str
 
     try:
         docs = list(yaml.safe_load_all(text))
+    except RecursionError:  # PyYAML composes nested collections recursively (~500 levels)
+        raise ConfigError(f"{source or 'manifest'}: invalid YAML: nested more than {MAX_MANIFEST_DEPTH} levels deep"
+                          ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 import yaml
 from activedataflow.errors import ConfigError
-from activedataflow.model import DataFlow, RedisSink, RedisSource, SqlSink, SqlSource, parse_dataflow
+from activedataflow.model import (
+    DataFlow,
+    RedisSink,
+    RedisSource,
+    SqlSink,
+    SqlSource,
+    load_manifests,
+    parse_dataflow,
+)
 from activedataflow.operator.crdgen import dataflow_crd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -184,6 +192,24 @@ BAD_STRINGS = st.sampled_from(["", " ", "\x00", "a" * 100_000, "Europe", "Europe
                                "é" * 300, "-", "A_b", "9" * 5000 + "h", "0s", "x:y:z", "{id"])
 
 
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def aliased(levels: int, width: int = 10) -> Any:
+    """What YAML aliases make: each level lists the one below ``width`` times (width**levels values)."""
+    value: Any = ["x"] * width
+    for _ in range(levels):
+        value = [value] * width
+    return value
+
+
+BLOAT = st.sampled_from([nested(60), nested(800), aliased(8), {"a": aliased(5, 100)}])
+
+
 def paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path into ``doc`` (dict keys, list indexes), the root excluded."""
     out: list[tuple[Any, ...]] = []
@@ -196,7 +222,8 @@ def paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
 
 def mutate(doc: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     doc = copy.deepcopy(doc)
-    how = data.draw(st.sampled_from(["type", "delete", "unknown", "range", "expression", "schedule", "string"]))
+    how = data.draw(st.sampled_from(["type", "delete", "unknown", "range", "expression", "schedule", "string",
+                                     "bloat"]))
     if how == "expression":
         steps = doc["spec"].setdefault("transform", [])
         text = data.draw(BAD_EXPRESSIONS)
@@ -222,6 +249,8 @@ def mutate(doc: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
         parent[key] = data.draw(WRONG_TYPES)
     elif how == "range":
         parent[key] = data.draw(OUT_OF_RANGE)
+    elif how == "bloat":
+        parent[key] = data.draw(BLOAT)
     else:
         parent[key] = data.draw(BAD_STRINGS)
     return doc
@@ -294,6 +323,47 @@ def test_inputs_that_used_to_crash_or_name_no_field(change: Callable[[dict[str, 
     err = check(doc)
     assert isinstance(err, ConfigError)
     assert err.field == field and reason in str(err)
+
+
+BASE_TEXT = (Path(__file__).parent.parent / "examples" / "paid-orders.yaml").read_text()
+WHERE_PAID = 'op: "=", value: paid}'
+
+
+def laughs(levels: int) -> str:
+    """The "billion laughs": YAML aliases that expand to 10**levels values."""
+    anchors = ["  l0: &l0 [x, x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return BASE_TEXT.replace("metadata:", "x-anchors:\n" + "\n".join(anchors) + "\nmetadata:", 1).replace(
+        WHERE_PAID, f"op: in, value: *l{levels - 1}}}", 1)
+
+
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # these hung (10**9 values validated and serialized) or crashed with RecursionError (exit 3, a traceback)
+        (laughs(9), r"spec\.source\.where\.0\.value\.\d: the manifest holds more than 100000 values"),
+        ("kind: DataFlow\nx: " + "[" * 5000 + "]" * 5000, "invalid YAML: nested more than 50 levels deep"),
+        (BASE_TEXT.replace(WHERE_PAID, "op: in, value: " + "[" * 60 + "1" + "]" * 60 + "}", 1),
+         r"spec\.source\.where\.0\.value\.0: nested more than 50 levels deep"),
+    ],
+    ids=["billion-laughs", "deep-yaml", "deep-value"],
+)
+def test_manifests_that_would_not_end_are_refused_naming_the_field(tmp_path: Path, text: str, message: str) -> None:
+    assert WHERE_PAID in BASE_TEXT  # what the cases edit
+    path = tmp_path / "flow.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        bounded(lambda: load_manifests(path))
+    assert re.search(message, str(info.value)), str(info.value)
+
+
+def test_a_manifest_with_a_few_aliases_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text(laughs(2))  # 100 values
+    (flow,) = load_manifests(path)
+    assert flow.spec.source.type == "sql" and len(flow.spec.source.where[0].value) == 10
 
 
 # --------------------------------------------------------------------------- adf run: exit status 0 / 1 / 2
