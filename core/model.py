@@ -31,6 +31,9 @@ API_GROUP, API_VERSION = GROUP_VERSION.split("/")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+# The longest interval: its seconds and the next run time stay within the store's 64-bit integers and
+# Python's datetime (99999999999999999999h overflowed the store's INTEGER column: a traceback, exit 3)
+MAX_INTERVAL_SECONDS = 10 * 365 * 24 * 3600
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -373,9 +376,14 @@ def parse_interval(text: str) -> int:
     m = INTERVAL.match(text.strip()) if text else None
     if not text or not m or not any(m.groupdict().values()):
         raise ValueError(f"'{text}' is not an interval like 15m, 1h30m or 90s")
+    too_long = f"must be at most {MAX_INTERVAL_SECONDS // 3600}h (ten years)"
+    if any(len(g) > 12 for g in m.groupdict().values() if g):  # not worth converting
+        raise ValueError(too_long)
     seconds = int(m["h"] or 0) * 3600 + int(m["m"] or 0) * 60 + int(m["s"] or 0)
     if seconds < 1:
         raise ValueError("must be at least 1s")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ValueError(too_long)
     return seconds
 
 

@@ -311,6 +311,12 @@ BASE: dict[str, Any] = yaml.safe_load((Path(__file__).parent.parent / "examples"
         # ZoneInfo raised IsADirectoryError / OSError (a traceback) for these
         (lambda d: d["spec"].update(timeZone="Europe"), "spec.timeZone", "unknown IANA time zone 'Europe'"),
         (lambda d: d["spec"].update(timeZone="a" * 5000), "spec.timeZone", "unknown IANA time zone"),
+        # stored as seconds, it overflowed the store's INTEGER column (adf run: a traceback, exit 3)
+        (lambda d: (d["spec"].pop("schedule"), d["spec"].update(interval="99999999999999999999h",
+                                                                runtime={"type": "heartbeat"})),
+         "spec.interval", "must be at most 87600h (ten years)"),
+        (lambda d: (d["spec"].pop("schedule"), d["spec"].update(interval="9" * 5000 + "h")),
+         "spec.interval", "must be at most 87600h"),
         # the kind was named in the message only: the error had no field
         (lambda d: d.update(kind="Foo"), "kind", "expected DataFlow, got 'Foo'"),
         (lambda d: d.pop("kind"), "kind", "expected DataFlow, got None"),
