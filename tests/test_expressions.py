@@ -378,6 +378,22 @@ def test_a_long_chain_within_the_depth_compiles_and_computes() -> None:
     assert ev(" + ".join(["row.qty"] * 50), one(qty=2)) == 100
 
 
+EXPRESSION_TEXT = st.text(alphabet=st.sampled_from(list("rowabc.()[]'\"0x9e+-*/%<>=!,: _ifelsnotandrT\x00\\é")),
+                          max_size=120)
+
+
+@given(st.one_of(EXPRESSION_TEXT, st.builds(lambda a, b: a + b, st.sampled_from(["row.qty ", "int(", "(", "not "]),
+                                            EXPRESSION_TEXT)))
+@settings(max_examples=400, deadline=None)
+def test_any_text_compiles_or_is_refused_naming_the_field(text: str) -> None:
+    try:
+        expr = bounded(lambda: compile_expression(text, COLS, field="spec.transform.0.filter"))
+    except ConfigError as err:
+        assert err.field == "spec.transform.0.filter" and err.reason
+    else:
+        assert expr.columns_used is not None
+
+
 HOSTILE_LEAVES = st.sampled_from([
     "row.qty", "row.amount", "row.note", "row.status", "row.flag", "row.id", "None", "True", "0", "-1", "7",
     "99999999999", "-99999999999", "1e308", "1e999999999", "0.5", "'1e999999999'", "'9'", "'a'", "''",
