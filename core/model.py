@@ -478,34 +478,33 @@ def _clean_loc(loc: Iterable[Any]) -> list[str | int]:
 # YAML composer and of the serializers. A real DataFlow holds a few hundred values, nested ~8 levels deep.
 MAX_MANIFEST_VALUES = 100_000  # scalars, lists and mappings, YAML aliases expanded
 MAX_MANIFEST_DEPTH = 50  # levels of lists and mappings
+_CONTAINERS = (dict, list)
 
 
 def _check_size(obj: dict[Any, Any], where: str) -> None:
     """ConfigError naming the field where ``obj`` passes MAX_MANIFEST_VALUES or MAX_MANIFEST_DEPTH.
 
-    Walks at most MAX_MANIFEST_VALUES values, following shared (aliased) values each time they occur."""
+    Walks at most MAX_MANIFEST_VALUES values, following shared (aliased) values each time they occur.
+    Paths are kept as links (parent link, key) and spelled out only for the error."""
     count = 0
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    stack: list[tuple[Any, int, Any]] = [(obj, 0, None)]
     while stack:
-        value, path = stack.pop()
-        if isinstance(value, dict):
-            children: Iterable[tuple[Any, Any]] = value.items()
-        elif isinstance(value, list):
-            children = enumerate(value)
-        else:
-            continue
+        value, depth, link = stack.pop()
         count += len(value)
-        field = ".".join(str(p) for p in path[:6]) or "(manifest)"
-        if count > MAX_MANIFEST_VALUES:
-            exc = ConfigError(f"{where}{field}: the manifest holds more than {MAX_MANIFEST_VALUES} values "
-                              "(with its YAML aliases expanded)")
+        if count > MAX_MANIFEST_VALUES or depth >= MAX_MANIFEST_DEPTH:
+            path: list[str] = []
+            while link is not None:
+                link, key = link
+                path.append(str(key))
+            field = ".".join(path[::-1][:6]) or "(manifest)"
+            what = (f"the manifest holds more than {MAX_MANIFEST_VALUES} values (with its YAML aliases expanded)"
+                    if count > MAX_MANIFEST_VALUES else f"nested more than {MAX_MANIFEST_DEPTH} levels deep")
+            exc = ConfigError(f"{where}{field}: {what}")
             exc.field = field
             raise exc
-        if len(path) >= MAX_MANIFEST_DEPTH:
-            exc = ConfigError(f"{where}{field}: nested more than {MAX_MANIFEST_DEPTH} levels deep")
-            exc.field = field
-            raise exc
-        stack.extend((v, (*path, k)) for k, v in children)
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth + 1, (link, key)))
 
 
 def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
