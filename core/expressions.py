@@ -97,6 +97,10 @@ from .errors import ConfigError
 
 __all__ = [
     "FUNCTIONS",
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "MAX_LENGTH",
+    "MAX_TEXT_LENGTH",
     "ROW_ERRORS",
     "CodeGen",
     "Expression",
@@ -108,8 +112,20 @@ __all__ = [
     "row_error",
 ]
 
-MAX_LENGTH = 10_000
-MAX_DEPTH = 60
+# Limits: every expression costs a bounded amount per row, whatever the data (README, "Limits").
+# Text beyond these is refused when the manifest is validated; values beyond them fail the row.
+MAX_LENGTH = 10_000  # characters of an expression's text
+MAX_DEPTH = 60  # levels of the checked tree; each link of an and/or or comparison chain is one level
+# Decimal digits of an integer that a literal, int() or '*' of two integers may make: Python's own limit
+# for int <-> text (sys.int_info.default_max_str_digits), applied whatever the process sets it to.
+# int(Decimal('1e999999999')) would otherwise build a billion-digit integer (minutes of CPU).
+MAX_INT_DIGITS = 4300
+# Characters of text a replace() that lengthens its input may make: nested, replace() grows exponentially
+# (concat() adds lengths only, like every other function: bounded by the text and the row).
+MAX_TEXT_LENGTH = 10_000_000
+_INT_LIMIT = 10**MAX_INT_DIGITS  # |an integer| below this has at most MAX_INT_DIGITS digits
+_INT_LIMIT_BITS = _INT_LIMIT.bit_length()
+_HALF_INT = 10 ** (MAX_INT_DIGITS // 2)  # a product of two integers below this is below _INT_LIMIT
 
 
 class RowError(Exception):
@@ -306,6 +322,8 @@ class _Checker:
         if isinstance(node, ast.Constant):
             if type(node.value) not in (int, float, str, bool, type(None)):
                 raise self.fail(f"{type(node.value).__name__} literals are not allowed", node)
+            if type(node.value) is int and node.value >= _INT_LIMIT:  # 0x/0b literals escape Python's own limit
+                raise self.fail(f"integer literal of more than {MAX_INT_DIGITS} digits", node)
             return Lit(node.value, pos)
         if isinstance(node, ast.Name):
             if node.id in _CONSTANTS:
@@ -350,6 +368,7 @@ class _Checker:
             raise self.fail(f"unary operator {_op_text(node.op)} is not allowed", node)
         if isinstance(node, ast.BoolOp):
             op = "and" if isinstance(node.op, ast.And) else "or"
+            d = self.chain(node, depth, len(node.values) - 1)  # a and b and c is and(and(a, b), c)
             items = [self.visit(v, d) for v in node.values]
             for item, v in zip(items, node.values, strict=True):
                 self.condition(item, v, op)
@@ -380,8 +399,15 @@ class _Checker:
         if _boolish(item) is False:
             raise self.fail(f"'{where}' needs a condition (true/false/None), not {_describe(item)}", node)
 
+    def chain(self, node: ast.expr, depth: int, links: int) -> int:
+        """The depth of the operands of a chain of ``links`` binary nodes (built left-nested)."""
+        if depth + links > MAX_DEPTH:
+            raise self.fail(f"expression nested more than {MAX_DEPTH} levels deep (a chain of {links + 1})", node)
+        return depth + links
+
     def compare(self, node: ast.Compare, d: int) -> Node:
         pos = node.col_offset + 1
+        d = self.chain(node, d, len(node.ops) - 1)  # a < b < c is (a < b) and (b < c)
         left = self.visit(node.left, d)
         parts: list[Node] = []
         for op, right_node in zip(node.ops, node.comparators, strict=True):
@@ -576,7 +602,13 @@ def _exact_arith(op: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, A
 
 _add = _exact_arith(operator.add, "+")
 _sub = _exact_arith(operator.sub, "-")
-_mul = _exact_arith(operator.mul, "*")
+_mul_numbers = _exact_arith(operator.mul, "*")
+
+
+def _mul(a: Any, b: Any) -> Any:
+    if type(a) is int and type(b) is int:
+        return _int_product(a, b)
+    return _mul_numbers(a, b)
 
 
 def _div(a: Any, b: Any) -> Any:
@@ -700,7 +732,39 @@ def _number_function(
     return fn
 
 
-_f_int = _number_function("int", int, (float, Decimal, bool), int, _INTEGER, int)
+def _too_many_digits(fn: str, x: Any) -> ValueError:
+    shown = str(x) if type(x) is Decimal else repr(x[:40] + "...") if len(x) > 40 else repr(x)
+    return ValueError(f"{fn}() of {_name(x)} {shown}"[:120] + f": more than {MAX_INT_DIGITS} digits")
+
+
+def _int_of_number(x: Any) -> int:
+    """int() truncating a float, Decimal or bool; a Decimal's integer part of more than MAX_INT_DIGITS
+    digits is refused before it is built (int(Decimal('1e999999999')) would take minutes)."""
+    if type(x) is Decimal and x.is_finite() and x.adjusted() >= MAX_INT_DIGITS:
+        raise _too_many_digits("int", x)
+    return int(x)
+
+
+def _int_of_text(s: str) -> int:
+    """A plain integer's text (matched by _INTEGER); at most MAX_INT_DIGITS significant digits, checked
+    here rather than by the interpreter, whose limit a process may lift (PYTHONINTMAXSTRDIGITS=0)."""
+    if len(s) > MAX_INT_DIGITS:
+        digits = s.lstrip("+-").lstrip("0")  # leading zeros count for Python's limit, not for ours
+        if len(digits) > MAX_INT_DIGITS:
+            raise _too_many_digits("int", s)
+        s = ("-" if s.startswith("-") else "") + (digits or "0")
+    return int(s)
+
+
+def _int_product(a: int, b: int) -> int:
+    """a * b of two integers, refused (before computing it) beyond MAX_INT_DIGITS digits: a chain of
+    products of columns would otherwise grow without bound."""
+    if a.bit_length() + b.bit_length() - 1 > _INT_LIMIT_BITS or (p := a * b) <= -_INT_LIMIT or p >= _INT_LIMIT:
+        raise ValueError(f"the product of two integers has more than {MAX_INT_DIGITS} digits")
+    return p
+
+
+_f_int = _number_function("int", int, (float, Decimal, bool), _int_of_number, _INTEGER, _int_of_text)
 _f_float = _number_function("float", float, (int, Decimal), float, _NUMBER, float)
 _f_decimal = _number_function("decimal", Decimal, (int, float), _to_decimal, _NUMBER, Decimal)
 
@@ -724,6 +788,8 @@ def _f_round(x: Any, n: Any = 0) -> Any:
     t = type(x)
     if t is Decimal:  # half away from zero, as SQL's round(numeric)
         return x.quantize(Decimal(1).scaleb(-n), rounding=decimal.ROUND_HALF_UP, context=_EXACT)
+    if t is int and n < 0 and -n > x.bit_length() * 0.30103 + 2:
+        return 0  # |x| < 10**-n / 2; Python's round() would build 10**-n first (minutes for n = -10**11)
     if t is int or t is float:
         return round(x, n)  # Python's: half to even on the binary value
     raise TypeError(f"round() of {_name(x)}")
@@ -782,7 +848,14 @@ def _f_replace(s: Any, old: Any, new: Any) -> Any:
         return None
     for part in (s, old, new):
         _text(part, "replace")
-    return s.replace(old, new) if old else s
+    if not old:
+        return s
+    if len(new) > len(old) and len(s) + len(s) // len(old) * (len(new) - len(old)) > MAX_TEXT_LENGTH:
+        length = len(s) + s.count(old) * (len(new) - len(old))
+        if length > MAX_TEXT_LENGTH:  # nested replace() would grow exponentially; one that does not lengthen
+            # the text never fails (SQL computes only those: push-down and the row path agree)
+            raise ValueError(f"replace() would make text of {length} characters (more than {MAX_TEXT_LENGTH})")
+    return s.replace(old, new)
 
 
 def _f_nullif(a: Any, b: Any) -> Any:
@@ -814,6 +887,8 @@ _HELPERS: dict[str, Any] = {
     "_float": float,
     "_localcontext": decimal.localcontext,
     "_EXACT": _EXACT,
+    "_HALF_INT": _HALF_INT,
+    "_MINUS_HALF_INT": -_HALF_INT,
     "_row_error": row_error,
     "__builtins__": {},
 }
@@ -923,10 +998,11 @@ class CodeGen:
             return self.call(node, column)
         raise AssertionError(node)  # pragma: no cover
 
-    def _is_number(self, kind: ast.expr) -> ast.expr:
+    def _is_number(self, kind: ast.expr, *, with_int: bool = True) -> ast.BoolOp:
         """``kind is _Decimal or kind is int or kind is float`` (kind: a loaded temporary)."""
+        names = ("_Decimal", "_int", "_float") if with_int else ("_Decimal", "_float")
         return ast.BoolOp(op=ast.Or(), values=[
-            ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(n)]) for n in ("_Decimal", "_int", "_float")
+            ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(n)]) for n in names
         ])
 
     def arith(self, node: Arith, column: Callable[[str], ast.expr]) -> ast.expr:
@@ -954,7 +1030,15 @@ class CodeGen:
         bind_b, b = self._walrus(self.expr(node.right, column))
         kind_bind, kind = self._walrus(_call("_type", bind_a))
         same = ast.Compare(left=kind_bind, ops=[ast.Is()], comparators=[_call("_type", bind_b)])
-        test = ast.BoolOp(op=ast.And(), values=[same, self._is_number(kind)])
+        number = self._is_number(kind, with_int=node.op != "*")
+        if node.op == "*":  # int * int inline only when the product is certainly within MAX_INT_DIGITS
+            half = [ast.Compare(left=_load("_MINUS_HALF_INT"), ops=[ast.Lt(), ast.Lt()],
+                                comparators=[x, _load("_HALF_INT")]) for x in (a, b)]
+            small = ast.BoolOp(op=ast.And(), values=[
+                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_int")]), *half
+            ])
+            number = ast.BoolOp(op=ast.Or(), values=[*number.values, small])
+        test = ast.BoolOp(op=ast.And(), values=[same, number])
         return _ifexp(test, ast.BinOp(left=a, op=op, right=b), _call(helper, a, b))
 
     def compare(self, node: Compare, column: Callable[[str], ast.expr]) -> ast.expr:
@@ -995,10 +1079,13 @@ class CodeGen:
             own, other = ("int", "float") if node.fn == "int" else ("float", "int")
             bind, t = self._walrus(args[0])
             kind_bind, kind = self._walrus(_call("_type", bind))
-            convert = ast.BoolOp(op=ast.Or(), values=[
-                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_Decimal")]),
-                ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(f"_{other}")]),
-            ])
+            # the builtin for float -> int (at most 309 digits) and int/Decimal -> float; int(Decimal) is
+            # bounded by the helper (MAX_INT_DIGITS)
+            convert: ast.expr = ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load(f"_{other}")])
+            if node.fn == "float":
+                convert = ast.BoolOp(op=ast.Or(), values=[
+                    ast.Compare(left=kind, ops=[ast.Is()], comparators=[_load("_Decimal")]), convert
+                ])
             fallback = _ifexp(convert, _call(f"_{node.fn}", t), _call(f"_f_{node.fn}", t))
             return _ifexp(ast.Compare(left=kind_bind, ops=[ast.Is()], comparators=[_load(f"_{own}")]), t, fallback)
         if node.fn == "substr":
@@ -1585,6 +1672,10 @@ class _Sql:
                 return sa.null(), NULL
             for _, rk in rest:
                 self.need(node, rk, (STR,), "replace()")
+            old, new = node.args[1:]
+            if not (isinstance(old, Lit) and isinstance(new, Lit) and len(new.value) <= len(old.value)):
+                raise self.refuse(node, "replace() that may lengthen the text is not pushed down (the row path "
+                                  f"fails a row whose result would pass {MAX_TEXT_LENGTH} characters)")
             return self.typed(sa.func.replace(x, *(e for e, _ in rest)), STR), STR
         raise AssertionError(fn)  # pragma: no cover
 

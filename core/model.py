@@ -31,6 +31,9 @@ API_GROUP, API_VERSION = GROUP_VERSION.split("/")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+# The longest interval: its seconds and the next run time stay within the store's 64-bit integers and
+# Python's datetime (99999999999999999999h overflowed the store's INTEGER column: a traceback, exit 3)
+MAX_INTERVAL_SECONDS = 10 * 365 * 24 * 3600
 CRON_MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -358,8 +361,8 @@ class DataFlowSpec(Model):
             return v
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone '{v}'") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ('Europe'), a name too long
+            raise ValueError(f"unknown IANA time zone '{v}'"[:200]) from None
         return v
 
     @model_validator(mode="after")
@@ -388,9 +391,14 @@ def parse_interval(text: str) -> int:
     m = INTERVAL.match(text.strip()) if text else None
     if not text or not m or not any(m.groupdict().values()):
         raise ValueError(f"'{text}' is not an interval like 15m, 1h30m or 90s")
+    too_long = f"must be at most {MAX_INTERVAL_SECONDS // 3600}h (ten years)"
+    if any(len(g) > 12 for g in m.groupdict().values() if g):  # not worth converting
+        raise ValueError(too_long)
     seconds = int(m["h"] or 0) * 3600 + int(m["m"] or 0) * 60 + int(m["s"] or 0)
     if seconds < 1:
         raise ValueError("must be at least 1s")
+    if seconds > MAX_INTERVAL_SECONDS:
+        raise ValueError(too_long)
     return seconds
 
 
@@ -480,13 +488,50 @@ def _clean_loc(loc: Iterable[Any]) -> list[str | int]:
     return out
 
 
+# A manifest's size, bounded before it is validated: YAML aliases can make a few lines expand to a billion
+# values (minutes of CPU to validate, serialize or store), and deep nesting overflows the recursion of the
+# YAML composer and of the serializers. A real DataFlow holds a few hundred values, nested ~8 levels deep.
+MAX_MANIFEST_VALUES = 100_000  # scalars, lists and mappings, YAML aliases expanded
+MAX_MANIFEST_DEPTH = 50  # levels of lists and mappings
+_CONTAINERS = (dict, list)
+
+
+def _check_size(obj: dict[Any, Any], where: str) -> None:
+    """ConfigError naming the field where ``obj`` passes MAX_MANIFEST_VALUES or MAX_MANIFEST_DEPTH.
+
+    Walks at most MAX_MANIFEST_VALUES values, following shared (aliased) values each time they occur.
+    Paths are kept as links (parent link, key) and spelled out only for the error."""
+    count = 0
+    stack: list[tuple[Any, int, Any]] = [(obj, 0, None)]
+    while stack:
+        value, depth, link = stack.pop()
+        count += len(value)
+        if count > MAX_MANIFEST_VALUES or depth >= MAX_MANIFEST_DEPTH:
+            path: list[str] = []
+            while link is not None:
+                link, key = link
+                path.append(str(key))
+            field = ".".join(path[::-1][:6]) or "(manifest)"
+            what = (f"the manifest holds more than {MAX_MANIFEST_VALUES} values (with its YAML aliases expanded)"
+                    if count > MAX_MANIFEST_VALUES else f"nested more than {MAX_MANIFEST_DEPTH} levels deep")
+            exc = ConfigError(f"{where}{field}: {what}")
+            exc.field = field
+            raise exc
+        for key, child in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth + 1, (link, key)))
+
+
 def parse_dataflow(obj: Any, *, source: str = "") -> DataFlow:
     """Validate one manifest object (a dict from YAML or the Kubernetes API)."""
     where = f"{source}: " if source else ""
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}expected a mapping, got {type(obj).__name__}")
+    _check_size(obj, where)
     if obj.get("kind") != "DataFlow":
-        raise ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}")
+        exc = ConfigError(f"{where}kind: expected DataFlow, got {obj.get('kind')!r}"[:300])
+        exc.field = "kind"
+        raise exc
     try:
         return DataFlow.model_validate(obj)
     except ValidationError as err:
@@ -504,6 +549,9 @@ def iter_manifest_documents(text: str, *, source: str = "") -> Iterator[dict[str
 
     try:
         docs = list(yaml.safe_load_all(text))
+    except RecursionError:  # PyYAML composes nested collections recursively (~500 levels)
+        raise ConfigError(f"{source or 'manifest'}: invalid YAML: nested more than {MAX_MANIFEST_DEPTH} levels deep"
+                          ) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -284,6 +284,32 @@ def test_python_step_without_declared_columns_opens_the_sink_after_its_first_row
 # --------------------------------------------------------------------------- run names (CONTRACT.md, DataFlowRun)
 
 
+def test_a_row_whose_expression_would_not_end_is_counted_failed_with_the_reason(tmp_path: Path) -> None:
+    # int(decimal(row.status)) on '1e999999999' pinned a CPU for over ten minutes and the run never reported
+    src_url, dst_url = make_dbs(tmp_path, pk=True)
+    with sqlite3.connect(tmp_path / "src.db") as db:
+        db.executemany("INSERT INTO src VALUES (?, ?, ?, ?)", [(1, 1, "1e999999999", 1), (2, 2, "12", 2)])
+    with sqlite3.connect(tmp_path / "dst.db") as db:
+        db.execute("CREATE TABLE big (id INTEGER PRIMARY KEY, n INTEGER)")
+    doc = flow_doc(src_url, dst_url, mode="insert", transaction="run", src_batch=10, sink_batch=10,
+                   incremental=False).model_dump(by_alias=True, exclude_none=True)
+    doc["spec"]["transform"] = [{"set": {"n": "int(decimal(row.status))"}}, {"select": ["id", "n"]}]
+    doc["spec"]["sink"] |= {"table": "big", "maxFailedRecords": 1}
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    run = FlowExecutor(store).run(FlowExecutor(store).register(parse_dataflow(doc))).run
+    assert run is not None
+    assert (run.status, run.records_read, run.records_written, run.records_failed) == ("success", 2, 1, 1)
+    with sqlite3.connect(tmp_path / "dst.db") as db:
+        assert db.execute("SELECT id, n FROM big").fetchall() == [(2, 12)]
+        db.execute("DELETE FROM big")
+    doc["spec"]["sink"]["maxFailedRecords"] = 0  # the reason reaches the failed run
+    executor = FlowExecutor(store)
+    failed = executor.run(executor.register(parse_dataflow(doc)), trigger="manual", force=True).run
+    assert failed is not None and failed.status == "failed"
+    reason = "spec.transform.0.set.n: int() of Decimal 1E+999999999: more than 4300 digits"
+    assert reason in (failed.error_message or "")
+
+
 def _plain_flow(tmp_path: Path, **kw: Any) -> tuple[Any, FlowExecutor, Any]:
     src_url, dst_url = make_dbs(tmp_path, pk=True)
     with sqlite3.connect(tmp_path / "src.db") as db:

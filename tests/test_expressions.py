@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import sys
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from activedataflow.errors import ConfigError
-from activedataflow.expressions import SQLITE_GUARD_ERROR, NotPushable, RowError, compile_expression
-from hypothesis import HealthCheck, given, settings
+from activedataflow.expressions import (
+    MAX_DEPTH,
+    MAX_INT_DIGITS,
+    MAX_TEXT_LENGTH,
+    SQLITE_GUARD_ERROR,
+    NotPushable,
+    RowError,
+    check_expression,
+    compile_expression,
+)
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 COLS = ["id", "amount", "status", "note", "qty", "flag"]
@@ -256,6 +267,186 @@ def test_a_bad_value_is_a_row_error_naming_the_field(text: str, row: tuple[Any, 
     assert reason in str(info.value)
 
 
+# --------------------------------------------------------------------------- bounded cost per row
+# Hostile values and texts finish: the row fails with the reason, or the text is refused naming the field.
+# A thread with a generous deadline only guards against a hang; the assertions are on the outcome.
+
+GUARD_SECONDS = 60
+
+
+def bounded(fn: Callable[[], Any]) -> Any:
+    """fn() in a thread; its result or its exception, failing the test if it has not finished by the guard."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as err:  # handed to the test, which asserts on it
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    threading.Thread(target=target, daemon=True).start()
+    assert done.wait(GUARD_SECONDS), "did not finish: the expression's cost is not bounded"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "reason"),
+    [
+        # the issue's case: a billion-digit integer would pin a CPU for minutes
+        ("int(decimal(row.note))", one(note="1e999999999"), f"more than {MAX_INT_DIGITS} digits"),
+        ("int(decimal('1e999999999'))", one(), f"more than {MAX_INT_DIGITS} digits"),
+        ("int(row.amount)", one(amount=Decimal("-1e999999999")), f"more than {MAX_INT_DIGITS} digits"),
+        ("int(row.amount)", one(amount=Decimal("9" * 4301)), f"more than {MAX_INT_DIGITS} digits"),
+        ("int(row.note)", one(note="9" * 5000), f"more than {MAX_INT_DIGITS} digits"),
+        ("row.qty * row.qty", one(qty=10**4000), f"product of two integers has more than {MAX_INT_DIGITS} digits"),
+        ("row.qty * row.qty * row.qty", one(qty=10**1500), f"more than {MAX_INT_DIGITS} digits"),
+        ("replace(replace(row.note, 'a', row.note), 'a', row.note)", one(note="a" * 5000),
+         f"more than {MAX_TEXT_LENGTH}"),
+        ("replace(row.note, 'x', row.status)", one(note="x" * 10**6, status="y" * 10**6), "1000000000000 characters"),
+    ],
+)
+def test_a_hostile_value_fails_the_row_with_the_reason(text: str, row: tuple[Any, ...], reason: str) -> None:
+    with pytest.raises(RowError) as info:
+        bounded(lambda: ev(text, row))
+    assert info.value.field == "spec.transform.0.set.x"
+    assert reason in str(info.value)
+
+
+def test_int_of_the_largest_allowed_values_still_computes() -> None:
+    assert ev("int(row.amount)", one(amount=Decimal("9" * MAX_INT_DIGITS))) == 10**MAX_INT_DIGITS - 1
+    assert ev("int(row.note)", one(note="-" + "0" * 10 + "9" * MAX_INT_DIGITS)) == -(10**MAX_INT_DIGITS - 1)
+    assert ev("row.qty * row.qty", one(qty=10**2000)) == 10**4000
+    assert ev("int(decimal(row.note))", one(note="1.5e3")) == 1500
+
+
+def test_int_of_text_is_bounded_whatever_the_interpreter_allows() -> None:
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)  # PYTHONINTMAXSTRDIGITS=0 lifts Python's own limit
+    try:
+        with pytest.raises(RowError, match=f"more than {MAX_INT_DIGITS} digits"):
+            bounded(lambda: ev("int(row.note)", one(note="9" * 100_000)))
+    finally:
+        sys.set_int_max_str_digits(before)
+
+
+def test_round_of_an_integer_to_huge_negative_digits_is_zero_without_building_the_power() -> None:
+    assert bounded(lambda: ev("round(row.qty, -99999999999)", one(qty=123))) == 0
+    assert bounded(lambda: ev("round(row.qty, row.amount)", one(qty=-10**300, amount=-(10**50)))) == 0
+
+
+@given(st.integers(-(10**40), 10**40), st.integers(-45, 5))
+@settings(max_examples=200, deadline=None)
+def test_round_of_integers_keeps_pythons_meaning(x: int, n: int) -> None:
+    assert ev("round(row.qty, row.amount)", one(qty=x, amount=n)) == round(x, n)
+
+
+def test_replace_that_does_not_lengthen_text_never_fails_even_on_long_text() -> None:
+    long = "ab" * (MAX_TEXT_LENGTH // 2 + 1)
+    assert bounded(lambda: ev("replace(row.note, 'ab', 'c')", one(note=long))) == "c" * (MAX_TEXT_LENGTH // 2 + 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("0x" + "f" * 4000 + " + row.qty", f"integer literal of more than {MAX_INT_DIGITS} digits at position 1"),
+        ("row.qty * -0o" + "7" * 6000, f"integer literal of more than {MAX_INT_DIGITS} digits at position 12"),
+        ("9" * 4301, "Exceeds the limit (4300 digits)"),
+        # these compiled to a RecursionError (a crash, not a ConfigError) before chains counted as depth
+        (" and ".join(["row.id"] * 900), f"nested more than {MAX_DEPTH} levels deep (a chain of 900)"),
+        (" or ".join(["row.id > 1"] * 600), f"nested more than {MAX_DEPTH} levels deep (a chain of 600)"),
+        (" < ".join(["row.id"] * 1100), f"nested more than {MAX_DEPTH} levels deep (a chain of 1099)"),
+        ("not " * 2400 + "row.flag", f"nested more than {MAX_DEPTH} levels deep"),
+        ("-" * 5000 + "row.qty", "cannot be parsed"),
+        ("(" * 500 + "row.qty" + ")" * 500, "too many nested parentheses"),
+        ("concat(" * 2000 + "row.note" + ", 'a')" * 2000, "expression longer than"),
+    ],
+)
+def test_a_hostile_text_is_refused_naming_the_field(text: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        bounded(lambda: check_expression(text, field="spec.transform.0.filter"))
+    assert info.value.field == "spec.transform.0.filter"
+    assert reason in info.value.reason
+
+
+def test_a_long_chain_within_the_depth_compiles_and_computes() -> None:
+    assert ev(" and ".join(["row.qty > 1"] * 50), one(qty=2)) is True
+    assert ev(" + ".join(["row.qty"] * 50), one(qty=2)) == 100
+
+
+EXPRESSION_TEXT = st.text(alphabet=st.sampled_from(list("rowabc.()[]'\"0x9e+-*/%<>=!,: _ifelsnotandrT\x00\\é")),
+                          max_size=120)
+
+
+@given(st.one_of(EXPRESSION_TEXT, st.builds(lambda a, b: a + b, st.sampled_from(["row.qty ", "int(", "(", "not "]),
+                                            EXPRESSION_TEXT)))
+@settings(max_examples=400, deadline=None)
+def test_any_text_compiles_or_is_refused_naming_the_field(text: str) -> None:
+    try:
+        expr = bounded(lambda: compile_expression(text, COLS, field="spec.transform.0.filter"))
+    except ConfigError as err:
+        assert err.field == "spec.transform.0.filter" and err.reason
+    else:
+        assert expr.columns_used is not None
+
+
+HOSTILE_LEAVES = st.sampled_from([
+    "row.qty", "row.amount", "row.note", "row.status", "row.flag", "row.id", "None", "True", "0", "-1", "7",
+    "99999999999", "-99999999999", "1e308", "1e999999999", "0.5", "'1e999999999'", "'9'", "'a'", "''",
+    "'aaaaaaaaaa'", "'-12'", "9" * 4300,
+])
+HOSTILE_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "id": st.integers() | st.sampled_from([10**4299, -(10**4299), 2**63]),
+    "amount": st.decimals(places=None) | st.sampled_from(
+        [Decimal("1e999999999"), Decimal("-1e-999999999"), Decimal("9" * 1000), Decimal("1e4299")]),
+    "note": st.text(max_size=40) | st.sampled_from(["1e999999999", "9" * 4300, "a" * 2000, "-99999999999"]),
+    "qty": st.floats() | st.integers(-(10**30), 10**30) | st.sampled_from([10**2000, -99999999999]),
+    "status": st.text(alphabet="a1e9.-", max_size=30),
+    "flag": st.none() | st.booleans() | st.sampled_from([0, 1, 2]),
+}
+
+
+def _hostile(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    fns1 = ["int", "float", "str", "decimal", "abs", "lower", "upper", "trim", "length", "round", "not ", "-"]
+    return st.one_of(
+        st.tuples(st.sampled_from(fns1), inner).map(
+            lambda t: f"{t[0]}{t[1]}" if t[0] in ("not ", "-") else f"{t[0]}({t[1]})"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%", "==", "<", ">=", "and", "or"]), inner)
+        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(st.sampled_from(["round", "coalesce", "concat", "substr", "nullif"]), inner, inner).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]})"),
+        st.tuples(st.sampled_from(["substr", "replace"]), inner, inner, inner).map(
+            lambda t: f"{t[0]}({t[1]}, {t[2]}, {t[3]})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+        inner.map(lambda e: f"({e} in (1, 'a', 2.5))"),
+        inner.map(lambda e: f"({e} is None)"),
+    )
+
+
+HOSTILE_EXPRESSIONS = st.recursive(HOSTILE_LEAVES, _hostile, max_leaves=10)
+
+
+@given(text=HOSTILE_EXPRESSIONS, row=st.fixed_dictionaries(HOSTILE_VALUES))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_accepted_expression_on_any_row_returns_a_value_or_fails_the_row(text: str, row: dict[str, Any]) -> None:
+    try:
+        expr = compile_expression(text, COLS, field="f")
+    except ConfigError:
+        assume(False)
+        return
+    values = one(**row)
+    try:
+        value = bounded(lambda: expr.python(values))
+    except RowError as err:
+        assert err.field == "f" and err.reason
+        return
+    assert value is None or type(value) in (int, float, Decimal, str, bool)
+
+
 @given(st.integers(-(10**6), 10**6), st.integers(-(10**6), 10**6).filter(bool))
 @settings(max_examples=50, deadline=None)
 def test_integer_floor_division_and_modulo_agree_with_decimals(a: int, b: int) -> None:
@@ -408,6 +599,13 @@ def test_sqlite_numeric_null_stays_null(sqlite_table: tuple[sa.Engine, sa.Table]
     assert sql_value(engine, table, "row.price is None", {"price": None}) is True
 
 
+@pytest.mark.parametrize("text", ["replace(row.note, 'ab', 'c')", "replace(row.note, 'a', 'b')",
+                                  "replace(row.note, 'a', '')"])
+def test_replace_that_cannot_lengthen_the_text_is_pushed_down(text: str) -> None:
+    cols = {"note": sa.column("note", sa.String)}
+    assert compile_expression(text, list(cols), field="f").to_sql(cols, "postgresql") is not None
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
@@ -418,6 +616,9 @@ def test_sqlite_numeric_null_stays_null(sqlite_table: tuple[sa.Engine, sa.Table]
         ("row.note < 3", "comparing text with int"),
         ("int(row.note)", "int() on text values"),
         ("row.other + 1", "the SQL type of a column is unknown"),
+        # the row path fails a row whose lengthened text would pass MAX_TEXT_LENGTH; SQL would write it
+        ("replace(row.note, 'a', 'bb')", "replace() that may lengthen the text is not pushed down"),
+        ("replace(row.note, 'a', row.note)", "replace() that may lengthen the text is not pushed down"),
     ],
 )
 def test_inexact_sql_is_refused_with_the_reason(text: str, reason: str) -> None:

@@ -122,6 +122,20 @@ def test_row_errors_are_reported_and_the_rest_of_the_batch_goes_on() -> None:
     ]
 
 
+def test_hostile_values_fail_their_rows_with_the_reason_and_the_batch_goes_on() -> None:
+    # int(decimal('1e999999999')) used to build a billion-digit integer: minutes of CPU for one row
+    p = pipeline([{"set": {"n": "int(decimal(row.status))"}},
+                  {"set": {"twice": "replace(replace(row.updated_at, 'a', row.updated_at), 'a', row.updated_at)"}}])
+    rows = [(1, 0, 0, "1e999999999", "u"), (2, 0, 0, "12", "a" * 5000), (3, 0, 0, "7.9", "ab")]
+    failed: list[tuple[int, str, str]] = []
+    out = p.apply(rows, on_error=lambda row, err: failed.append((row[0], err.field or "", err.reason)))
+    assert out == [(3, 0, 0, "7.9", "ab", 7, "abbb")]
+    assert failed == [
+        (1, "spec.transform.0.set.n", "int() of Decimal 1E+999999999: more than 4300 digits"),
+        (2, "spec.transform.1.set.twice", "replace() would make text of 25000000 characters (more than 10000000)"),
+    ]
+
+
 def test_without_on_error_a_row_error_is_raised() -> None:
     p = pipeline([{"set": {"x": "int(row.status)"}}])
     with pytest.raises(RowError, match=r"spec.transform.0.set.x: int\(\) of text 'paid'"):

@@ -245,6 +245,17 @@ def test_an_expression_with_a_syntax_error_is_invalid_spec_at_apply(ctx: Context
     assert ctx.store().get_flow("paid-orders", "shop") is None
 
 
+def test_an_expression_that_compiled_to_a_recursion_error_is_invalid_spec_at_apply(ctx: Context, kube: MemoryKube
+                                                                                    ) -> None:
+    # a 900-link 'and' chain passed validation and crashed the runner's code generation (RecursionError)
+    body = apply_flow(kube, transform=[{"filter": " and ".join(["row.id"] * 900)}])
+    with pytest.raises(kopf.PermanentError, match=r"spec\.transform\.0\.filter: expression nested more than 60"):
+        reconcile(ctx, kube, body)
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert kube.names(CRONJOB, "shop") == []
+
+
 def test_interval_cron_cannot_express_is_invalid_spec_naming_spec_interval(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube, schedule=None, interval="7m")
     with pytest.raises(kopf.PermanentError):
