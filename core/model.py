@@ -31,15 +31,6 @@ API_GROUP, API_VERSION = GROUP_VERSION.split("/")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
-CRON_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 
 
 def field_error(field: str, message: str) -> PydanticCustomError:
@@ -323,9 +314,9 @@ class DataFlowSpec(Model):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from .schedule import parse_cron
+        from .schedule import check_cron
 
-        parse_cron(v)  # raises ValueError with the reason
+        check_cron(v)  # the API server's verdict on a CronJob's schedule (raises ValueError with the reason)
         return v
 
     @field_validator("interval")

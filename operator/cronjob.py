@@ -54,7 +54,7 @@ from ..kube.names import (
     short_hash,
 )
 from ..model import DataFlow, SecretKeyRef
-from ..schedule import cron_for_interval, parse_cron
+from ..schedule import cron_for_interval
 
 __all__ = [
     "FLOW_FAILED_EXIT",
@@ -118,10 +118,12 @@ def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
 
 
 def cron_schedule(flow: DataFlow) -> str:
-    """The CronJob schedule of a ``runtime.type: cronjob`` flow (intervals as their exact cron equivalent)."""
+    """The CronJob schedule of a ``runtime.type: cronjob`` flow: ``spec.schedule`` as written (the model
+    accepts what the API server accepts, and both read it the same way), intervals as their exact cron
+    equivalent."""
     spec = flow.spec
     if spec.schedule is not None:
-        return parse_cron(spec.schedule)
+        return spec.schedule
     seconds = spec.interval_seconds
     assert seconds is not None and spec.interval is not None
     cron = cron_for_interval(seconds)
@@ -308,7 +310,7 @@ def build_heartbeat_cronjob(
                 "ownerReferences": owners,
             },
             "spec": {
-                "schedule": parse_cron(runner.heartbeat_schedule),
+                "schedule": runner.heartbeat_schedule,  # checked by OperatorConfig.from_env
                 "suspend": False,
                 # Each flow's own concurrencyPolicy is enforced by the store's claim, so
                 # a long flow never holds up the other flows' heartbeats.

@@ -74,7 +74,7 @@ class OperatorConfig:
         ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``,
         ``ADF_RUNNER_POD_SECURITY_CONTEXT``, ``ADF_RUNNER_SECURITY_CONTEXT`` (JSON objects),
         ``ADF_HEARTBEAT_SCHEDULE``."""
-        from ..schedule import parse_cron
+        from ..schedule import check_cron
         from ..store import store_url as effective_store_url
 
         env = os.environ if env is None else env
@@ -100,7 +100,7 @@ class OperatorConfig:
         }
         schedule = env.get("ADF_HEARTBEAT_SCHEDULE") or "* * * * *"
         try:
-            parse_cron(schedule)
+            check_cron(schedule)
         except ValueError as err:
             raise ConfigError(str(err), field="ADF_HEARTBEAT_SCHEDULE") from None
         secret_name = env.get("ADF_STORE_SECRET_NAME")

@@ -66,8 +66,10 @@ def test_seconds_never_map_to_cron() -> None:
     assert cron_for_interval(30) is None
 
 
-def test_cron_macro_is_written_as_five_fields() -> None:
-    assert cron_schedule(dataflow(schedule="@hourly")) == "0 * * * *"
+@pytest.mark.parametrize("schedule", ["@hourly", "@every 90m", "0 0 ? * *", " 0  2 * * 1-5"])
+def test_the_schedule_goes_to_the_cronjob_as_written(schedule: str) -> None:
+    # the model accepts what the API server accepts and reads it as the controller does
+    assert cron_schedule(dataflow(schedule=schedule)) == schedule
 
 
 def test_flow_cronjob_maps_the_spec(runner) -> None:
