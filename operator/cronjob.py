@@ -44,10 +44,13 @@ from ..kube.client import owner_reference
 from ..kube.names import (
     HEARTBEAT_LABEL,
     INSTANTIATE_ANNOTATION,
+    JOB_NAME_ENV,
+    JOB_NAME_LABEL,
     MANAGED_BY,
     RUN_NOW_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     bounded_name,
+    cronjob_name,
     labels,
     manual_run_name,
     secret_env_name,
@@ -75,7 +78,6 @@ __all__ = [
 
 HEARTBEAT_CRONJOB = "adf-heartbeat"
 CONTAINER = "adf"
-CRONJOB_NAME_LIMIT = 52
 JOB_NAME_LIMIT = 63
 LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died (see runner_job_failure_handling)
 MANUAL_JOB_TTL_SECONDS = 86400  # a finished run-now Job (and its Pod's log) is kept for a day; its run for longer
@@ -104,13 +106,6 @@ class RunnerSettings:
     # defaults hold without it: the image's non-root user, enforced, and nothing it does not need.
     pod_security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_POD_SECURITY_CONTEXT))
     security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_SECURITY_CONTEXT))
-
-
-def cronjob_name(flow_name: str) -> str:
-    name = f"df-{flow_name}"
-    if len(name) <= CRONJOB_NAME_LIMIT:
-        return name
-    return bounded_name(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
 
 
 def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
@@ -155,11 +150,16 @@ def _pod_template(
     store: SecretKeyRef,
     flows: Iterable[DataFlow],
     pod_labels: dict[str, str],
+    job_name: bool = False,
 ) -> dict[str, Any]:
+    """``job_name``: expose the Job's name (the label the Job controller gives its Pods) as
+    ``ADF_JOB_NAME``, from which the runner of a flow's CronJob reads the tick it was started for."""
     env: list[dict[str, Any]] = [
         {"name": "ADF_STORE_URL", "valueFrom": {"secretKeyRef": {"name": store.name, "key": store.key}}},
         {"name": "ADF_FLOW_NAMESPACE", "value": namespace},
         {"name": "ADF_TRIGGER", "value": trigger},
+        *([{"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}}]
+          if job_name else []),
         *({"name": k, "value": v} for k, v in sorted(runner.extra_env.items())),
         *secret_envs(flows),
     ]
@@ -252,6 +252,7 @@ def build_flow_cronjob(
             store=store,
             flows=[flow],
             pod_labels=flow_labels,
+            job_name=True,
         ),
     }
     if spec.runtime.timeoutSeconds is not None:

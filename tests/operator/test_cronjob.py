@@ -92,6 +92,16 @@ def test_flow_cronjob_maps_the_spec(runner) -> None:
     assert container(cj)["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop"]
 
 
+def test_the_runner_of_a_flows_cronjob_is_told_its_jobs_name(runner) -> None:
+    # the CronJob controller names a Job <cronjob>-<tick in unix minutes>: the runner runs that tick
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    env = {e["name"]: e for e in container(cj)["env"]}
+    assert env["ADF_JOB_NAME"] == {
+        "name": "ADF_JOB_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
+    }
+
+
 def test_flow_cronjob_is_controlled_by_its_dataflow_and_labelled(runner) -> None:
     body = dataflow_body()
     cj = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
