@@ -28,13 +28,17 @@ from zoneinfo import ZoneInfo
 from .model import DataFlowSpec, parse_interval
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_SCHEDULE",
+    "HEARTBEAT_SCHEDULE_ENV",
     "CronSpec",
     "Every",
     "Schedule",
     "check_cron",
     "cron_for_interval",
+    "cronjob_schedule",
     "next_cron",
     "next_run",
+    "next_run_for_status",
     "next_tick",
     "parse_cron",
     "utcnow",
@@ -440,6 +444,38 @@ def cron_for_interval(seconds: int) -> str | None:
     if hours < 24 and 24 % hours == 0:
         return "0 * * * *" if hours == 1 else f"0 */{hours} * * *"
     return "0 0 * * *" if hours == 24 else None
+
+
+def cronjob_schedule(spec: DataFlowSpec) -> str:
+    """The schedule of the CronJob that runs a ``runtime.type: cronjob`` flow: ``spec.schedule`` as written
+    (the model accepts what the API server accepts, and both read it the same way), an interval as its
+    exact cron equivalent."""
+    if spec.schedule is not None:
+        return spec.schedule
+    seconds = spec.interval_seconds
+    assert seconds is not None
+    cron = cron_for_interval(seconds)
+    assert cron is not None, "the model refuses intervals cron cannot express when runtime.type is cronjob"
+    return cron
+
+
+DEFAULT_HEARTBEAT_SCHEDULE: Final = "* * * * *"  # the shared heartbeat CronJob's schedule unless configured
+HEARTBEAT_SCHEDULE_ENV: Final = "ADF_HEARTBEAT_SCHEDULE"  # the operator's setting, passed on to heartbeat Pods
+
+
+def next_run_for_status(
+    spec: DataFlowSpec, due: datetime | None, now: datetime, *, heartbeat_schedule: str = DEFAULT_HEARTBEAT_SCHEDULE
+) -> datetime | None:
+    """``status.nextRunAt``, written by the operator (reconcile) and by the runner (after a run) alike: the
+    first tick, at or after the store's due time ``due`` (a never-run flow is due now), of the CronJob that
+    runs the flow: its own, or for a heartbeat flow the shared one (``heartbeat_schedule``). None while
+    suspended."""
+    if spec.suspend:
+        return None
+    after = now if due is None else max(due - timedelta(seconds=1), now)
+    if spec.runtime.type == "heartbeat":
+        return next_cron(heartbeat_schedule, after)
+    return next_cron(cronjob_schedule(spec), after, spec.timeZone)
 
 
 def next_run(spec: DataFlowSpec, *, after: datetime, last_run_at: datetime | None = None) -> datetime:

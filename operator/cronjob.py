@@ -57,7 +57,7 @@ from ..kube.names import (
     short_hash,
 )
 from ..model import DataFlow, SecretKeyRef
-from ..schedule import cron_for_interval
+from ..schedule import DEFAULT_HEARTBEAT_SCHEDULE, HEARTBEAT_SCHEDULE_ENV, cron_for_interval, cronjob_schedule
 
 __all__ = [
     "FLOW_FAILED_EXIT",
@@ -98,7 +98,7 @@ class RunnerSettings:
 
     image: str
     service_account: str | None = None
-    heartbeat_schedule: str = "* * * * *"
+    heartbeat_schedule: str = DEFAULT_HEARTBEAT_SCHEDULE
     image_pull_policy: str | None = None
     resources: Mapping[str, Any] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -113,17 +113,8 @@ def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
 
 
 def cron_schedule(flow: DataFlow) -> str:
-    """The CronJob schedule of a ``runtime.type: cronjob`` flow: ``spec.schedule`` as written (the model
-    accepts what the API server accepts, and both read it the same way), intervals as their exact cron
-    equivalent."""
-    spec = flow.spec
-    if spec.schedule is not None:
-        return spec.schedule
-    seconds = spec.interval_seconds
-    assert seconds is not None and spec.interval is not None
-    cron = cron_for_interval(seconds)
-    assert cron is not None, "the model refuses intervals cron cannot express when runtime.type is cronjob"
-    return cron
+    """The CronJob schedule of a ``runtime.type: cronjob`` flow (:func:`~activedataflow.schedule.cronjob_schedule`)."""
+    return cronjob_schedule(flow.spec)
 
 
 def secret_envs(flows: Iterable[DataFlow]) -> list[dict[str, Any]]:
@@ -151,15 +142,19 @@ def _pod_template(
     flows: Iterable[DataFlow],
     pod_labels: dict[str, str],
     job_name: bool = False,
+    heartbeat_schedule: str | None = None,
 ) -> dict[str, Any]:
     """``job_name``: expose the Job's name (the label the Job controller gives its Pods) as
-    ``ADF_JOB_NAME``, from which the runner of a flow's CronJob reads the tick it was started for."""
+    ``ADF_JOB_NAME``, from which the runner of a flow's CronJob reads the tick it was started for.
+    ``heartbeat_schedule``: the shared heartbeat CronJob's, from which its runner computes its flows'
+    ``status.nextRunAt`` as the operator does."""
     env: list[dict[str, Any]] = [
         {"name": "ADF_STORE_URL", "valueFrom": {"secretKeyRef": {"name": store.name, "key": store.key}}},
         {"name": "ADF_FLOW_NAMESPACE", "value": namespace},
         {"name": "ADF_TRIGGER", "value": trigger},
         *([{"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}}]
           if job_name else []),
+        *([{"name": HEARTBEAT_SCHEDULE_ENV, "value": heartbeat_schedule}] if heartbeat_schedule else []),
         *({"name": k, "value": v} for k, v in sorted(runner.extra_env.items())),
         *secret_envs(flows),
     ]
@@ -333,6 +328,7 @@ def build_heartbeat_cronjob(
                             store=store,
                             flows=models,
                             pod_labels=hb_labels,
+                            heartbeat_schedule=runner.heartbeat_schedule,
                         ),
                     },
                 },

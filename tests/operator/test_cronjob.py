@@ -102,6 +102,14 @@ def test_the_runner_of_a_flows_cronjob_is_told_its_jobs_name(runner) -> None:
     }
 
 
+def test_the_runner_of_the_heartbeat_cronjob_is_told_its_schedule(runner) -> None:
+    # from which it computes its flows' status.nextRunAt as the operator does
+    flow = dataflow(runtime={"type": "heartbeat"})
+    cj = build_heartbeat_cronjob("shop", [(flow, dataflow_body())], runner=runner, store=STORE)
+    env = {e["name"]: e.get("value") for e in container(cj)["env"]}
+    assert env["ADF_HEARTBEAT_SCHEDULE"] == runner.heartbeat_schedule == cj["spec"]["schedule"]
+
+
 def test_flow_cronjob_is_controlled_by_its_dataflow_and_labelled(runner) -> None:
     body = dataflow_body()
     cj = build_flow_cronjob(dataflow(), owner=body, runner=runner, store=STORE)
