@@ -123,7 +123,8 @@ _STEP_KINDS = tuple(TransformStep.model_fields)
 # What of the API server's check of a CronJob schedule (robfig/cron's ParseStandard, core/schedule.py)
 # CEL can say exactly: no TZ=, a known descriptor, five fields split on Go's white space. The rest
 # (ranges, names, steps) the model checks, and the operator reports as Ready=False InvalidSpec.
-_GO_SPACE = r"[\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]"
+_GO_SPACE = (r"[\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
+             r"\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}]")
 _FIVE_FIELDS = f"^{_GO_SPACE}*[^{_GO_SPACE[1:-1]}]+({_GO_SPACE}+[^{_GO_SPACE[1:-1]}]+){{4}}{_GO_SPACE}*$"
 _DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 
