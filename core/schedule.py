@@ -20,6 +20,7 @@ Intervals are absolute durations from the last run (DST does not stretch them). 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Final
@@ -333,75 +334,74 @@ def _day_matches(s: CronSpec, t: datetime) -> bool:
     return dom or dow
 
 
+@dataclass(frozen=True)
+class _Field:
+    """One of Next's loops: while the field does not match, (the first time) reset the time to the
+    field's start, advance one unit; a wrap to the field's first value restarts the search (WRAP)."""
+
+    matches: Callable[[datetime], bool]
+    reset: Callable[[int, datetime], int]
+    advance: Callable[[int, datetime], int]
+    wraps: Callable[[datetime], bool]
+
+
+def _fields(s: CronSpec, clock: _Clock) -> tuple[_Field, ...]:
+    def next_day(t: int, lt: datetime) -> int:
+        t = clock.date(lt.year, lt.month, lt.day + 1, lt.hour, lt.minute, lt.second)
+        hour = clock.local(t).hour
+        if hour != 0:  # midnight skipped or repeated by DST: back to it (robfig's Sao Paulo note)
+            t += (24 - hour) * 3600 if hour > 12 else -hour * 3600
+        return t
+
+    return (
+        _Field(lambda lt: bool(1 << lt.month & s.month),
+               lambda t, lt: clock.date(lt.year, lt.month, 1, 0),
+               lambda t, lt: clock.date(lt.year, lt.month + 1, lt.day, lt.hour, lt.minute, lt.second),
+               lambda lt: lt.month == 1),
+        _Field(lambda lt: _day_matches(s, lt),
+               lambda t, lt: clock.date(lt.year, lt.month, lt.day, 0),
+               next_day,
+               lambda lt: lt.day == 1),
+        _Field(lambda lt: bool(1 << lt.hour & s.hour),
+               lambda t, lt: clock.date(lt.year, lt.month, lt.day, lt.hour),
+               lambda t, lt: t + 3600,
+               lambda lt: lt.hour == 0),
+        _Field(lambda lt: bool(1 << lt.minute & s.minute),
+               lambda t, lt: t - t % 60,  # Truncate(time.Minute): whole minutes of UTC, as Go does
+               lambda t, lt: t + 60,
+               lambda lt: lt.minute == 0),
+        _Field(lambda lt: bool(1 << lt.second & s.second),
+               lambda t, lt: t,
+               lambda t, lt: t + 1,
+               lambda lt: lt.second == 0),
+    )
+
+
 def _spec_next(s: CronSpec, after: int, clock: _Clock) -> int | None:
-    t = after + 1
-    added = False
+    """robfig's SpecSchedule.Next on whole unix seconds (spec.go, loop for loop)."""
+    t = after + 1  # the upcoming second
+    added = False  # whether a field was advanced (the first advance resets the fields below it)
     year_limit = clock.local(t).year + 5
+    fields = _fields(s, clock)
     while True:  # WRAP
         lt = clock.local(t)
         if lt.year > year_limit:
             return None
-        wrapped = False
-        while not 1 << lt.month & s.month:
-            if not added:
-                added = True
-                t = clock.date(lt.year, lt.month, 1, 0)
+        for f in fields:
+            while not f.matches(lt):
+                if not added:
+                    added = True
+                    t = f.reset(t, lt)
+                    lt = clock.local(t)
+                t = f.advance(t, lt)
                 lt = clock.local(t)
-            t = clock.date(lt.year, lt.month + 1, lt.day, lt.hour, lt.minute, lt.second)
-            lt = clock.local(t)
-            if lt.month == 1:
-                wrapped = True
-                break
-        if wrapped:
-            continue
-        while not _day_matches(s, lt):
-            if not added:
-                added = True
-                t = clock.date(lt.year, lt.month, lt.day, 0)
-                lt = clock.local(t)
-            t = clock.date(lt.year, lt.month, lt.day + 1, lt.hour, lt.minute, lt.second)
-            lt = clock.local(t)
-            if lt.hour != 0:  # midnight skipped or repeated by DST
-                t += (24 - lt.hour) * 3600 if lt.hour > 12 else -lt.hour * 3600
-                lt = clock.local(t)
-            if lt.day == 1:
-                wrapped = True
-                break
-        if wrapped:
-            continue
-        while not 1 << lt.hour & s.hour:
-            if not added:
-                added = True
-                t = clock.date(lt.year, lt.month, lt.day, lt.hour)
-            t += 3600
-            lt = clock.local(t)
-            if lt.hour == 0:
-                wrapped = True
-                break
-        if wrapped:
-            continue
-        while not 1 << lt.minute & s.minute:
-            if not added:
-                added = True
-                t -= t % 60
-            t += 60
-            lt = clock.local(t)
-            if lt.minute == 0:
-                wrapped = True
-                break
-        if wrapped:
-            continue
-        while not 1 << lt.second & s.second:
-            if not added:
-                added = True
-            t += 1
-            lt = clock.local(t)
-            if lt.second == 0:
-                wrapped = True
-                break
-        if wrapped:
-            continue
-        return t
+                if f.wraps(lt):
+                    break
+            else:
+                continue  # the field matches: on to the next
+            break  # wrapped: search again from the month
+        else:
+            return t
 
 
 def next_tick(schedule: Schedule, after: datetime, zone: tzinfo) -> datetime | None:
