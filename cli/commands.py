@@ -26,6 +26,7 @@ import click
 
 from .. import __version__
 from ..errors import UserError, redact
+from ..kube.names import JOB_NAME_ENV, tick_of_job
 from ..store import DEFAULT_STORE_URL, store_url
 
 if TYPE_CHECKING:
@@ -228,6 +229,8 @@ def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force
     trigger = os.environ.get("ADF_TRIGGER") or ("manual" if force else "schedule" if flow else "heartbeat")
     # The run-now Job names its run (operator/cronjob.py), so a second Pod of it runs nothing.
     run_name = (os.environ.get("ADF_RUN_NAME") or None) if force else None
+    # The Job a flow's CronJob started carries its tick in its name (operator/cronjob.py exposes it).
+    tick = tick_of_job(os.environ.get(JOB_NAME_ENV, ""), flow) if flow and not force else None
 
     def report(result: HeartbeatResult) -> None:
         if output == "json":
@@ -248,7 +251,7 @@ def heartbeat(ctx: click.Context, flow: str | None, namespace: str | None, force
     with _store(ctx) as store:
         executor = _executor(store, reflect=True)
         report(beat(
-            executor, namespace=namespace, flow=flow, force=force, run_name=run_name,
+            executor, namespace=namespace, flow=flow, force=force, run_name=run_name, tick=tick,
             trigger=trigger,  # type: ignore[arg-type]
         ))
 

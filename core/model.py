@@ -34,15 +34,6 @@ INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 # The longest interval: its seconds and the next run time stay within the store's 64-bit integers and
 # Python's datetime (99999999999999999999h overflowed the store's INTEGER column: a traceback, exit 3)
 MAX_INTERVAL_SECONDS = 10 * 365 * 24 * 3600
-CRON_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
 
 
 def field_error(field: str, message: str) -> PydanticCustomError:
@@ -341,9 +332,9 @@ class DataFlowSpec(Model):
     def _cron(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from .schedule import parse_cron
+        from .schedule import check_cron
 
-        parse_cron(v)  # raises ValueError with the reason
+        check_cron(v)  # the API server's verdict on a CronJob's schedule (raises ValueError with the reason)
         return v
 
     @field_validator("interval")

@@ -120,11 +120,22 @@ def _cron_expressible(seconds: str) -> str:
 
 _STEP_KINDS = tuple(TransformStep.model_fields)
 
+# What of the API server's check of a CronJob schedule (robfig/cron's ParseStandard, core/schedule.py)
+# CEL can say exactly and cheaply: no TZ=, a known descriptor. The rest (five fields, ranges, names,
+# steps) the model checks and the operator reports as Ready=False InvalidSpec: a regex over the
+# unbounded schedule string exceeds the API server's CEL cost budget.
+_DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
 # The model's cross-field validators, as the API server checks them; keyed by model class name.
 RULES: dict[str, list[Rule]] = {
     "DataFlowSpec": [
         Rule(_exactly_one(("schedule", "interval")), "exactly one of schedule or interval is required",
              ".schedule", REQUIRED),
+        Rule("!has(self.schedule) || !self.schedule.contains('TZ')",
+             "cannot use TZ or CRON_TZ in schedule, use timeZone instead", ".schedule", INVALID),
+        Rule("!has(self.schedule) || !self.schedule.startsWith('@') || self.schedule.startsWith('@every ') || "
+             f"self.schedule in [{', '.join(repr(d) for d in _DESCRIPTORS)}]",
+             f"unknown descriptor; use one of {', '.join(_DESCRIPTORS)} or @every <duration>", ".schedule", INVALID),
         Rule("!has(self.interval) || "
              f"(self.interval != '' && self.interval.matches('{_INTERVAL_RE}'))",
              "must be an interval like 15m, 1h30m or 90s", ".interval", INVALID),

@@ -44,19 +44,22 @@ from ..kube.client import owner_reference
 from ..kube.names import (
     HEARTBEAT_LABEL,
     INSTANTIATE_ANNOTATION,
+    JOB_NAME_ENV,
+    JOB_NAME_LABEL,
     MANAGED_BY,
     RUN_NOW_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     STORE_SECRET,
     STORE_SECRET_KEY,
     bounded_name,
+    cronjob_name,
     labels,
     manual_run_name,
     secret_env_name,
     short_hash,
 )
 from ..model import DataFlow, SecretKeyRef
-from ..schedule import cron_for_interval, parse_cron
+from ..schedule import DEFAULT_HEARTBEAT_SCHEDULE, HEARTBEAT_SCHEDULE_ENV, cron_for_interval, cronjob_schedule
 
 __all__ = [
     "FLOW_FAILED_EXIT",
@@ -77,7 +80,6 @@ __all__ = [
 
 HEARTBEAT_CRONJOB = "adf-heartbeat"
 CONTAINER = "adf"
-CRONJOB_NAME_LIMIT = 52
 JOB_NAME_LIMIT = 63
 LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died (see runner_job_failure_handling)
 MANUAL_JOB_TTL_SECONDS = 86400  # a finished run-now Job (and its Pod's log) is kept for a day; its run for longer
@@ -98,7 +100,7 @@ class RunnerSettings:
 
     image: str
     service_account: str | None = None
-    heartbeat_schedule: str = "* * * * *"
+    heartbeat_schedule: str = DEFAULT_HEARTBEAT_SCHEDULE
     image_pull_policy: str | None = None
     resources: Mapping[str, Any] | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -108,27 +110,13 @@ class RunnerSettings:
     security_context: Mapping[str, Any] = field(default_factory=lambda: dict(RUNNER_SECURITY_CONTEXT))
 
 
-def cronjob_name(flow_name: str) -> str:
-    name = f"df-{flow_name}"
-    if len(name) <= CRONJOB_NAME_LIMIT:
-        return name
-    return bounded_name(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
-
-
 def manual_job_name(cronjob: str, value: str, flow_name: str) -> str:
     return bounded_name(cronjob, f"-manual-{short_hash(cronjob, flow_name, value)}", JOB_NAME_LIMIT)
 
 
 def cron_schedule(flow: DataFlow) -> str:
-    """The CronJob schedule of a ``runtime.type: cronjob`` flow (intervals as their exact cron equivalent)."""
-    spec = flow.spec
-    if spec.schedule is not None:
-        return parse_cron(spec.schedule)
-    seconds = spec.interval_seconds
-    assert seconds is not None and spec.interval is not None
-    cron = cron_for_interval(seconds)
-    assert cron is not None, "the model refuses intervals cron cannot express when runtime.type is cronjob"
-    return cron
+    """The CronJob schedule of a ``runtime.type: cronjob`` flow (:func:`~activedataflow.schedule.cronjob_schedule`)."""
+    return cronjob_schedule(flow.spec)
 
 
 def secret_envs(flows: Iterable[DataFlow]) -> list[dict[str, Any]]:
@@ -155,11 +143,20 @@ def _pod_template(
     store: SecretKeyRef,
     flows: Iterable[DataFlow],
     pod_labels: dict[str, str],
+    job_name: bool = False,
+    heartbeat_schedule: str | None = None,
 ) -> dict[str, Any]:
+    """``job_name``: expose the Job's name (the label the Job controller gives its Pods) as
+    ``ADF_JOB_NAME``, from which the runner of a flow's CronJob reads the tick it was started for.
+    ``heartbeat_schedule``: the shared heartbeat CronJob's, from which its runner computes its flows'
+    ``status.nextRunAt`` as the operator does."""
     env: list[dict[str, Any]] = [
         {"name": "ADF_STORE_URL", "valueFrom": {"secretKeyRef": {"name": store.name, "key": store.key}}},
         {"name": "ADF_FLOW_NAMESPACE", "value": namespace},
         {"name": "ADF_TRIGGER", "value": trigger},
+        *([{"name": JOB_NAME_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}}]
+          if job_name else []),
+        *([{"name": HEARTBEAT_SCHEDULE_ENV, "value": heartbeat_schedule}] if heartbeat_schedule else []),
         *({"name": k, "value": v} for k, v in sorted(runner.extra_env.items())),
         *secret_envs(flows),
     ]
@@ -252,6 +249,7 @@ def build_flow_cronjob(
             store=store,
             flows=[flow],
             pod_labels=flow_labels,
+            job_name=True,
         ),
     }
     if spec.runtime.timeoutSeconds is not None:
@@ -310,7 +308,7 @@ def build_heartbeat_cronjob(
                 "ownerReferences": owners,
             },
             "spec": {
-                "schedule": parse_cron(runner.heartbeat_schedule),
+                "schedule": runner.heartbeat_schedule,  # checked by OperatorConfig.from_env
                 "suspend": False,
                 # Each flow's own concurrencyPolicy is enforced by the store's claim, so
                 # a long flow never holds up the other flows' heartbeats.
@@ -332,6 +330,7 @@ def build_heartbeat_cronjob(
                             store=store,
                             flows=models,
                             pod_labels=hb_labels,
+                            heartbeat_schedule=runner.heartbeat_schedule,
                         ),
                     },
                 },

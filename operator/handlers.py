@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -30,7 +30,8 @@ from ..kube import status as st
 from ..kube.client import CRONJOB, DATAFLOW, JOB, SECRET, AlreadyExists, Conflict, KubeApi, KubeError, rfc3339
 from ..kube.names import MANAGED_BY, RUN_NOW_ANNOTATION, SPEC_HASH_ANNOTATION, STORE_SECRET, STORE_SECRET_KEY
 from ..model import DataFlow, SecretKeyRef, parse_dataflow
-from ..schedule import next_cron, utcnow
+from ..schedule import DEFAULT_HEARTBEAT_SCHEDULE, HEARTBEAT_SCHEDULE_ENV, utcnow
+from ..schedule import next_run_for_status as status_next_run
 from ..store.base import FlowRecord, Store
 from ..store.registration import register_flow
 from .cronjob import (
@@ -74,7 +75,7 @@ class OperatorConfig:
         ``ADF_RUNNER_SERVICE_ACCOUNT``, ``ADF_RUNNER_IMAGE_PULL_POLICY``, ``ADF_RUNNER_RESOURCES``,
         ``ADF_RUNNER_POD_SECURITY_CONTEXT``, ``ADF_RUNNER_SECURITY_CONTEXT`` (JSON objects),
         ``ADF_HEARTBEAT_SCHEDULE``."""
-        from ..schedule import parse_cron
+        from ..schedule import check_cron
         from ..store import store_url as effective_store_url
 
         env = os.environ if env is None else env
@@ -98,11 +99,11 @@ class OperatorConfig:
                              ("security_context", "ADF_RUNNER_SECURITY_CONTEXT"))
             if (value := json_object(var)) is not None
         }
-        schedule = env.get("ADF_HEARTBEAT_SCHEDULE") or "* * * * *"
+        schedule = env.get(HEARTBEAT_SCHEDULE_ENV) or DEFAULT_HEARTBEAT_SCHEDULE
         try:
-            parse_cron(schedule)
+            check_cron(schedule)
         except ValueError as err:
-            raise ConfigError(str(err), field="ADF_HEARTBEAT_SCHEDULE") from None
+            raise ConfigError(str(err), field=HEARTBEAT_SCHEDULE_ENV) from None
         return cls(
             store_url=store_url or env.get("ADF_STORE_URL") or effective_store_url(None),
             runner=RunnerSettings(
@@ -232,16 +233,10 @@ def was_heartbeat(reason: str, old: Any) -> bool | None:
 
 
 def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> datetime | None:
-    """When the flow will next run: the first tick of the CronJob that runs it at or after the stored
-    due time (a never-run flow is due now). None while suspended."""
-    if flow.spec.suspend:
-        return None
-    now = ctx.clock()
-    due = record.next_run_at
-    after = now if due is None else max(due - timedelta(seconds=1), now)
-    if flow.spec.runtime.type == "heartbeat":
-        return next_cron(ctx.config.runner.heartbeat_schedule, after)
-    return next_cron(cron_schedule(flow), after, flow.spec.timeZone)
+    """``status.nextRunAt`` (:func:`activedataflow.schedule.next_run_for_status`, the runner's computation too)."""
+    return status_next_run(
+        flow.spec, record.next_run_at, ctx.clock(), heartbeat_schedule=ctx.config.runner.heartbeat_schedule
+    )
 
 
 # --------------------------------------------------------------------------- workloads

@@ -67,7 +67,6 @@ from datetime import UTC, datetime
 from wsgiref.simple_server import WSGIServer
 from zoneinfo import ZoneInfo
 
-from cronsim import CronSim
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -80,7 +79,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..errors import ConfigError, redact
-from ..schedule import parse_cron
+from ..schedule import next_tick, parse_cron
 from ..store import ACTIVE_STATUSES, FlowRecord, RunRecord, Store
 
 __all__ = [
@@ -149,14 +148,18 @@ _PERIOD_SPAN = 400 * 86400.0  # ...or a year of a rare one
 @functools.lru_cache(maxsize=1024)
 def _cron_period(expr: str, time_zone: str | None) -> float:
     zone = ZoneInfo(time_zone) if time_zone else UTC
-    ticks = CronSim(parse_cron(expr), datetime(2024, 1, 1, tzinfo=zone))
-    first = previous = next(ticks).astimezone(UTC)
+    schedule = parse_cron(expr)
+    first = previous = next_tick(schedule, datetime(2024, 1, 1, tzinfo=UTC), zone)
     longest = 0.0
-    for count, tick in enumerate(ticks):
-        now = tick.astimezone(UTC)
+    for _ in range(_PERIOD_TICKS):
+        if previous is None or first is None:
+            break
+        now = next_tick(schedule, previous, zone)
+        if now is None:
+            break
         longest = max(longest, (now - previous).total_seconds())
         previous = now
-        if count >= _PERIOD_TICKS or (now - first).total_seconds() >= _PERIOD_SPAN:
+        if (now - first).total_seconds() >= _PERIOD_SPAN:
             break
     return longest
 

@@ -185,8 +185,15 @@ class FlowExecutor:
         force: bool = False,
         run_name: str | None = None,
         resume: bool = False,
+        tick: datetime | None = None,
     ) -> RunOutcome:
         """Run the flow if it is due (or ``force``), with retries. Never raises for a failed run.
+
+        ``tick`` (the runner of a Job the CronJob controller started, :func:`tick_of_job`): the CronJob
+        is the clock. The run is that tick's, ``<flow>-<tick in unix minutes>``, run unless a run of
+        that name exists already, whatever the store's due time says (a DST change can move the
+        store's slot and the CronJob's tick apart; ``startingDeadlineSeconds`` is then the controller's
+        business). The store's next run is the CronJob's next tick.
 
         ``run_name`` names the (first attempt of the) run instead of :func:`run_name_for`: the
         run-now Job passes :func:`manual_run_name` of its annotation value. As for a scheduled
@@ -202,6 +209,11 @@ class FlowExecutor:
         flow = dataflow_from_record(record)
         outcome = RunOutcome(record.name, record.namespace)
         now = utcnow()
+        if tick is not None and not force:
+            return self._attempts(
+                flow, record, outcome, base=run_name_for(flow.name, tick), slot=tick, trigger=trigger, force=True,
+                attempt=1, resume=resume,
+            )
         slot = now if force else (record.next_run_at or now)
         if not force and self._missed_deadline(flow, record, now):
             self.store.set_next_run(record.name, record.namespace, next_run(flow.spec, after=now, last_run_at=now))
@@ -250,7 +262,7 @@ class FlowExecutor:
         while True:
             name = attempt_name(base, attempt)
             run = self._claim(
-                flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, run_name=name
+                flow, record, trigger=trigger, force=force or attempt > 1, slot=slot, attempt=attempt, run_name=name,
             )
             if run is None:
                 if not outcome.attempts:
@@ -388,7 +400,7 @@ class FlowExecutor:
             trigger=trigger,
             run_name=run_name,
             scheduled_for=slot,
-            next_run_at=next_run(flow.spec, after=now, last_run_at=now),
+            next_run_at=next_run(flow.spec, after=max(now, slot), last_run_at=now),
             require_due=not force,
             attempt=attempt,
         )

@@ -58,6 +58,7 @@ def heartbeat(
     force: bool = False,
     trigger: Trigger = "heartbeat",
     run_name: str | None = None,
+    tick: datetime | None = None,
 ) -> HeartbeatResult:
     """Run the due flows (or the one named ``flow``; with ``force`` even if not due).
 
@@ -67,9 +68,14 @@ def heartbeat(
     With ``flow`` and the flow not due, a run of it whose runner died (its lease lapsed, now or
     after waiting while it is neither renewed nor lapsed) is taken over as its slot's next
     attempt (:meth:`FlowExecutor.take_over`): this is the Job's replacement for a Pod that died.
+
+    ``tick`` (with ``flow``: the tick the CronJob started this Job for, from ``ADF_JOB_NAME``) runs
+    that tick's run unless it exists already (:meth:`FlowExecutor.run`), due or not.
     """
     if run_name is not None and (flow is None or not force):
         raise ValueError("run_name names the run of one forced flow")
+    if tick is not None and (flow is None or force):
+        raise ValueError("tick is the CronJob's tick of one scheduled flow")
     from ..schedule import utcnow
 
     store: Store = executor.store
@@ -81,7 +87,8 @@ def heartbeat(
         record = store.get_flow(flow, ns)
         if record is None:
             raise UnknownFlow(f"flow '{flow}' not found in namespace '{ns}' of the store {store.url_for_display}")
-        due_before = force or _is_due(store, record, now)  # before reaping makes a dead runner's flow due
+        # (before reaping makes a dead runner's flow due)
+        due_before = force or tick is not None or _is_due(store, record, now)
     lost = _reap(executor, result, now)
     if record is None:
         due = store.due_flows(now, namespace)
@@ -101,7 +108,8 @@ def heartbeat(
     result.flows_due = len(due)
     for record in due:
         outcome = executor.run(
-            record, trigger="manual" if force else trigger, force=force, run_name=run_name, resume=flow is not None
+            record, trigger="manual" if force else trigger, force=force, run_name=run_name, resume=flow is not None,
+            tick=tick,
         )
         _log_skip(outcome)
         result.outcomes.append(outcome)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from ..errors import redact
+from ..errors import ConfigError, redact
 from ..kube.client import (
     DATAFLOW,
     DATAFLOWRUN,
@@ -29,8 +29,8 @@ from ..kube.client import (
 )
 from ..kube.names import FLOW_LABEL, labels, run_name_for
 from ..kube.status import ACTIVE_PHASES, dataflow_status, dataflowrun_status, phase_of
-from ..model import FAILED_RUNS_HISTORY_LIMIT, SUCCESSFUL_RUNS_HISTORY_LIMIT
-from ..schedule import utcnow
+from ..model import FAILED_RUNS_HISTORY_LIMIT, SUCCESSFUL_RUNS_HISTORY_LIMIT, DataFlowSpec
+from ..schedule import DEFAULT_HEARTBEAT_SCHEDULE, HEARTBEAT_SCHEDULE_ENV, next_run_for_status, utcnow
 from ..store.base import FlowRecord, RunRecord
 
 __all__ = ["KubeReflector", "NullReflector", "Reflector", "reflector_from_env"]
@@ -68,9 +68,14 @@ def run_resource_name(flow: FlowRecord, run: RunRecord) -> str:
 class KubeReflector:
     """Creates/updates DataFlowRuns and patches DataFlow status through a :class:`KubeApi`."""
 
-    def __init__(self, kube: KubeApi, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, kube: KubeApi, *, clock: Callable[[], datetime] = utcnow, heartbeat_schedule: str | None = None
+    ) -> None:
         self.kube = kube
         self.clock = clock
+        # the shared heartbeat CronJob's schedule (its Pods have it in ADF_HEARTBEAT_SCHEDULE)
+        self.heartbeat_schedule = heartbeat_schedule or os.environ.get(HEARTBEAT_SCHEDULE_ENV) or (
+            DEFAULT_HEARTBEAT_SCHEDULE)
 
     # ----------------------------------------------------------------- Reflector
     def run_started(self, flow: FlowRecord, run: RunRecord) -> None:
@@ -120,11 +125,23 @@ class KubeReflector:
                 status["lastSuccessfulRunAt"] = run.ended_at or self.clock()
             if cursor is not None:
                 status["cursor"] = cursor
-            if next_run_at is not None:
-                status["nextRunAt"] = next_run_at
+            spec = self._spec(flow)
+            if spec is not None:  # as the operator computes it, from the store's due time
+                status["nextRunAt"] = next_run_for_status(
+                    spec, next_run_at, self.clock(), heartbeat_schedule=self.heartbeat_schedule)
             self._prune(owner, runs)
         status = dataflow_status(**status)
         self._patch_flow_status(owner, name, status, count=run.status if finished else None)
+
+    @staticmethod
+    def _spec(flow: FlowRecord) -> DataFlowSpec | None:
+        """The flow record's spec; None (and nextRunAt left to the operator) for one the model refuses."""
+        from .executor import dataflow_from_record
+
+        try:
+            return dataflow_from_record(flow).spec
+        except ConfigError:
+            return None
 
     def _ensure_run(self, owner: Mapping[str, Any], flow: FlowRecord, run: RunRecord, name: str) -> None:
         meta = {

@@ -184,6 +184,25 @@ def test_heartbeat_force_runs_a_flow_that_is_not_due(tmp_path: Path, dbs: tuple[
     assert json.loads(forced.stdout)["runs"][0]["run"]["trigger"] == "manual"
 
 
+def test_the_pod_of_a_cronjobs_job_runs_the_tick_its_job_is_named_for(
+    tmp_path: Path, dbs: tuple[str, str, str]
+) -> None:
+    """ADF_JOB_NAME (the downward API's Job name) is <cronjob>-<tick in unix minutes>: that tick runs, even
+    though the store's flow is not due, and once only."""
+    src, sink, store = dbs
+    adf("--store", store, "run", str(manifest(tmp_path, source_url=src, sink_url=sink)))  # now not due
+    env = {"ADF_JOB_NAME": "df-paid-orders-29891820"}  # 2026-11-01T05:00:00Z
+    args = ("--store", store, "heartbeat", "--flow", "paid-orders", "-n", "shop", "-o", "json")
+    first = adf(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)["runs"][0]["run"]
+    assert (run["run_name"], run["status"], run["trigger"]) == ("paid-orders-29891820", "success", "schedule")
+    assert run["scheduled_for"].startswith("2026-11-01T05:00:00")
+    second = json.loads(adf(*args, env=env).stdout)
+    assert second["flows_triggered"] == 0
+    assert second["runs"][0]["skipped"].startswith("run paid-orders-29891820 for this slot already exists")
+
+
 def test_a_second_run_now_pod_with_the_same_run_name_runs_nothing_and_says_why(
     tmp_path: Path, dbs: tuple[str, str, str]
 ) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import tempfile
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -623,3 +625,106 @@ def time_now() -> Any:
     from activedataflow.schedule import utcnow
 
     return utcnow()
+
+
+# --------------------------------------------------------------------------- the CronJob is the clock
+
+
+def _clock_flow(tmp_path: Path, **spec: Any) -> tuple[Any, FlowExecutor, Any]:
+    """A plain flow with ``spec`` (a schedule instead of the interval), registered."""
+    src_url, dst_url = make_dbs(tmp_path, pk=True)
+    with sqlite3.connect(tmp_path / "src.db") as db:
+        db.executemany("INSERT INTO src VALUES (?, ?, 'paid', ?)", [(i, i, i) for i in range(1, 4)])
+    doc = flow_doc(src_url, dst_url, mode="upsert", transaction="batch", src_batch=2, sink_batch=2,
+                   incremental=False).model_dump(mode="json", exclude_none=True)
+    doc["spec"].pop("interval")
+    doc["spec"].update(spec)
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    executor = FlowExecutor(store, runner_id="runner-a", sleep=lambda s: None)
+    return store, executor, executor.register(parse_dataflow(doc))
+
+
+def _at(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+def test_a_job_for_a_tick_after_the_stores_slot_runs_that_tick(tmp_path: Path) -> None:
+    # 02:30 Berlin does not exist on 2026-03-29: Kubernetes starts no Job then, the next one for 2026-03-30
+    # 00:30 UTC. A store that expected 01:00 UTC on the 29th must not skip that Job as 23.5 h late.
+    store, executor, record = _clock_flow(tmp_path, schedule="30 2 * * *", timeZone="Europe/Berlin",
+                                          startingDeadlineSeconds=300)
+    store.set_next_run(record.name, record.namespace, _at("2026-03-29T01:00:00+00:00"))
+    outcome = executor.run(store.get_flow(record.name, record.namespace), tick=_at("2026-03-30T00:30:00+00:00"))
+    assert outcome.skipped is None
+    assert outcome.run is not None and outcome.run.status == "success", outcome.run and outcome.run.error_message
+    assert outcome.run.run_name == "prop-flow-29580510"  # 2026-03-30T00:30Z = 1774830600 s = 29580510 min
+    assert outcome.run.scheduled_for == _at("2026-03-30T00:30:00+00:00")
+
+
+def test_after_a_ticks_run_the_store_waits_for_the_cronjobs_next_tick(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    store, executor, record = _clock_flow(tmp_path, schedule="30 2 * * *", timeZone="Europe/Berlin")
+    run = executor.run(record, tick=_at("2026-03-30T00:30:00+00:00")).run
+    assert run is not None and run.created_at is not None
+    due = store.get_flow(record.name, record.namespace).next_run_at
+    local = due.astimezone(ZoneInfo("Europe/Berlin"))
+    assert (local.hour, local.minute, local.second) == (2, 30, 0)
+    assert run.created_at < due <= run.created_at + timedelta(days=1)
+
+
+def test_both_jobs_of_a_fall_back_days_repeated_hour_run(tmp_path: Path) -> None:
+    from activedataflow.runner.heartbeat import heartbeat
+
+    # America/New_York, 2026-11-01: 01:00 comes twice, and so do the CronJob's Jobs (05:00 and 06:00 UTC)
+    store, executor, record = _clock_flow(tmp_path, schedule="0 1 * * *", timeZone="America/New_York")
+    outcomes = [
+        heartbeat(executor, namespace="test", flow="prop-flow", trigger="schedule", tick=_at(tick)).outcomes
+        for tick in ("2026-11-01T05:00:00+00:00", "2026-11-01T06:00:00+00:00")
+    ]
+    assert [[o.skipped for o in out] for out in outcomes] == [[None], [None]]
+    runs = store.list_runs(record.name, record.namespace)
+    assert sorted((r.run_name, r.status, r.trigger) for r in runs) == [
+        ("prop-flow-29891820", "success", "schedule"), ("prop-flow-29891880", "success", "schedule")]
+
+
+def test_a_second_job_for_the_same_tick_runs_nothing_and_says_why(tmp_path: Path) -> None:
+    store, executor, record = _clock_flow(tmp_path, schedule="0 1 * * *", timeZone="America/New_York")
+    tick = _at("2026-11-01T05:00:00+00:00")
+    first = executor.run(record, tick=tick, resume=True)
+    second = FlowExecutor(store, runner_id="runner-b", sleep=lambda s: None).run(
+        store.get_flow(record.name, record.namespace), tick=tick, resume=True)
+    assert first.run is not None and first.run.status == "success"
+    assert second.run is None and second.skipped is not None
+    assert second.skipped.startswith("run prop-flow-29891820 for this slot already exists (succeeded at ")
+    assert len(store.list_runs(record.name, record.namespace)) == 1
+
+
+@pytest.mark.parametrize(
+    ("job", "tick"),
+    [
+        ("df-prop-flow-29891820", "2026-11-01T05:00:00+00:00"),
+        ("df-prop-flow-0", "1970-01-01T00:00:00+00:00"),
+        ("df-prop-flow-manual-12345678", None),  # a run-now Job (its hash may be all digits)
+        ("df-other-flow-29891820", None),
+        ("df-prop-flow-29891820x", None),
+        ("df-prop-flow-", None),
+        ("", None),
+    ],
+)
+def test_the_tick_of_a_job_is_read_from_its_name(job: str, tick: str | None) -> None:
+    from activedataflow.kube.names import tick_of_job
+
+    assert tick_of_job(job, "prop-flow") == (None if tick is None else _at(tick))
+
+
+def test_the_tick_of_a_long_flows_job_is_read_after_its_cut_cronjob_name() -> None:
+    from activedataflow.kube.names import tick_of_job
+
+    flow = "a-flow-whose-name-is-far-too-long-for-a-cronjob-of-its-own"
+    # cut to 52 - 9 characters, the cut's trailing '-' dropped, then '-' and 8 hex digits of its SHA-256
+    cronjob = f"df-{flow}"[:43].rstrip("-") + "-" + hashlib.sha256(flow.encode()).hexdigest()[:8]
+    assert cronjob == "df-a-flow-whose-name-is-far-too-long-for-a-b0fb2d0e"
+    assert tick_of_job(f"{cronjob}-29891820", flow) == _at("2026-11-01T05:00:00+00:00")

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 __all__ = [
+    "CRONJOB_NAME_LIMIT",
     "FLOW_LABEL",
     "HEARTBEAT_LABEL",
     "INSTANTIATE_ANNOTATION",
+    "JOB_NAME_ENV",
+    "JOB_NAME_LABEL",
     "MANAGED_BY",
     "RUN_NAME_LIMIT",
     "RUN_NOW_ANNOTATION",
@@ -23,11 +26,13 @@ __all__ = [
     "STORE_SECRET_KEY",
     "attempt_name",
     "bounded_name",
+    "cronjob_name",
     "labels",
     "manual_run_name",
     "run_name_for",
     "secret_env_name",
     "short_hash",
+    "tick_of_job",
 ]
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "activedataflow"}
@@ -36,6 +41,27 @@ HEARTBEAT_LABEL = "activedataflow.io/heartbeat"
 RUN_NOW_ANNOTATION = "activedataflow.io/run-now"
 SPEC_HASH_ANNOTATION = "activedataflow.io/spec-hash"
 INSTANTIATE_ANNOTATION = "cronjob.kubernetes.io/instantiate"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # the Job controller's label on the Pods of a Job
+JOB_NAME_ENV = "ADF_JOB_NAME"  # the runner's Job, from that label by the downward API
+CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends "-<unix minutes>" to name its Jobs (63 at most)
+
+
+def cronjob_name(flow_name: str) -> str:
+    """The CronJob of a ``runtime.type: cronjob`` flow: ``df-<flow>``, a long name cut and a hash of it appended."""
+    name = f"df-{flow_name}"
+    if len(name) <= CRONJOB_NAME_LIMIT:
+        return name
+    return bounded_name(name, f"-{short_hash(flow_name)}", CRONJOB_NAME_LIMIT)
+
+
+def tick_of_job(job_name: str, flow_name: str) -> datetime | None:
+    """The tick the CronJob controller started Job ``job_name`` of flow ``flow_name``'s CronJob for
+    (it names the Job ``<cronjob>-<tick in unix minutes>``), or None for any other Job (run-now)."""
+    prefix = f"{cronjob_name(flow_name)}-"
+    minutes = job_name[len(prefix):] if job_name.startswith(prefix) else ""
+    if not (minutes.isascii() and minutes.isdigit()) or len(minutes) > 12:
+        return None
+    return datetime.fromtimestamp(int(minutes) * 60, UTC)
 
 # The one Secret per flow namespace that holds the store URL for the runner pods (the operator's mirror of
 # the store Secret of the release namespace; every CronJob of the namespace reads ADF_STORE_URL from it).

@@ -156,6 +156,9 @@ def run_job_as_kubelet(
     for var in container.get("env", []):
         if "value" in var:
             env[var["name"]] = var["value"]
+        elif "fieldRef" in var["valueFrom"]:  # the downward API: the Job controller labels its Pods with the Job's name
+            assert var["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+            env[var["name"]] = job["metadata"]["name"]
         else:
             ref = var["valueFrom"]["secretKeyRef"]
             secret = kube.get("secret", ref["name"], "-n", namespace)

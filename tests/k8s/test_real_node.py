@@ -23,8 +23,10 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -411,6 +413,59 @@ def test_a_scheduled_tick_during_a_run_now_run_runs_nothing_for_a_forbid_flow(
     assert not [e for e in events if e["reason"] == "UnexpectedJob"], events  # run-now Jobs are the DataFlow's
     assert sink_rows(dbs) == expected_rows(60)
     node.kubectl("delete", "dataflow", "one-at-a-time", "-n", ns, "--wait=true")
+
+
+def _job_for_tick(node: Node, namespace: str, cronjob: str, tick: datetime, zone: str) -> dict[str, Any]:
+    """The Job the CronJob controller would start for ``tick``: ``<cronjob>-<tick in unix minutes>``
+    from its jobTemplate, annotated with the tick (no owner: the controller leaves it alone)."""
+    template = node.get("cronjob", cronjob, "-n", namespace)["spec"]["jobTemplate"]
+    meta = template.get("metadata") or {}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": f"{cronjob}-{int(tick.timestamp()) // 60}", "namespace": namespace,
+            "labels": meta.get("labels") or {},
+            "annotations": {"batch.kubernetes.io/cronjob-scheduled-timestamp":
+                            tick.astimezone(ZoneInfo(zone)).isoformat()},
+        },
+        "spec": template["spec"],
+    }
+
+
+def test_a_job_for_a_tick_the_store_did_not_expect_runs_that_tick(release: Release, dbs: Databases) -> None:
+    """The CronJob is the clock: a Job the controller starts runs its tick, whatever the store's slot
+    (DST changes part them: issue 11's Berlin 02:30 and New York fall-back days)."""
+    node, ns = release.node, RELEASE_NS
+    orders(dbs, 20)
+    connection_secrets(node, ns, dbs, "clock")
+    zone = "Europe/Berlin"
+    node.apply(dataflow("clock", ns, "clock", schedule="0 0 1 1 *", timeZone=zone, startingDeadlineSeconds=300))
+    node.wait_for(lambda: node.get("cronjobs", "-n", ns, "-l", "activedataflow.io/flow=clock")["items"],
+                  timeout=60, what="the operator to make clock's CronJob")
+    # two of the yearly ticks, long past: Kubernetes would start no Job that late, but the runner must not
+    # judge the tick by the store's slot (the first finds a never-run flow, the second the store's slot
+    # moved on to next year)
+    ticks = [datetime(2025, 1, 1, tzinfo=ZoneInfo(zone)), datetime(2026, 1, 1, tzinfo=ZoneInfo(zone))]
+    names = []
+    try:
+        for tick in ticks:
+            job = _job_for_tick(node, ns, "df-clock", tick, zone)
+            node.apply(job)
+            name = f"clock-{int(tick.timestamp()) // 60}"  # <flow>-<tick in unix minutes>
+            run = wait_run(node, ns, "clock", timeout=180, where=lambda r, n=name: r["metadata"]["name"] == n)
+            assert run["spec"]["scheduledFor"] == tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert run["status"]["trigger"] == "schedule"
+            names.append(name)
+        assert [r["metadata"]["name"] for r in runs_of(node, ns, "clock")] == names
+        next_run = node.get("dataflow", "clock", "-n", ns)["status"]["nextRunAt"]
+        now = datetime.now(UTC)
+        assert next_run == datetime(now.year + 1, 1, 1, tzinfo=ZoneInfo(zone)).astimezone(UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    finally:
+        for tick in ticks:
+            node.kubectl("delete", "job", f"df-clock-{int(tick.timestamp()) // 60}", "-n", ns, "--wait=false",
+                         check=False)
+        node.kubectl("delete", "dataflow", "clock", "-n", ns, "--wait=true", check=False)
 
 
 def test_a_heartbeat_flow_runs_from_the_shared_heartbeat_cronjob(release: Release, dbs: Databases) -> None:

@@ -66,8 +66,10 @@ def test_seconds_never_map_to_cron() -> None:
     assert cron_for_interval(30) is None
 
 
-def test_cron_macro_is_written_as_five_fields() -> None:
-    assert cron_schedule(dataflow(schedule="@hourly")) == "0 * * * *"
+@pytest.mark.parametrize("schedule", ["@hourly", "@every 90m", "0 0 ? * *", " 0  2 * * 1-5"])
+def test_the_schedule_goes_to_the_cronjob_as_written(schedule: str) -> None:
+    # the model accepts what the API server accepts and reads it as the controller does
+    assert cron_schedule(dataflow(schedule=schedule)) == schedule
 
 
 def test_flow_cronjob_maps_the_spec(runner) -> None:
@@ -88,6 +90,24 @@ def test_flow_cronjob_maps_the_spec(runner) -> None:
     assert pod["serviceAccountName"] == "adf-runner"
     assert container(cj)["image"] == "registry.example/adf:1.2"
     assert container(cj)["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop"]
+
+
+def test_the_runner_of_a_flows_cronjob_is_told_its_jobs_name(runner) -> None:
+    # the CronJob controller names a Job <cronjob>-<tick in unix minutes>: the runner runs that tick
+    cj = build_flow_cronjob(dataflow(), owner=dataflow_body(), runner=runner, store=STORE)
+    env = {e["name"]: e for e in container(cj)["env"]}
+    assert env["ADF_JOB_NAME"] == {
+        "name": "ADF_JOB_NAME",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}},
+    }
+
+
+def test_the_runner_of_the_heartbeat_cronjob_is_told_its_schedule(runner) -> None:
+    # from which it computes its flows' status.nextRunAt as the operator does
+    flow = dataflow(runtime={"type": "heartbeat"})
+    cj = build_heartbeat_cronjob("shop", [(flow, dataflow_body())], runner=runner, store=STORE)
+    env = {e["name"]: e.get("value") for e in container(cj)["env"]}
+    assert env["ADF_HEARTBEAT_SCHEDULE"] == runner.heartbeat_schedule == cj["spec"]["schedule"]
 
 
 def test_flow_cronjob_is_controlled_by_its_dataflow_and_labelled(runner) -> None:

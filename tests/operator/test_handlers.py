@@ -265,6 +265,28 @@ def test_interval_cron_cannot_express_is_invalid_spec_naming_spec_interval(ctx: 
     assert cond["message"].startswith("spec.interval: '7m' cannot be expressed exactly as a cron schedule")
 
 
+@pytest.mark.parametrize("schedule", ["0 0 * * 7", "0 0 L * *", "0 0 * * 5L", "0 0 * * 1#2"])
+def test_a_schedule_the_api_server_refuses_is_invalid_spec_and_gets_no_cronjob(
+    ctx: Context, kube: MemoryKube, schedule: str
+) -> None:
+    body = apply_flow(kube, schedule=schedule)
+    with pytest.raises(kopf.PermanentError):
+        reconcile(ctx, kube, body)
+    cond = ready(fresh(kube, body)["status"])
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert cond["message"].startswith(f"spec.schedule: '{schedule}' is not a cron schedule Kubernetes accepts: ")
+    assert kube.names(CRONJOB, "shop") == []
+
+
+@pytest.mark.parametrize("schedule", ["0 0 ? * *", "@every 5m"])
+def test_a_schedule_the_api_server_takes_gets_its_cronjob_as_written(
+    ctx: Context, kube: MemoryKube, schedule: str
+) -> None:
+    status = reconcile(ctx, kube, apply_flow(kube, schedule=schedule))
+    assert ready(status)["status"] == "True"
+    assert kube.get(CRONJOB, "shop", "df-paid-orders")["spec"]["schedule"] == schedule
+
+
 def test_the_same_interval_is_fine_for_a_heartbeat_flow(ctx: Context, kube: MemoryKube) -> None:
     status = reconcile(ctx, kube, apply_flow(kube, schedule=None, interval="7m", runtime={"type": "heartbeat"}))
     assert ready(status)["status"] == "True"

@@ -17,7 +17,7 @@ from tests.operator.memkube import MemoryKube
 from tests.services import free_port
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
-FLOW = FlowRecord(name="paid-orders", namespace="shop", spec={})
+FLOW = FlowRecord(name="paid-orders", namespace="shop", spec=dataflow_body()["spec"])
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_run_started_creates_a_running_dataflowrun_owned_by_the_flow(kube: Memor
 
 
 def test_run_finished_updates_the_run_and_the_flow_status(kube: MemoryKube) -> None:
-    reflector, run = KubeReflector(kube), started(0)
+    reflector, run = KubeReflector(kube, clock=lambda: T0), started(0)
     reflector.run_started(FLOW, run)
     done = finished(run)
     reflector.run_finished(FLOW, done, cursor="2025-03-01T09:59:00", next_run_at=T0 + timedelta(minutes=15))
@@ -157,3 +157,21 @@ def test_an_unreachable_api_server_turns_reflection_off_quickly(
     began = time.monotonic()
     assert isinstance(reflector_from_env(), NullReflector)
     assert time.monotonic() - began < 5
+
+
+def test_a_heartbeat_flows_next_run_is_the_heartbeat_tick_that_will_run_it(kube: MemoryKube) -> None:
+    # due at 10:07 (interval 7m), run by the shared CronJob '*/5 * * * *': the operator says 10:10, and so
+    # does the runner (it wrote the store's 10:07 before, and the status flipped between the two)
+    spec = dataflow_body()["spec"] | {"interval": "7m", "runtime": {"type": "heartbeat"}}
+    spec.pop("schedule")
+    flow = FlowRecord(name="paid-orders", namespace="shop", spec=spec)
+    reflector = KubeReflector(kube, clock=lambda: T0, heartbeat_schedule="*/5 * * * *")
+    reflector.run_finished(flow, finished(started(0)), cursor=None, next_run_at=T0 + timedelta(minutes=7))
+    assert flow_status(kube)["nextRunAt"] == "2025-03-01T10:10:00Z"
+
+
+def test_a_suspended_flows_next_run_is_cleared(kube: MemoryKube) -> None:
+    flow = FlowRecord(name="paid-orders", namespace="shop", spec=dataflow_body()["spec"] | {"suspend": True})
+    KubeReflector(kube, clock=lambda: T0).run_finished(flow, finished(started(0)), cursor=None,
+                                                       next_run_at=T0 + timedelta(minutes=15))
+    assert "nextRunAt" not in flow_status(kube) or flow_status(kube)["nextRunAt"] is None
