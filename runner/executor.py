@@ -534,6 +534,8 @@ class FlowExecutor:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     sink.rollback()
+            if sink is not None:  # the rows refused so far, the one past maxFailedRecords included
+                failed = sink.stats.failed + len(row_errors)
             err.counts = Counts(read, sink.stats.written if sink else written, failed)  # type: ignore[attr-defined]
             raise
         finally:

@@ -24,10 +24,12 @@ Columns are ``columns`` when given, else the fields of the first entry or key;
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
 import logging
+import math
 import string
 import threading
 import uuid
@@ -40,6 +42,7 @@ import redis
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
 from .base import Batch, Row
+from .codec import interval_iso, json_text
 from .common import BufferedSinkWriter, ClosingSourceReader
 
 __all__ = ["RedisSinkWriter", "RedisSourceReader", "compile_key_template", "redis_client"]
@@ -131,7 +134,9 @@ def _hash_value(value: Any) -> str | bytes:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=_json_default, separators=(",", ":"))
+        return json_text(value)
+    if isinstance(value, dt.timedelta):
+        return interval_iso(value)
     return str(value)
 
 
@@ -141,10 +146,20 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        return base64.b64encode(value).decode()
     if isinstance(value, dt.timedelta):
-        return value.total_seconds()
+        return interval_iso(value)
     raise TypeError(f"a {type(value).__name__} value cannot be written as JSON")
+
+
+def _json_row(columns: Sequence[str], row: Row) -> str:
+    """The row as one JSON object; a value JSON cannot hold (NaN, infinity) fails it, naming the column."""
+    try:
+        return json.dumps(dict(zip(columns, row, strict=True)), default=_json_default, separators=(",", ":"),
+                          allow_nan=False)
+    except ValueError:
+        bad = next(c for c, v in zip(columns, row, strict=True) if isinstance(v, float) and not math.isfinite(v))
+        raise ValueError(f"column {bad}: {row[columns.index(bad)]} is not a JSON number") from None
 
 
 class RedisSinkWriter(BufferedSinkWriter):
@@ -180,8 +195,7 @@ class RedisSinkWriter(BufferedSinkWriter):
             try:
                 key = template.format(*parts)
                 if self.spec.format == "json":
-                    payload = json.dumps(dict(zip(cols, row, strict=True)), default=_json_default,
-                                         separators=(",", ":"))
+                    payload = _json_row(cols, row)
                     pipe.set(key, payload, ex=ttl)
                     commands.append((n, 1))
                 else:
