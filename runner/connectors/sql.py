@@ -27,6 +27,10 @@ split in halves until the bad rows are isolated: they are counted in
 ``stats.failed`` (first few errors kept), the good rows are written. More
 failed rows than ``maxFailedRecords`` raise :class:`ConnectorError`.
 
+Values in transit go through :mod:`.codec` (README, "Types in transit"): the reader gets JSON
+as its text and PostgreSQL intervals as ISO 8601, the sink maps each value into its column's type
+before any write strategy sees it, and a value its column cannot hold fails its row, naming the column.
+
 Cursor values (``Batch.cursor``) are JSON-safe and round-trip exactly:
 :func:`encode_cursor_value` / :func:`decode_cursor_value`.
 """
