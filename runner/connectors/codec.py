@@ -30,7 +30,9 @@ Writing (:func:`sink_encoder`, on the sink's target columns, before any write st
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import decimal
 import json
 import math
 import uuid
@@ -44,8 +46,8 @@ from sqlalchemy.dialects import postgresql
 
 from .base import Row
 
-__all__ = ["JsonDocument", "JsonText", "RowEncoder", "interval_iso", "json_text", "read_faithfully",
-           "sink_encoder", "sink_table"]
+__all__ = ["JsonDocument", "JsonText", "RowEncoder", "interval_iso", "json_default", "json_text",
+           "read_faithfully", "sink_encoder", "sink_table"]
 
 
 class JsonText(str):
@@ -56,16 +58,20 @@ class JsonText(str):
 
 def json_text(value: Any) -> str:
     """Lists, tuples and dicts (PostgreSQL arrays, composite values from a python step) as JSON text."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=json_default)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, uuid.UUID):
+def json_default(value: Any) -> Any:
+    """A value JSON has no type for, as a JSON string: decimals and uuids their text, dates and times ISO 8601,
+    intervals ISO 8601 (:func:`interval_iso`), bytes base64. Anything else is a TypeError (the row fails)."""
+    if isinstance(value, decimal.Decimal | uuid.UUID):
         return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
+    if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dt.timedelta):
         return interval_iso(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
     raise TypeError(f"a {type(value).__name__} value cannot be written as JSON")
 
 
@@ -186,7 +192,7 @@ def _json_document(check: bool) -> Encode:
                 except ValueError:
                     raise ValueError(f"{value[:40]!r} is not JSON text") from None
             return str(value)
-        return json.dumps(value, allow_nan=False, default=_json_default)
+        return json.dumps(value, allow_nan=False, default=json_default)
 
     return encode
 
