@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,7 +257,7 @@ class Arrived:
 
 
 def flow_for(src_url: str, sink_url: str, sink: str, table: str, *, max_failed: int = 1000,
-             name: str = "types", source_table: str = "src") -> Any:
+             name: str = "types", source_table: str = "src", columns: Sequence[str] = ()) -> Any:
     if sink in (RHASH, RJSON):
         sink_spec: dict[str, Any] = {"type": "redis", "connection": {"url": sink_url}, "keyTemplate": table + ":{id}",
                                      "format": "hash" if sink == RHASH else "json", "maxFailedRecords": max_failed}
@@ -267,7 +267,8 @@ def flow_for(src_url: str, sink_url: str, sink: str, table: str, *, max_failed: 
     return parse_dataflow({
         "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
         "spec": {"interval": "5m", "sink": sink_spec,
-                 "transform": [{"filter": "row.id >= 0"}],  # through the generated row loop / a WHERE in SQL
+                 # through the generated row loop (each value through an expression) / a WHERE and SELECT in SQL
+                 "transform": [{"filter": "row.id >= 0"}, {"set": {c: f"row.{c}" for c in columns}}],
                  "source": {"type": "sql", "connection": {"url": src_url}, "table": source_table,
                             "batchSize": 50}},
     })
@@ -322,7 +323,7 @@ def run_flow(dbs: Databases, src: str, sink: str, plan: str, table: str, types: 
     sink_url = dbs.redis if sink in (RHASH, RJSON) else dbs.urls[sink]
     if sink not in (RHASH, RJSON):
         make_table(sink_url, sink, table, types)
-    f = flow_for(dbs.urls[src], sink_url, sink, table, max_failed=max_failed)
+    f = flow_for(dbs.urls[src], sink_url, sink, table, max_failed=max_failed, columns=[t.name for t in types])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ADF_PUSHDOWN", "on" if plan == "pushdown" else "off")
         if plan == "generic":
