@@ -546,6 +546,7 @@ class FlowExecutor:
             if sink is not None:
                 with contextlib.suppress(Exception):
                     sink.rollback()
+                failed = sink.stats.failed + len(row_errors)  # the rows refused so far, the one past the limit too
             err.counts = Counts(read, sink.stats.written if sink else written, failed)  # type: ignore[attr-defined]
             raise
         finally:

@@ -370,9 +370,6 @@ def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:
         if temporal is not None:
             sql_plan.columns[name] = _sqlite_temporal_output(expr, name, temporal, target.table.c[name].type)
             continue
-        if isinstance(expr.type, sa.JSON):
-            raise NotPushable(f"column '{name}' is SQLite JSON text: the row path rewrites it with json.dumps, "
-                              "SQL would copy it as written")
         out = sqlite_decimal_output(expr, name)
         if not isinstance(sql_kind(out.type, "sqlite"), Scaled):
             continue

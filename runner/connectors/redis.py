@@ -6,10 +6,12 @@ or as a JSON string (``SET``), with an optional TTL; each flush of
 ``batchSize`` rows is one MULTI/EXEC pipeline. Redis has no rollback: a row
 once flushed stays, and a re-run overwrites the same keys (idempotent).
 
-Hash field values are text: numbers and Decimals as ``str()``, datetimes as
-ISO 8601, booleans ``true``/``false``, lists/dicts as JSON; NULL fields are
-left out. JSON values keep numbers and booleans; Decimals and datetimes
-become strings (exact).
+Hash field values are text: numbers and Decimals as ``str()``, datetimes and
+intervals as ISO 8601, booleans ``true``/``false``, lists/dicts as JSON text,
+bytes as they are; NULL fields are left out. JSON values keep numbers,
+booleans and lists; Decimals, datetimes, intervals and JSON documents read
+from SQL become strings (exact), bytes base64 (:func:`.codec.json_default`);
+NaN and infinities fail the row, naming the column (JSON has no such number).
 
 Source (:class:`RedisSourceReader`):
 
@@ -25,12 +27,11 @@ Columns are ``columns`` when given, else the fields of the first entry or key;
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import json
 import logging
+import math
 import string
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ import redis
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
 from .base import Batch, Row
+from .codec import interval_iso, json_default, json_text
 from .common import BufferedSinkWriter, ClosingSourceReader
 
 __all__ = ["RedisSinkWriter", "RedisSourceReader", "compile_key_template", "redis_client"]
@@ -131,20 +133,20 @@ def _hash_value(value: Any) -> str | bytes:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, dict | list | tuple):
-        return json.dumps(value, default=_json_default, separators=(",", ":"))
+        return json_text(value)
+    if isinstance(value, dt.timedelta):
+        return interval_iso(value)
     return str(value)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return str(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    raise TypeError(f"a {type(value).__name__} value cannot be written as JSON")
+def _json_row(columns: Sequence[str], row: Row) -> str:
+    """The row as one JSON object; a value JSON cannot hold (NaN, infinity) fails it, naming the column."""
+    try:
+        return json.dumps(dict(zip(columns, row, strict=True)), default=json_default, separators=(",", ":"),
+                          allow_nan=False)
+    except ValueError:
+        bad = next(c for c, v in zip(columns, row, strict=True) if isinstance(v, float) and not math.isfinite(v))
+        raise ValueError(f"column {bad}: {row[columns.index(bad)]} is not a JSON number") from None
 
 
 class RedisSinkWriter(BufferedSinkWriter):
@@ -180,8 +182,7 @@ class RedisSinkWriter(BufferedSinkWriter):
             try:
                 key = template.format(*parts)
                 if self.spec.format == "json":
-                    payload = json.dumps(dict(zip(cols, row, strict=True)), default=_json_default,
-                                         separators=(",", ":"))
+                    payload = _json_row(cols, row)
                     pipe.set(key, payload, ex=ttl)
                     commands.append((n, 1))
                 else:

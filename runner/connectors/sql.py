@@ -27,6 +27,10 @@ split in halves until the bad rows are isolated: they are counted in
 ``stats.failed`` (first few errors kept), the good rows are written. More
 failed rows than ``maxFailedRecords`` raise :class:`ConnectorError`.
 
+Values in transit go through :mod:`.codec` (README, "Types in transit"): the reader gets JSON
+as its text and PostgreSQL intervals as ISO 8601, the sink maps each value into its column's type
+before any write strategy sees it, and a value its column cannot hold fails its row, naming the column.
+
 Cursor values (``Batch.cursor``) are JSON-safe and round-trip exactly:
 :func:`encode_cursor_value` / :func:`decode_cursor_value`.
 """
@@ -51,6 +55,7 @@ from sqlalchemy.engine import URL
 
 from ...errors import ConfigError, ConnectorError, redact
 from ...model import SqlSink, SqlSource, Where
+from . import codec
 from .base import Batch, Row
 from .common import BufferedSinkWriter, ClosingSourceReader
 
@@ -356,6 +361,7 @@ class SqlSourceReader(ClosingSourceReader):
         with self._conn.begin():
             table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
             unique_keys = _unique_keys(table, self._conn)
+            codec.read_faithfully(self._conn, table)  # JSON as its text, PostgreSQL interval as ISO 8601
         out = [check_column(table, c, field=f"{f}.columns[{i}]").name for i, c in enumerate(spec.columns or [])]
         if not out:
             out = list(table.c.keys())
@@ -636,6 +642,7 @@ class SqlSinkWriter(BufferedSinkWriter):
         self.url = url
         self.target: SinkTarget | None = None
         self.strategy: WriteStrategy | None = None
+        self.encoder: codec.RowEncoder | None = None  # the values' mappings into the target's column types
         self._engine: sa.Engine | None = None
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
@@ -649,7 +656,8 @@ class SqlSinkWriter(BufferedSinkWriter):
             with self._conn.begin():
                 table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
                 unique_keys = _unique_keys(table, self._conn)
-            self.target = self._target(table, tuple(columns), unique_keys)
+            self.target = self._target(codec.sink_table(table), tuple(columns), unique_keys)
+            self.encoder = codec.sink_encoder(self.target.table, self.target.columns, self.target.dialect)
             self.strategy = write_strategy_for(self.target)
         except BaseException:
             self.close()
@@ -699,9 +707,25 @@ class SqlSinkWriter(BufferedSinkWriter):
         assert conn is not None, "open() first"
         if self._tx is None:
             self._tx = conn.begin()
-        self._write_isolating(conn, rows, first_row)
+        if self.encoder is None:
+            self._write_isolating(conn, rows, first_row)
+        else:
+            self._write_encoded(conn, rows, first_row)
         if self.spec.transaction == "none":
             self._commit_tx()
+
+    def _write_encoded(self, conn: sa.Connection, rows: list[Row], first_row: int) -> None:
+        """Rows through the codec's mappings; a row with a value its column cannot hold fails, naming the column."""
+        assert self.encoder is not None
+        encoded, failed = self.encoder.encode(rows)
+        start = 0
+        for i in sorted(failed):
+            if i > start:
+                self._write_isolating(conn, encoded[start:i], first_row + start)
+            self._row_failed(f"row {first_row + i} ({self._identify(rows[i])}): {failed[i]}")
+            start = i + 1
+        if start < len(encoded):
+            self._write_isolating(conn, encoded[start:], first_row + start)
 
     def _write_isolating(self, conn: sa.Connection, rows: list[Row], first_row: int) -> None:
         """Write ``rows`` in a SAVEPOINT; on a data error split them until the bad rows are found."""
