@@ -19,9 +19,11 @@ import pytest
 from activedataflow.runner.server import client_allowed, make_app, parse_allowlist
 
 from tests.cli_helpers import ORDERS, adf, manifest, sqlite_fact, sqlite_orders
+from tests.secrets_scan import register_secret, seen
 from tests.services import free_port, wait_port
 
 TOKEN = "hb-token-123"
+register_secret(TOKEN)
 
 
 def post(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -62,7 +64,9 @@ def start_server(tmp_path: Path, *, host: str, allow: str = "") -> Iterator[str]
         yield f"http://{'[::1]' if host == '::1' else host}:{port}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        out, err = proc.communicate(timeout=10)
+        seen("adf serve stdout", out)
+        seen("adf serve stderr", err)
 
 
 @pytest.fixture
