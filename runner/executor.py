@@ -501,8 +501,8 @@ class FlowExecutor:
         source = open_source(spec.source, src_url)
         sink: SinkWriter | None = None
         deadline = current_deadline()
-        reading = f"reading {address_of(spec.source, src_url)}"
-        writing = f"writing to {address_of(spec.sink, sink_url)}"
+        reading = f"reading {address_of(spec.source, src_url)}" if deadline else None
+        writing = f"writing to {address_of(spec.sink, sink_url)}" if deadline else None
 
         def step(activity: str | None) -> None:
             """Between batches: fail the run once its time is up (the watchdog for what has no timeout)."""
@@ -535,7 +535,7 @@ class FlowExecutor:
                 if lease.lost.is_set():
                     raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
                 read += len(batch.rows)
-                step(f"transforming rows read from {address_of(spec.source, src_url)}")
+                step(f"transforming rows read from {address_of(spec.source, src_url)}" if deadline else None)
                 rows = pipeline.apply(batch.rows, on_error=on_row_error)
                 step(writing)
                 if not sink_open and pipeline.columns_known:

@@ -13,7 +13,7 @@ can cause surfaces there, naming the field::
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+from ...errors import ConfigError, UserError
 from ...model import RedisSink, RedisSource, SqlSink, SqlSource
 from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
 
@@ -25,7 +25,10 @@ def address_of(spec: SqlSource | SqlSink | RedisSource | RedisSink, url: str) ->
     if isinstance(spec, SqlSource | SqlSink):
         from .sql import _address, _parse_url
 
-        return f"{spec.table} at {_address(_parse_url(url, 'url'))}"
+        try:
+            return f"{spec.table} at {_address(_parse_url(url, 'url'))}"
+        except UserError:  # not a database URL: the connector says so when it opens
+            return spec.table
     from .redis import _address as redis_address
 
     return f"Redis at {redis_address(url)}"
