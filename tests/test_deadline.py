@@ -7,6 +7,7 @@ SQLite), or a SQLite statement never ends. Deadlines below are guards, not measu
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import textwrap
 import time
@@ -232,3 +233,53 @@ def test_statements_after_the_deadline_get_the_cleanup_time() -> None:
             pass
         assert deadline.statement_seconds() == CLEANUP_SECONDS
         assert deadline.statement_ms() == CLEANUP_SECONDS * 1000
+
+
+def test_a_redis_source_that_never_answers_fails_the_run_at_the_timeout(
+    tmp_path: Path, executor: FlowExecutor
+) -> None:
+    """A server that accepts the connection and never replies (a stopped or partitioned Redis): the client's
+    socket timeout is the time left, not its default minute."""
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                accepted.append(silent.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = silent.getsockname()[1]
+    dst = tmp_path / "dst.db"
+    with sqlite3.connect(dst) as db:
+        db.execute("CREATE TABLE dst (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    text = textwrap.dedent(
+        f"""\
+        apiVersion: activedataflow.io/v1alpha1
+        kind: DataFlow
+        metadata: {{name: silent-redis, namespace: test}}
+        spec:
+          interval: 5m
+          runtime: {{timeoutSeconds: {TIMEOUT}}}
+          source: {{type: redis, connection: {{url: "redis://127.0.0.1:{port}/0"}}, keyPattern: "order:*"}}
+          sink: {{type: sql, connection: {{url: "sqlite:///{dst}"}}, table: dst}}
+        """
+    )
+    try:
+        failed, elapsed = run(executor, parse_dataflow(yaml.safe_load(text)))
+    finally:
+        stop.set()
+        for conn in accepted:
+            conn.close()
+        silent.close()
+    assert failed.status == "failed"
+    assert failed.error_message.startswith(f"timed out after {TIMEOUT} s (runtime.timeoutSeconds) while ")
+    assert f"Redis at 127.0.0.1:{port}/0" in failed.error_message
+    assert elapsed < GUARD_SECONDS
