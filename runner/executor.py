@@ -270,7 +270,7 @@ class FlowExecutor:
             outcome.attempts.append(run)
             if run.status == "success" or attempt > retries.limit:
                 break
-            delay = retries.backoffSeconds * 2 ** (attempt - 1)
+            delay = retries.delay(attempt)
             log.info("flow %s/%s attempt %d failed; retrying in %ss", flow.namespace, flow.name, attempt, delay)
             self.sleep(delay)
             attempt += 1
@@ -317,7 +317,7 @@ class FlowExecutor:
             return previous.attempt + 1
         if previous.attempt <= retries.limit and not (previous.error_message or "").startswith(REPLACED):
             if previous.ended_at is not None:  # the rest of the backoff its runner did not wait out
-                due = previous.ended_at + timedelta(seconds=retries.backoffSeconds * 2 ** (previous.attempt - 1))
+                due = previous.ended_at + timedelta(seconds=retries.delay(previous.attempt))
                 if (left := (due - utcnow()).total_seconds()) > 0:
                     self.sleep(left)
             return previous.attempt + 1
