@@ -304,11 +304,22 @@ class Retries(Model):
     limit: int = Field(default=0, ge=0, le=100)
     backoffSeconds: int = Field(default=30, ge=0)
 
+    def delay(self, attempt: int) -> int:
+        """Seconds between failed attempt ``attempt`` (1, 2 ...) and the next: ``backoffSeconds * 2**(n-1)``."""
+        return int(self.backoffSeconds * 2 ** (attempt - 1))
+
 
 class Runtime(Model):
     type: Literal["cronjob", "heartbeat"] = "cronjob"
-    timeoutSeconds: int | None = Field(default=None, ge=1)
+    timeoutSeconds: int | None = Field(default=None, ge=1)  # each attempt's, enforced by the runner
     retries: Retries = Field(default_factory=Retries)
+
+    def all_attempts_seconds(self) -> int | None:
+        """The longest a run takes with every attempt timed out and every backoff waited (None: no timeout)."""
+        if self.timeoutSeconds is None:
+            return None
+        attempts = self.retries.limit + 1
+        return attempts * self.timeoutSeconds + sum(self.retries.delay(n) for n in range(1, attempts))
 
 
 class DataFlowSpec(Model):

@@ -82,6 +82,7 @@ HEARTBEAT_CRONJOB = "adf-heartbeat"
 CONTAINER = "adf"
 JOB_NAME_LIMIT = 63
 LOST_RUNNER_RETRIES = 2  # Pods of a flow's Job replaced after their runner died (see runner_job_failure_handling)
+JOB_DEADLINE_GRACE_SECONDS = 60  # a Job's activeDeadlineSeconds beyond its runner's last attempt: to record the run
 MANUAL_JOB_TTL_SECONDS = 86400  # a finished run-now Job (and its Pod's log) is kept for a day; its run for longer
 FLOW_FAILED_EXIT = 1  # `adf heartbeat`: a flow run failed, after its in-process retries (CONTRACT.md)
 
@@ -252,8 +253,10 @@ def build_flow_cronjob(
             job_name=True,
         ),
     }
-    if spec.runtime.timeoutSeconds is not None:
-        job_spec["activeDeadlineSeconds"] = spec.runtime.timeoutSeconds
+    if (runner_deadline := spec.runtime.all_attempts_seconds()) is not None:
+        # a backstop: the runner times out each attempt itself and records the run failed; a Job killed first
+        # would leave it in_progress until its lease lapsed, and a first attempt's timeout would kill the retries
+        job_spec["activeDeadlineSeconds"] = runner_deadline + JOB_DEADLINE_GRACE_SECONDS
     cron: dict[str, Any] = {
         "schedule": cron_schedule(flow),
         "suspend": spec.suspend,

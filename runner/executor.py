@@ -43,6 +43,8 @@ from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
 from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
 from ..store.common import is_lease_lapsed, is_lease_lost
+from .connectors import address_of
+from .deadline import Deadline, RunTimedOut, current_deadline, run_deadline
 from .notify import Notifier
 
 if TYPE_CHECKING:
@@ -280,7 +282,7 @@ class FlowExecutor:
             outcome.attempts.append(run)
             if run.status == "success" or attempt > retries.limit:
                 break
-            delay = retries.backoffSeconds * 2 ** (attempt - 1)
+            delay = retries.delay(attempt)
             log.info("flow %s/%s attempt %d failed; retrying in %ss", flow.namespace, flow.name, attempt, delay)
             self.sleep(delay)
             attempt += 1
@@ -327,7 +329,7 @@ class FlowExecutor:
             return previous.attempt + 1
         if previous.attempt <= retries.limit and not (previous.error_message or "").startswith(REPLACED):
             if previous.ended_at is not None:  # the rest of the backoff its runner did not wait out
-                due = previous.ended_at + timedelta(seconds=retries.backoffSeconds * 2 ** (previous.attempt - 1))
+                due = previous.ended_at + timedelta(seconds=retries.delay(previous.attempt))
                 if (left := (due - utcnow()).total_seconds()) > 0:
                     self.sleep(left)
             return previous.attempt + 1
@@ -422,15 +424,21 @@ class FlowExecutor:
         progress.started(flow, run)
         counts = Counts()
         cursor: Any = record.cursor
+        deadline: Deadline | None = None
         try:
-            with _Lease(self.store, run.id, self.lease_seconds) as lease:
+            with _Lease(self.store, run.id, self.lease_seconds) as lease, \
+                    run_deadline(flow.spec.runtime.timeoutSeconds) as deadline:
                 counts, cursor = self._move_rows(flow, run, record.cursor, progress, lease)
             final = self.store.finish_run(
                 run.id, status="success", now=utcnow(), counts=counts, cursor=cursor, commit_cursor=True
             )
         except Exception as err:
             counts = getattr(err, "counts", counts)
-            message = redact(str(err) if isinstance(err, UserError | RunAborted) else f"{type(err).__name__}: {err}")
+            if deadline is not None and (deadline.expired() or isinstance(err, RunTimedOut)):
+                message = redact(deadline.reason())  # whatever the driver said when its statement was stopped
+            else:
+                message = redact(str(err) if isinstance(err, UserError | RunAborted)
+                                 else f"{type(err).__name__}: {err}")
             final = self.store.finish_run(
                 run.id,
                 status="failed",
@@ -461,11 +469,19 @@ class FlowExecutor:
         spec = flow.spec
         src_url = resolve_url(spec.source.connection, namespace=flow.namespace, field="spec.source.connection")
         sink_url = resolve_url(spec.sink.connection, namespace=flow.namespace, field="spec.sink.connection")
+        deadline = current_deadline()
+        if deadline is not None:
+            deadline.check(f"planning the run (reading the tables {address_of(spec.source, src_url)} and "
+                           f"{address_of(spec.sink, sink_url)})")
         plan = plan_flow(flow, src_url, sink_url, cursor=cursor)
         if plan.kind == "pushdown":  # one SQL statement in the database (runner/plan.py)
+            if deadline is not None:
+                deadline.check(f"running the push-down statement in {address_of(spec.sink, sink_url)}")
             pushed = self._push_down(flow, plan, cursor, progress)
             if pushed is not None:
                 return pushed
+            if deadline is not None:
+                deadline.check()  # a push-down stopped by the timeout: no row path after it
         return self._row_path(flow, run, src_url, sink_url, cursor, progress, lease)
 
     def _push_down(self, flow: DataFlow, plan: Plan, cursor: Any, progress: Progress) -> tuple[Counts, Any] | None:
@@ -496,6 +512,14 @@ class FlowExecutor:
         row_errors: list[str] = []
         source = open_source(spec.source, src_url)
         sink: SinkWriter | None = None
+        deadline = current_deadline()
+        reading = f"reading {address_of(spec.source, src_url)}" if deadline else None
+        writing = f"writing to {address_of(spec.sink, sink_url)}" if deadline else None
+
+        def step(activity: str | None) -> None:
+            """Between batches: fail the run once its time is up (the watchdog for what has no timeout)."""
+            if deadline is not None:
+                deadline.check(activity)
 
         def check_failures() -> int:
             """Rows refused by a transform or by the sink so far; raises past maxFailedRecords."""
@@ -505,13 +529,16 @@ class FlowExecutor:
             return failed
 
         try:
+            step(reading)
             columns = source.open(cursor)
             pipeline = compile_transforms(spec.transform, columns)
             sink = open_sink(spec.sink, sink_url)
             sink_open = False
             if pipeline.columns_known:  # else a python step names its columns with its first row
+                step(writing)
                 sink.open(pipeline.columns)
                 sink_open = True
+            step(reading)
 
             def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
                 row_errors.append(str(err))
@@ -520,7 +547,9 @@ class FlowExecutor:
                 if lease.lost.is_set():
                     raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
                 read += len(batch.rows)
+                step(f"transforming rows read from {address_of(spec.source, src_url)}" if deadline else None)
                 rows = pipeline.apply(batch.rows, on_error=on_row_error)
+                step(writing)
                 if not sink_open and pipeline.columns_known:
                     sink.open(pipeline.columns)
                     sink_open = True
@@ -537,7 +566,9 @@ class FlowExecutor:
                 written = sink.stats.written
                 progress.advanced(read, written, failed)
                 self.store.update_counts(run.id, Counts(read, written, failed))
+                step(reading)
             if sink_open:
+                step(writing)
                 sink.commit()
             written = sink.stats.written
             failed = check_failures()  # the last flush may have refused rows too

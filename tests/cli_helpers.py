@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.secrets_scan import seen
+
 ADF = [sys.executable, "-m", "activedataflow.cli"]
 
 
@@ -16,9 +18,12 @@ def adf(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd
         ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
     full_env.update(env or {})
-    return subprocess.run(
+    result = subprocess.run(
         [*ADF, *args], capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL
     )
+    seen(f"adf {' '.join(args)} stdout", result.stdout)
+    seen(f"adf {' '.join(args)} stderr", result.stderr)
+    return result
 
 
 def heartbeat_in_a_process(store: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
@@ -30,6 +35,8 @@ def heartbeat_in_a_process(store: str, env: dict[str, str]) -> tuple[subprocess.
         "main(['--store', sys.argv[1], 'heartbeat'])\n"
     )
     result = subprocess.run([sys.executable, "-c", probe, store], capture_output=True, text=True, env=env, timeout=60)
+    seen("adf heartbeat stdout", result.stdout)
+    seen("adf heartbeat stderr", result.stderr)
     lines = result.stdout.split("\n")
     return result, set(lines[-2].split()) if len(lines) > 1 else set()
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 from tests.k8s.cluster import Cluster, control_plane
 from tests.k8s.node import Node, real_node
 
+# every test's output is scanned for the secrets the tests use; pytester runs that scan on purpose-made leaks
+pytest_plugins = ["tests.secrets_scan", "pytester"]
+
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 PG_PASSWORD = "adf-test-pw"
+MYSQL_PASSWORD = PG_PASSWORD  # MariaDB's root (one test password: the secret scan looks for each)
 
 
 def free_port() -> int:
@@ -155,12 +156,12 @@ def mysql_server() -> Iterator[str]:
         conn = pymysql.connect(unix_socket=str(tmp / "sock"), user="root")
         with conn.cursor() as cur:
             cur.execute("CREATE DATABASE IF NOT EXISTS adf")
-            cur.execute("ALTER USER 'root'@'localhost' IDENTIFIED BY 'adf-test-pw'")
-            cur.execute("CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY 'adf-test-pw'")
+            cur.execute(f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{MYSQL_PASSWORD}'")
+            cur.execute(f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{MYSQL_PASSWORD}'")
             cur.execute("GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION")
         conn.commit()
         conn.close()
-        yield f"mysql+pymysql://root:adf-test-pw@127.0.0.1:{port}/adf"
+        yield f"mysql+pymysql://root:{MYSQL_PASSWORD}@127.0.0.1:{port}/adf"
     finally:
         proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -386,3 +386,22 @@ def test_a_bare_on_key_as_kubectl_reads_it_means_on() -> None:
 )
 def test_notify_errors_name_the_field(notify: list[dict[str, Any]], message: str) -> None:
     assert message in error_of(lambda d: d["spec"].__setitem__("notify", notify))
+
+
+@given(timeout=st.integers(1, 10**6), limit=st.integers(0, 100), backoff=st.integers(0, 3600))
+def test_all_attempts_outlast_every_attempt_and_backoff(timeout: int, limit: int, backoff: int) -> None:
+    """The Job's deadline (operator/cronjob.py) comes from this: never before the runner's last attempt ends."""
+    from activedataflow.model import Runtime
+
+    spec = {"timeoutSeconds": timeout, "retries": {"limit": limit, "backoffSeconds": backoff}}
+    runtime = Runtime.model_validate(spec)
+    total = runtime.all_attempts_seconds()
+    assert total is not None
+    assert total >= (limit + 1) * timeout + backoff * limit  # each backoff at least backoffSeconds
+    assert total >= (limit + 1) * timeout + (runtime.retries.delay(limit) if limit else 0)
+
+
+def test_a_run_without_a_timeout_has_no_deadline() -> None:
+    from activedataflow.model import Runtime
+
+    assert Runtime.model_validate({"retries": {"limit": 3}}).all_attempts_seconds() is None

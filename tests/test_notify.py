@@ -18,7 +18,10 @@ from activedataflow.runner.executor import FlowExecutor
 from activedataflow.runner.notify import Notifier
 from activedataflow.store import FlowRecord, Store, open_store
 
+from tests.secrets_scan import register_secret
+
 TOKEN = "XyZzYSeCrEtToKeN0123"  # the credential part of a Slack-style webhook URL
+register_secret(TOKEN)
 
 
 class Receiver:

@@ -19,9 +19,11 @@ import pytest
 from activedataflow.runner.server import client_allowed, make_app, parse_allowlist
 
 from tests.cli_helpers import ORDERS, adf, manifest, sqlite_fact, sqlite_orders
+from tests.secrets_scan import register_secret, seen
 from tests.services import free_port, wait_port
 
 TOKEN = "hb-token-123"
+register_secret(TOKEN)
 
 
 def post(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -62,7 +64,9 @@ def start_server(tmp_path: Path, *, host: str, allow: str = "") -> Iterator[str]
         yield f"http://{'[::1]' if host == '::1' else host}:{port}"
     finally:
         proc.terminate()
-        proc.wait(10)
+        out, err = proc.communicate(timeout=10)
+        seen("adf serve stdout", out)
+        seen("adf serve stderr", err)
 
 
 @pytest.fixture
@@ -160,3 +164,132 @@ def test_heartbeat_failure_is_500_with_a_redacted_reason() -> None:
     status, body = asyncio.run(scenario())
     assert status == 500
     assert "lost" in body["error"] and "hunter2" not in body["error"]
+
+
+class IdleExecutor:
+    """Enough of a FlowExecutor for the endpoint's own checks (no flow is ever due)."""
+
+    class store:
+        @staticmethod
+        def ping() -> None:
+            pass
+
+
+async def _started(*, header_timeout: float = 30.0, body_timeout: float = 30.0) -> tuple[Any, int]:
+    from activedataflow.runner.server import app_runner
+    from aiohttp import web
+
+    app = make_app(IdleExecutor(), token=TOKEN, allow=[], body_timeout=body_timeout)  # type: ignore[arg-type]
+    runner = app_runner(app, header_timeout=header_timeout)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the server sent before closing the connection (raises TimeoutError if it keeps it open)."""
+    return await asyncio.wait_for(reader.read(), seconds)
+
+
+async def _healthz(port: int) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    return answer
+
+
+def test_a_client_sending_headers_byte_by_byte_is_disconnected_while_others_are_served() -> None:
+    async def scenario() -> tuple[bytes, bytes]:
+        runner, port = await _started(header_timeout=0.5)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = b"POST /heartbeat HTTP/1.1\r\nHost: x\r\n"
+
+            async def dribble() -> None:
+                for byte in request:  # never the blank line that ends the headers
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+
+            dribbling = asyncio.create_task(dribble())
+            served = await _healthz(port)  # meanwhile, another client is answered
+            sent = await _closed_within(reader, 20)
+            dribbling.cancel()
+            writer.close()
+            return served, sent
+        finally:
+            await runner.cleanup()
+
+    served, sent = asyncio.run(scenario())
+    assert served.startswith(b"HTTP/1.1 200") and b'"ok"' in served
+    assert b"200" not in sent  # closed without an answer
+
+
+def test_a_client_that_never_sends_its_body_gets_408_and_is_disconnected() -> None:
+    async def scenario() -> bytes:
+        runner, port = await _started(body_timeout=0.5)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            await writer.drain()
+            sent = await _closed_within(reader, 20)
+            writer.close()
+            return sent
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 408")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_request_body_over_the_limit_is_413(chunked: bool) -> None:
+    from activedataflow.runner.server import MAX_BODY_BYTES
+
+    async def scenario() -> bytes:
+        runner, port = await _started()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            body = b"x" * (MAX_BODY_BYTES + 1)
+            if chunked:
+                head = b"Transfer-Encoding: chunked\r\n\r\n"
+                payload = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+            else:
+                head, payload = f"Content-Length: {len(body)}\r\n\r\n".encode(), body
+            writer.write(b"POST /heartbeat HTTP/1.1\r\nHost: x\r\n" + head + payload)
+            await writer.drain()
+            sent = await _closed_within(reader, 20)
+            writer.close()
+            return sent
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 413")
+
+
+def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    from activedataflow.runner import server as server_module
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(server_module.hmac, "compare_digest", spy)
+
+    async def scenario() -> int:
+        app = make_app(IdleExecutor(), token=TOKEN, allow=[])  # type: ignore[arg-type]
+        from aiohttp.test_utils import TestClient, TestServer
+
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.post("/heartbeat", headers={"Authorization": "Bearer wrong-token"})
+            return resp.status
+
+    assert asyncio.run(scenario()) == 401
+    assert compared == [(b"wrong-token", TOKEN.encode())]

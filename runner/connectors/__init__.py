@@ -13,11 +13,25 @@ can cause surfaces there, naming the field::
 
 from __future__ import annotations
 
-from ...errors import ConfigError
+from ...errors import ConfigError, UserError
 from ...model import RedisSink, RedisSource, SqlSink, SqlSource
 from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
 
-__all__ = ["Batch", "Row", "SinkStats", "SinkWriter", "SourceReader", "open_sink", "open_source"]
+__all__ = ["Batch", "Row", "SinkStats", "SinkWriter", "SourceReader", "address_of", "open_sink", "open_source"]
+
+
+def address_of(spec: SqlSource | SqlSink | RedisSource | RedisSink, url: str) -> str:
+    """Where ``spec`` reads or writes, for messages: ``orders at db:5432/shop``, never a password."""
+    if isinstance(spec, SqlSource | SqlSink):
+        from .sql import _address, _parse_url
+
+        try:
+            return f"{spec.table} at {_address(_parse_url(url, 'url'))}"
+        except UserError:  # not a database URL: the connector says so when it opens
+            return spec.table
+    from .redis import _address as redis_address
+
+    return f"Redis at {redis_address(url)}"
 
 
 def open_source(spec: SqlSource | RedisSource, url: str, *, field: str = "spec.source") -> SourceReader:

@@ -40,6 +40,7 @@ import redis
 
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
+from ..deadline import current_deadline
 from .base import Batch, Row
 from .codec import interval_iso, json_default, json_text
 from .common import BufferedSinkWriter, ClosingSourceReader
@@ -86,9 +87,11 @@ def redis_client(url: str, *, field: str, decode_responses: bool = False) -> red
         return fakeredis.FakeRedis(server=server, decode_responses=decode_responses)
     # the stubs' overloads of from_url tell Redis[str] from Redis[bytes] by a literal decode_responses
     options: dict[str, Any] = {"decode_responses": decode_responses}
+    deadline = current_deadline()  # a run with runtime.timeoutSeconds: no reply awaited past its time
+    timeout = min(SOCKET_TIMEOUT_SECONDS, deadline.statement_seconds()) if deadline else SOCKET_TIMEOUT_SECONDS
     try:
         client: redis.Redis[Any] = redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS, socket_timeout=SOCKET_TIMEOUT_SECONDS, **options
+            url, socket_connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout), socket_timeout=timeout, **options
         )
     except ValueError as err:
         raise ConnectorError(f"not a Redis URL: {redact(url)!r} ({redact(str(err))})", field=field) from None

@@ -42,6 +42,8 @@ import base64
 import datetime as dt
 import decimal
 import logging
+import math
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,7 @@ from sqlalchemy.engine import URL
 
 from ...errors import ConfigError, ConnectorError, redact
 from ...model import SqlSink, SqlSource, Where
+from ..deadline import REFRESH_SECONDS, Deadline, current_deadline
 from . import codec
 from .base import Batch, Row
 from .common import BufferedSinkWriter, ClosingSourceReader
@@ -76,6 +79,7 @@ log = logging.getLogger("activedataflow.connectors.sql")
 
 CONNECT_TIMEOUT_SECONDS = 10
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+SQLITE_PROGRESS_STEPS = 10_000  # SQLite VM steps between two looks at the run's deadline (about a millisecond)
 _Insert = TypeVar("_Insert", bound=sa.Insert)
 
 DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
@@ -169,15 +173,18 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
     SQLite ``PRAGMA query_only``, MySQL ``SET SESSION TRANSACTION READ ONLY``).
     Writers on SQLite get explicit ``BEGIN`` so SAVEPOINTs work with pysqlite.
     A SQLite file that does not exist is an error (it would be created empty).
+    Inside a run with ``runtime.timeoutSeconds`` its statements get the time left (:func:`_obey_deadline`).
     """
     parsed = _parse_url(url, field)
+    deadline = current_deadline()
     backend = parsed.get_backend_name()
     connect_args: dict[str, Any] = {}
     if backend == "sqlite":
         db = parsed.database
         if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
             raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
-        connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
+        busy = deadline.statement_seconds() if deadline else math.inf  # waiting for another writer's lock
+        connect_args["timeout"] = min(SQLITE_BUSY_TIMEOUT_SECONDS, busy)
     elif "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
@@ -212,7 +219,51 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET SESSION TRANSACTION READ ONLY")
 
+    if deadline is not None:
+        _obey_deadline(engine, deadline)
     return engine
+
+
+def _obey_deadline(engine: sa.Engine, deadline: Deadline) -> None:
+    """Give every statement of ``engine`` no more than the run's time left, enforced by the database.
+
+    Before a statement, once the connection's setting is :data:`REFRESH_SECONDS` old (or was undone by a
+    rollback), it is set to the time left: PostgreSQL ``statement_timeout`` (covers lock waits), MariaDB
+    ``max_statement_time`` / MySQL ``max_execution_time`` (SELECTs) with the lock wait timeouts, SQLite
+    ``busy_timeout``; SQLite's progress handler interrupts a statement running past the deadline. Raw
+    driver statements (the COPY fast path) run under the setting of the SAVEPOINT before them.
+    """
+    backend = engine.dialect.name
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _set_timeout(conn: sa.Connection, cursor: Any, *_args: Any) -> None:
+        info = conn.info
+        now = time.monotonic()
+        if now - info.get("adf_timeout_set", -math.inf) < REFRESH_SECONDS:
+            return
+        info["adf_timeout_set"] = now
+        if backend == "postgresql":
+            cursor.execute(f"SET statement_timeout = {deadline.statement_ms()}")
+        elif backend in ("mysql", "mariadb"):
+            locks = max(1, math.ceil(deadline.statement_seconds()))
+            mariadb = getattr(conn.dialect, "is_mariadb", False)
+            limit = (f"max_statement_time = {deadline.statement_seconds():.3f}" if mariadb
+                     else f"max_execution_time = {deadline.statement_ms()}")
+            cursor.execute(f"SET SESSION {limit}, lock_wait_timeout = {locks}, innodb_lock_wait_timeout = {locks}")
+        elif backend == "sqlite":
+            cursor.execute(f"PRAGMA busy_timeout = {deadline.statement_ms()}")
+
+    def _undone(conn: sa.Connection, *_args: Any) -> None:  # a rollback also undoes SETs made in it
+        conn.info.pop("adf_timeout_set", None)
+
+    sa.event.listen(engine, "rollback", _undone)
+    sa.event.listen(engine, "rollback_savepoint", _undone)
+
+    if backend == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_interrupt(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.set_progress_handler(lambda: 1 if deadline.expired() else 0, SQLITE_PROGRESS_STEPS)
 
 
 def connect(engine: sa.Engine, *, field: str) -> sa.Connection:

@@ -15,10 +15,13 @@ from activedataflow.runner.connections import resolve_url
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.secrets_scan import register_secret
+
 # the real control plane (etcd + kube-apiserver), shared with tests/k8s
 
 FIELD = "spec.source.connection"
 PW = "pa55-w0rd"
+register_secret(PW)
 
 
 def secret_ref(name: str = "shop-db", key: str = "url") -> Connection:

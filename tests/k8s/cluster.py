@@ -35,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from tests.secrets_scan import register_secret, seen
 from tests.services import free_port
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ class Cluster:
 
     def _run(self, argv: list[str], input: str | None, check: bool, timeout: float) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(argv, input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
+        seen(f"{Path(argv[0]).name} {' '.join(argv[3:])[:200]} stdout", proc.stdout)
+        seen(f"{Path(argv[0]).name} {' '.join(argv[3:])[:200]} stderr", proc.stderr)
         if check and proc.returncode != 0:
             raise ControlPlaneError(
                 f"{Path(argv[0]).name} {' '.join(argv[3:])} exited {proc.returncode}:\n"
@@ -326,6 +329,7 @@ def start_api_server(procs: _Processes, work: Path, *, etcd: str, apiserver: str
         "--unsafe-no-fsync", "--log-level", "warn",
     ])
     token = secrets.token_urlsafe(32)
+    register_secret(token)  # the admin's: no test output may show it
     tokens = work / "tokens.csv"
     tokens.write_text(f'{token},{USER},{USER},"system:masters"\n')
     tokens.chmod(0o600)

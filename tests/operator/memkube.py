@@ -19,6 +19,8 @@ from typing import Any
 
 from activedataflow.kube.client import AlreadyExists, Conflict, Kind, event_body
 
+from tests.secrets_scan import watch
+
 STATUS_SUBRESOURCE = {"dataflows", "dataflowruns", "cronjobs", "jobs"}
 
 
@@ -39,6 +41,7 @@ class MemoryKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        watch(self)  # the secret scan reads its events and statuses after the test
         self.requests: list[tuple[str, str, str]] = []  # (verb, plural, name)
         self._rv = itertools.count(1)
 

@@ -10,6 +10,7 @@ from activedataflow.kube.names import manual_run_name
 from activedataflow.model import SecretKeyRef
 from activedataflow.operator.cronjob import (
     HEARTBEAT_CRONJOB,
+    JOB_DEADLINE_GRACE_SECONDS,
     LOST_RUNNER_RETRIES,
     build_flow_cronjob,
     build_heartbeat_cronjob,
@@ -23,6 +24,8 @@ from activedataflow.operator.cronjob import (
 from tests.operator.conftest import dataflow, dataflow_body
 
 STORE = SecretKeyRef(name="adf-store", key="url")
+# the conftest flow: timeoutSeconds 3600 for each of 4 attempts, backoffs 30, 60 and 120 s between them
+RUNNER_DEADLINE = 4 * 3600 + 30 + 60 + 120 + JOB_DEADLINE_GRACE_SECONDS
 
 
 def container(cronjob: dict) -> dict:
@@ -84,7 +87,7 @@ def test_flow_cronjob_maps_the_spec(runner) -> None:
     assert spec["startingDeadlineSeconds"] == 300
     assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 1)
     job = spec["jobTemplate"]["spec"]
-    assert job["activeDeadlineSeconds"] == 3600
+    assert job["activeDeadlineSeconds"] == RUNNER_DEADLINE
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "adf-runner"
@@ -268,7 +271,7 @@ def test_manual_job_is_made_from_the_cronjob_template(runner) -> None:
     assert c["command"] == ["adf", "heartbeat", "--flow", "paid-orders", "--namespace", "shop", "--force"]
     assert env_of(c)["ADF_TRIGGER"]["value"] == "manual"
     assert env_of(c)["ADF_STORE_URL"] == env_of(container(cj))["ADF_STORE_URL"]
-    assert job["spec"]["activeDeadlineSeconds"] == 3600
+    assert job["spec"]["activeDeadlineSeconds"] == RUNNER_DEADLINE
 
 
 def test_manual_job_names_its_run_from_the_annotation_value(runner) -> None:

@@ -14,7 +14,10 @@ from activedataflow.kube.client import (
     request_url,
 )
 
+from tests.secrets_scan import register_secret
+
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.secret-part.signature"
+register_secret(TOKEN)
 
 
 @pytest.fixture
