@@ -34,6 +34,13 @@ INTERVAL = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 # The longest interval: its seconds and the next run time stay within the store's 64-bit integers and
 # Python's datetime (99999999999999999999h overflowed the store's INTEGER column: a traceback, exit 3)
 MAX_INTERVAL_SECONDS = 10 * 365 * 24 * 3600
+# Upper bounds of the other integer fields, so a huge value is refused naming its field (exit 2) instead of
+# overflowing a SQL LIMIT, a Kubernetes int64/int32 or the store's columns at run time (`limit: 10**29` was
+# an OverflowError mid-run, exit 1).
+MAX_ROWS = 2**53 - 1  # a row count or LIMIT: fits every database's 64-bit integers and, exactly, a JSON number
+MAX_SECONDS = MAX_INTERVAL_SECONDS  # any duration given in seconds
+MAX_HISTORY = 2**31 - 1  # runs kept: an int32, as a CronJob's history limits are
+MAX_BACKOFF_SECONDS = 24 * 3600  # one wait between attempts at most, however many retries double it
 
 
 def field_error(field: str, message: str) -> PydanticCustomError:
@@ -117,7 +124,7 @@ class SqlSource(Model):
     orderBy: list[str] = Field(
         default_factory=list, description="keyset order; defaults to the table's primary key"
     )
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_ROWS)
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     incremental: Incremental | None = None
 
@@ -133,7 +140,7 @@ class RedisSource(Model):
         "'_key' the key",
     )
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
-    limit: int | None = Field(default=None, ge=1)
+    limit: int | None = Field(default=None, ge=1, le=MAX_ROWS)
     incremental: bool = Field(default=False, description="streams: resume after the last committed id")
 
     @model_validator(mode="after")
@@ -206,7 +213,8 @@ class SqlSink(Model):
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     transaction: Literal["batch", "run", "none"] = "batch"
     maxFailedRecords: int = Field(
-        default=0, ge=0, description="rows the sink may reject (constraint/type errors) before the run fails"
+        default=0, ge=0, le=MAX_ROWS,
+        description="rows the sink may reject (constraint/type errors) before the run fails"
     )
 
     @model_validator(mode="after")
@@ -226,10 +234,11 @@ class RedisSink(Model):
     connection: Connection
     keyTemplate: str = Field(description="for example 'order:{id}'; placeholders are column names")
     format: Literal["hash", "json"] = "hash"
-    ttlSeconds: int | None = Field(default=None, ge=1)
+    ttlSeconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     maxFailedRecords: int = Field(
-        default=0, ge=0, description="rows the sink may reject (no key value, wrong type) before the run fails"
+        default=0, ge=0, le=MAX_ROWS,
+        description="rows the sink may reject (no key value, wrong type) before the run fails"
     )
 
     @field_validator("keyTemplate")
@@ -302,16 +311,17 @@ class Notify(Model):
 
 class Retries(Model):
     limit: int = Field(default=0, ge=0, le=100)
-    backoffSeconds: int = Field(default=30, ge=0)
+    backoffSeconds: int = Field(default=30, ge=0, le=MAX_BACKOFF_SECONDS)
 
     def delay(self, attempt: int) -> int:
-        """Seconds between failed attempt ``attempt`` (1, 2 ...) and the next: ``backoffSeconds * 2**(n-1)``."""
-        return int(self.backoffSeconds * 2 ** (attempt - 1))
+        """Seconds between failed attempt ``attempt`` (1, 2 ...) and the next: ``backoffSeconds * 2**(n-1)``,
+        at most a day (``MAX_BACKOFF_SECONDS``)."""
+        return int(min(self.backoffSeconds * 2 ** min(attempt - 1, 32), MAX_BACKOFF_SECONDS))
 
 
 class Runtime(Model):
     type: Literal["cronjob", "heartbeat"] = "cronjob"
-    timeoutSeconds: int | None = Field(default=None, ge=1)  # each attempt's, enforced by the runner
+    timeoutSeconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)  # each attempt's, enforced by the runner
     retries: Retries = Field(default_factory=Retries)
 
     def all_attempts_seconds(self) -> int | None:
@@ -329,9 +339,9 @@ class DataFlowSpec(Model):
     timeZone: str | None = None
     suspend: bool = False
     concurrencyPolicy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
-    startingDeadlineSeconds: int | None = Field(default=None, ge=0)
-    successfulRunsHistoryLimit: int = Field(default=SUCCESSFUL_RUNS_HISTORY_LIMIT, ge=0)
-    failedRunsHistoryLimit: int = Field(default=FAILED_RUNS_HISTORY_LIMIT, ge=0)
+    startingDeadlineSeconds: int | None = Field(default=None, ge=0, le=MAX_SECONDS)
+    successfulRunsHistoryLimit: int = Field(default=SUCCESSFUL_RUNS_HISTORY_LIMIT, ge=0, le=MAX_HISTORY)
+    failedRunsHistoryLimit: int = Field(default=FAILED_RUNS_HISTORY_LIMIT, ge=0, le=MAX_HISTORY)
     runtime: Runtime = Field(default_factory=Runtime)
     source: Source
     transform: list[TransformStep] = Field(default_factory=list)

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 import yaml
 from activedataflow.errors import ConfigError
-from activedataflow.model import DataFlow, DataFlowSpec, load_manifests, parse_dataflow
+from activedataflow.model import (
+    MAX_BACKOFF_SECONDS,
+    DataFlow,
+    DataFlowSpec,
+    Retries,
+    Runtime,
+    load_manifests,
+    parse_dataflow,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -405,3 +413,29 @@ def test_a_run_without_a_timeout_has_no_deadline() -> None:
     from activedataflow.model import Runtime
 
     assert Runtime.model_validate({"retries": {"limit": 3}}).all_attempts_seconds() is None
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("source", "limit"), 10**29),
+    (("sink", "maxFailedRecords"), 2**53),
+    (("runtime", "timeoutSeconds"), 10**12),
+    (("runtime", "retries", "backoffSeconds"), 10**9),
+    (("startingDeadlineSeconds",), 2**63),
+    (("successfulRunsHistoryLimit",), 2**31),
+])
+def test_an_integer_beyond_what_the_run_can_hold_is_refused_naming_it(path: tuple[str, ...], value: int) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        node = doc["spec"]
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+
+    assert f"spec.{'.'.join(path)}: " in error_of(change)
+
+
+def test_the_wait_between_attempts_doubles_up_to_a_day() -> None:
+    retries = Retries(limit=100, backoffSeconds=30)
+    assert [retries.delay(n) for n in (1, 2, 3)] == [30, 60, 120]
+    assert retries.delay(100) == MAX_BACKOFF_SECONDS == 86_400
+    runtime = Runtime(timeoutSeconds=60, retries=retries)
+    assert runtime.all_attempts_seconds() is not None and runtime.all_attempts_seconds() < 2**63  # an activeDeadline
