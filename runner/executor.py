@@ -35,9 +35,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ..errors import ConnectorError, UserError, redact
+from ..errors import ConnectorError, IllegalTransition, StoreUnavailable, UserError, redact
 from ..kube.names import attempt_name, manual_run_name, run_name_for
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
@@ -425,16 +425,13 @@ class FlowExecutor:
         try:
             with _Lease(self.store, run.id, self.lease_seconds) as lease:
                 counts, cursor = self._move_rows(flow, run, record.cursor, progress, lease)
-            final = self.store.finish_run(
-                run.id, status="success", now=utcnow(), counts=counts, cursor=cursor, commit_cursor=True
-            )
+            final = self._finish(run, "success", counts=counts, cursor=cursor, commit_cursor=True)
         except Exception as err:
             counts = getattr(err, "counts", counts)
             message = redact(str(err) if isinstance(err, UserError | RunAborted) else f"{type(err).__name__}: {err}")
-            final = self.store.finish_run(
-                run.id,
-                status="failed",
-                now=utcnow(),
+            final = self._finish(
+                run,
+                "failed",
                 counts=counts,
                 error_message=message or type(err).__name__,
                 error_backtrace=redact(traceback.format_exc()),
@@ -451,6 +448,21 @@ class FlowExecutor:
                 keep_failed=_history("ADF_KEEP_FAILED_RUNS", 100),
             )
         return final
+
+    def _finish(self, run: RunRecord, status: Literal["success", "failed"], **kwargs: Any) -> RunRecord:
+        """``finish_run``, answered once even when its answer was lost: the store committed it but the
+        connection died before the runner heard (or the client sent it again, and the store refused a
+        second transition). A run the store holds as finished with ``status`` is the answer; so is a run
+        failed by someone else when this runner was failing it anyway (replaced, reaped)."""
+        try:
+            return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
+        except (StoreUnavailable, IllegalTransition):
+            with contextlib.suppress(Exception):
+                current = self.store.get_run(run.id)
+                if current is not None and current.status == status:
+                    log.info("run %s was already %s in the store (the store's answer was lost)", run.id, status)
+                    return current
+            raise
 
     def _move_rows(
         self, flow: DataFlow, run: RunRecord, cursor: Any, progress: Progress, lease: _Lease

@@ -9,6 +9,7 @@ the checker reads them directly, never through a proxy.
 from __future__ import annotations
 
 import textwrap
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,10 @@ import yaml
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner.connectors.sql import decode_cursor_value
 from activedataflow.runner.executor import FlowExecutor, RunOutcome
+from activedataflow.schedule import utcnow
 from activedataflow.store import Store
 from activedataflow.store.base import ACTIVE_STATUSES
+from activedataflow.store.common import is_lease_lost
 
 from tests.services import PG_PASSWORD
 
@@ -131,7 +134,7 @@ class Cell:
         active = [r for r in runs if r.status in ACTIVE_STATUSES]
         assert len(active) <= 1, f"more than one active run of a Forbid flow: {active}"
         for run in runs:
-            if run.status != "failed":
+            if run.status != "failed" or is_lease_lost(run):  # a runner that lost the store: reaped by its lease
                 continue
             message = run.error_message or ""
             assert self.address in message, f"the error does not name {self.address}: {message!r}"
@@ -140,3 +143,15 @@ class Cell:
         if converged:
             assert got == want, "the sink is not the transformed source after a successful run"
             assert runs[0].status == "success"
+
+    def check_unreachable(self, err: Exception) -> None:
+        """A runner that could not record its run (the store gone): its error names the store, no password."""
+        assert self.address in str(err), f"the error does not name {self.address}: {err}"
+        for secret in SECRETS:
+            assert secret not in str(err)
+
+    def wait_out_leases(self) -> None:
+        """Until the leases of runs left active (their runner lost the store) have lapsed: a computed wait."""
+        for run in self.store.active_runs(self.flow.name, self.flow.namespace):
+            if run.lease_expires_at is not None:
+                time.sleep(max(0.0, (run.lease_expires_at - utcnow()).total_seconds()) + 0.05)
