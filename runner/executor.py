@@ -41,7 +41,7 @@ from ..errors import ConnectorError, IllegalTransition, StoreUnavailable, UserEr
 from ..kube.names import attempt_name, manual_run_name, run_name_for
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
-from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
+from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger, UnknownRun
 from ..store.common import is_lease_lapsed, is_lease_lost
 from .notify import Notifier
 
@@ -415,9 +415,13 @@ class FlowExecutor:
 
     def _execute(self, flow: DataFlow, run: RunRecord) -> RunRecord:
         progress = self.progress_factory()
-        run = self.store.start_run(run.id, now=utcnow(), lease_seconds=self.lease_seconds)
+        try:
+            run = self.store.start_run(run.id, now=utcnow(), lease_seconds=self.lease_seconds)
+        except UnknownRun as err:
+            raise self._lost(run, err) from None
         record = self.store.get_flow(flow.name, flow.namespace)
-        assert record is not None
+        if record is None:
+            raise self._lost(run, f"its flow {flow.namespace}/{flow.name} is gone")
         self._reflect("run_started", record, run)
         progress.started(flow, run)
         counts = Counts()
@@ -449,6 +453,14 @@ class FlowExecutor:
             )
         return final
 
+    def _lost(self, run: RunRecord, why: object) -> StoreUnavailable:
+        """The store no longer has the run it is running (a Redis restarted without persistence, a
+        database restored from a backup): nothing can be recorded; the operator registers the flow again."""
+        return StoreUnavailable(
+            f"the store at {self.store.url_for_display} lost run {run.id} of {run.namespace}/{run.flow_name} "
+            f"while it ran ({why}); was it restarted without persistence?"
+        )
+
     def _finish(self, run: RunRecord, status: Literal["success", "failed"], **kwargs: Any) -> RunRecord:
         """``finish_run``, answered once even when its answer was lost: the store committed it but the
         connection died before the runner heard (or the client sent it again, and the store refused a
@@ -456,6 +468,8 @@ class FlowExecutor:
         failed by someone else when this runner was failing it anyway (replaced, reaped)."""
         try:
             return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
+        except UnknownRun as err:
+            raise self._lost(run, err) from None
         except (StoreUnavailable, IllegalTransition):
             with contextlib.suppress(Exception):
                 current = self.store.get_run(run.id)
