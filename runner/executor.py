@@ -101,6 +101,7 @@ class RunOutcome:
 
 REPLACED = "replaced by a newer run"
 SETTLE_POLL_SECONDS = 2.0  # how often a replaced runner looks whether the slot's lease was renewed or lapsed
+CATCH_UP_RUNS = 5  # a runner's earlier runs it reflects again when Kubernetes missed them (reflect.catch_up)
 RECENT_RUNS = 200  # runs looked through for the one a second runner found already there
 
 
@@ -405,11 +406,26 @@ class FlowExecutor:
             attempt=attempt,
         )
 
+    def _catch_up(self, record: FlowRecord, run: RunRecord) -> None:
+        """Before reflecting ``run``: reflect the flow's earlier runs that Kubernetes missed (the API server
+        was unreachable when their runner reflected them), so the DataFlowRuns and the status catch up."""
+        if self.reflector is None:
+            return
+        try:
+            recent = [r for r in self.store.list_runs(record.name, record.namespace, limit=CATCH_UP_RUNS)
+                      if r.id != run.id]
+        except Exception as err:  # reflection never fails a run
+            log.warning("could not list the runs to reflect: %s", redact(str(err)))
+            return
+        self._reflect("catch_up", record, recent, cursor=record.cursor, next_run_at=record.next_run_at)
+
     def _reflect(self, method: str, *args: Any, **kwargs: Any) -> None:
         if self.reflector is None:
             return
         try:
-            getattr(self.reflector, method)(*args, **kwargs)
+            reflect = getattr(self.reflector, method, None)
+            if reflect is not None:  # a Reflector of its own may reflect only some of the steps
+                reflect(*args, **kwargs)
         except Exception as err:  # reflection never fails a run
             log.warning("could not reflect run into Kubernetes: %s", redact(str(err)))
 
@@ -422,6 +438,7 @@ class FlowExecutor:
         record = self.store.get_flow(flow.name, flow.namespace)
         if record is None:
             raise self._lost(run, f"its flow {flow.namespace}/{flow.name} is gone")
+        self._catch_up(record, run)
         self._reflect("run_started", record, run)
         progress.started(flow, run)
         counts = Counts()
