@@ -46,7 +46,8 @@ class Injector:
     match: Callable[[str], bool] = lambda _text: True
     action: Callable[[], None] | None = None
     seen: list[str] = field(default_factory=list)  # the matching requests, in order
-    fired: threading.Event = field(default_factory=threading.Event)
+    fired: threading.Event = field(default_factory=threading.Event)  # the fault's request came
+    done: threading.Event = field(default_factory=threading.Event)  # ... and the fault has been dealt
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def request(self, port: int | None, phase: str | None, text: str, send: Callable[[], Any]) -> Any:
@@ -64,17 +65,20 @@ class Injector:
                 self.fired.set()
         if not fire:
             return send()
-        if self.mode == "ack_lost":
-            with self.proxy.ack_lost():
-                return send()
-        if self.mode == "call":
-            assert self.action is not None
-            self.action()
-        elif self.mode == "cut":
-            self.proxy.cut()
-        else:
-            self.proxy.reset()
-        return send()
+        try:
+            if self.mode == "ack_lost":
+                with self.proxy.ack_lost():
+                    return send()
+            if self.mode == "call":
+                assert self.action is not None
+                self.action()
+            elif self.mode == "cut":
+                self.proxy.cut()
+            else:
+                self.proxy.reset()
+            return send()
+        finally:
+            self.done.set()
 
 
 class Hooks:

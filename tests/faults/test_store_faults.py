@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from activedataflow.errors import StoreUnavailable
 from activedataflow.runner.executor import FlowExecutor
 from activedataflow.store import open_store
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from tests.faults.conftest import make_proxy
 from tests.faults.inject import MODES, Hooks, Injector
@@ -53,7 +54,7 @@ def run_store_cell(
             counts = store.update_counts
 
             def update_counts(*args: Any, **kwargs: Any) -> None:
-                injector.fired.wait(FIRED_DEADLINE)
+                injector.done.wait(FIRED_DEADLINE)
                 counts(*args, **kwargs)
 
             monkeypatch.setattr(store, "update_counts", update_counts)
@@ -68,6 +69,9 @@ def run_store_cell(
         finally:
             hooks.injector = None
             proxy.restore()
+        if currently_in_test_context():
+            met = "met" if injector.fired.is_set() else "not reached"
+            event(f"{mode} {met}; run {'succeeded' if succeeded else 'not recorded as a success'}")
         if phase == "renew_lease" or match is not None:
             assert injector.fired.is_set(), f"no request of {phase} met the fault"
         cell.check(converged=succeeded)
