@@ -49,8 +49,12 @@ class Injector:
     fired: threading.Event = field(default_factory=threading.Event)  # the fault's request came
     done: threading.Event = field(default_factory=threading.Event)  # ... and the fault has been dealt
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _awaiting: bool = False  # answers are being lost until the client has read one
 
-    def request(self, port: int | None, phase: str | None, text: str, send: Callable[[], Any]) -> Any:
+    def request(self, port: int | None, phase: str | None, text: str, send: Callable[[], Any], *,
+                answered: bool = True) -> Any:
+        """``answered``: ``send()`` returns once the answer came (psycopg, PyMySQL); False: it returns once
+        sent and :meth:`answer` is told when the answer was read (redis-py)."""
         if port != self.proxy.port or self.fired.is_set():
             return send()
         if self.phase is not None and phase != self.phase:
@@ -64,6 +68,10 @@ class Injector:
             if fire:
                 self.fired.set()
         if not fire:
+            return send()
+        if self.mode == "ack_lost" and not answered:
+            self.proxy.lose_answers()
+            self._awaiting = True
             return send()
         try:
             if self.mode == "ack_lost":
@@ -80,6 +88,13 @@ class Injector:
         finally:
             self.done.set()
 
+    def answer(self, port: int | None) -> None:
+        """The client read (or failed to read) an answer on ``port``: a lost answer has been dealt."""
+        if port == self.proxy.port and self._awaiting:
+            self._awaiting = False
+            self.proxy.answer_again()
+            self.done.set()
+
 
 class Hooks:
     """The drivers' hooks (installed once per test by :func:`watching`); ``injector`` is the fault armed now."""
@@ -88,11 +103,15 @@ class Hooks:
         self.injector: Injector | None = None
         self._local = threading.local()
 
-    def request(self, port: int | None, text: str, send: Callable[[], Any]) -> Any:
+    def request(self, port: int | None, text: str, send: Callable[[], Any], *, answered: bool = True) -> Any:
         injector = self.injector
         if injector is None:
             return send()
-        return injector.request(port, getattr(self._local, "phase", None), text, send)
+        return injector.request(port, getattr(self._local, "phase", None), text, send, answered=answered)
+
+    def answer(self, port: int | None) -> None:
+        if self.injector is not None:
+            self.injector.answer(port)
 
     @contextlib.contextmanager
     def in_phase(self, name: str) -> Iterator[None]:
@@ -159,7 +178,17 @@ def watching(monkeypatch: pytest.MonkeyPatch) -> Hooks:
 
     def redis_hooked(self: Any, command: Any, check_health: bool = True) -> Any:
         text = _text(command if isinstance(command, bytes | str) else b"".join(command))
-        return hooks.request(getattr(self, "port", None), text, lambda: redis_send(self, command, check_health))
+        return hooks.request(getattr(self, "port", None), text, lambda: redis_send(self, command, check_health),
+                             answered=False)
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", redis_hooked)
+    redis_read = redis.connection.AbstractConnection.read_response
+
+    def redis_read_hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return redis_read(self, *args, **kwargs)
+        finally:
+            hooks.answer(getattr(self, "port", None))
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", redis_read_hooked)
     return hooks

