@@ -1,4 +1,4 @@
-"""The fault matrix, store cells: the store (PostgreSQL, Redis) cut during claim, lease renewal and finish_run.
+"""The fault matrix, store cells: the store (PostgreSQL, Redis) cut in claim, lease renewal, cursor commit, finish.
 
 The source and sink are SQLite files next to the test; only the store goes through the proxy. A
 runner that cannot reach the store cannot record anything: it gives up with an error naming the
@@ -84,7 +84,7 @@ def run_store_cell(
         store.close()
 
 
-PHASES = pytest.mark.parametrize("phase", ["claim", "renew_lease", "finish_run"])
+PHASES = pytest.mark.parametrize("phase", ["claim", "renew_lease", "commit_cursor", "finish_run"])
 store_points = dict(
     at=st.integers(0, 8),
     mode=st.sampled_from(MODES),
