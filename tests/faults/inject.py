@@ -72,7 +72,11 @@ class Injector:
         if self.mode == "ack_lost" and not answered:
             self.proxy.lose_answers()
             self._awaiting = True
-            return send()
+            try:
+                return send()
+            except BaseException:  # not even sent: no answer to wait for
+                self.answer(self.proxy.port)
+                raise
         try:
             if self.mode == "ack_lost":
                 with self.proxy.ack_lost():
