@@ -482,17 +482,23 @@ class FlowExecutor:
         """``finish_run``, answered once even when its answer was lost: the store committed it but the
         connection died before the runner heard (or the client sent it again, and the store refused a
         second transition). A run the store holds as finished with ``status`` is the answer; so is a run
-        failed by someone else when this runner was failing it anyway (replaced, reaped)."""
+        failed by someone else when this runner was failing it anyway (replaced, reaped). A connection
+        lost before the store acted (the run is still active, the store answers again) is tried once more."""
         try:
             return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
         except UnknownRun as err:
             raise self._lost(run, err) from None
-        except (StoreUnavailable, IllegalTransition):
-            with contextlib.suppress(Exception):
+        except (StoreUnavailable, IllegalTransition) as err:
+            try:
                 current = self.store.get_run(run.id)
-                if current is not None and current.status == status:
-                    log.info("run %s was already %s in the store (the store's answer was lost)", run.id, status)
-                    return current
+            except Exception:
+                raise err from None
+            if current is not None and current.status == status:
+                log.info("run %s was already %s in the store (the store's answer was lost)", run.id, status)
+                return current
+            if isinstance(err, StoreUnavailable) and current is not None and current.status in ACTIVE_STATUSES:
+                # a blip (the store answers again, the run is as it was): finish it once more, not fail it
+                return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
             raise
 
     def _move_rows(
