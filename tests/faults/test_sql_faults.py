@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,20 @@ fault_points = dict(
 
 def run_cell(
     hooks: Hooks, proxy: Proxy, *, src_url: str, sink_url: str, direct_src: str, direct_sink: str, store_url: str,
-    injector: Injector, transaction: str, src_batch: int, sink_batch: int,
+    injector: Injector, transaction: str, src_batch: int, sink_batch: int, address: str | None = None,
+    settle: Callable[[], None] | None = None,
 ) -> Cell:
-    """One example: the faulted run, the invariants, the service back, the converging run, the invariants."""
+    """One example: the faulted run, the invariants, the service back, the converging run, the invariants.
+
+    ``address``: what a failed run must name (default: the proxy's); ``settle``: what ends the fault
+    besides the proxy's restore (another writer letting go of its lock)."""
     rows = source_rows()
     create_tables(direct_src, direct_sink, rows)
     store = open_store(store_url)
     try:
         flow = manifest(f"f{next(_examples)}", src_url, sink_url, transaction=transaction, src_batch=src_batch,
                         sink_batch=sink_batch)
-        cell = Cell(flow, store, direct_src, direct_sink, f"127.0.0.1:{proxy.port}", rows)
+        cell = Cell(flow, store, direct_src, direct_sink, address or f"127.0.0.1:{proxy.port}", rows)
         executor = FlowExecutor(store)
         hooks.injector = injector
         try:
@@ -55,6 +60,8 @@ def run_cell(
         finally:
             hooks.injector = None
             proxy.restore()
+            if settle is not None:
+                settle()
         assert faulted.run is not None
         event(f"fault {'met' if injector.fired.is_set() else 'not reached'}; run {faulted.run.status}")
         # a fault may hit a request whose failure changes nothing (the pool's ROLLBACK of a connection
@@ -179,10 +186,17 @@ def test_sqlite_sink_locked_by_another_writer(
         holder.append(other)
         taken.set()
 
+    def let_go() -> None:
+        for other in holder:
+            other.rollback()
+
     injector = Injector(proxy, at, "call", action=take_the_lock)
     try:
-        cell = run_cell_locked(hooks, proxy, pg_url, sink, tmp_path, injector, holder, transaction, src_batch,
-                               sink_batch)
+        cell = run_cell(
+            hooks, proxy, src_url=make_url_via(pg_url, proxy), sink_url=sink, direct_src=pg_url, direct_sink=sink,
+            store_url=f"sqlite:///{tmp_path / 'store.db'}", injector=injector, transaction=transaction,
+            src_batch=src_batch, sink_batch=sink_batch, address=f"SQLite database {sink_path}", settle=let_go,
+        )
     finally:
         for other in holder:
             other.close()
@@ -190,28 +204,3 @@ def test_sqlite_sink_locked_by_another_writer(
     event(f"lock {'taken' if taken.is_set() else 'not taken'}; run {faulted.status}")
     if faulted.status == "failed":  # a lock taken after the last write changes nothing
         assert "database is locked" in (faulted.error_message or ""), faulted.error_message
-
-
-def run_cell_locked(hooks: Hooks, proxy: Proxy, pg_url: str, sink: str, tmp_path: Path, injector: Injector,
-                    holder: list[sqlite3.Connection], transaction: str, src_batch: int, sink_batch: int) -> Cell:
-    """:func:`run_cell` with the lock released (the other writer rolls back) before the converging run."""
-    rows = source_rows()
-    create_tables(pg_url, sink, rows)
-    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    flow = manifest(f"f{next(_examples)}", make_url_via(pg_url, proxy), sink, transaction=transaction,
-                    src_batch=src_batch, sink_batch=sink_batch)
-    cell = Cell(flow, store, pg_url, sink, f"SQLite database {tmp_path / 'sink.db'}", rows)
-    executor = FlowExecutor(store)
-    hooks.injector = injector
-    try:
-        faulted = cell.run(executor)
-    finally:
-        hooks.injector = None
-        for other in holder:
-            other.rollback()
-    assert faulted.run is not None
-    cell.check(converged=faulted.run.status == "success")
-    again = cell.run(executor)
-    assert again.run is not None and again.run.status == "success", again.run.error_message
-    cell.check(converged=True)
-    return cell
