@@ -35,13 +35,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ..errors import ConnectorError, UserError, redact
+from ..errors import ConnectorError, IllegalTransition, StoreUnavailable, UserError, redact
 from ..kube.names import attempt_name, manual_run_name, run_name_for
 from ..model import DataFlow, parse_dataflow
 from ..schedule import next_run, utcnow
-from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger
+from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger, UnknownRun
 from ..store.common import is_lease_lapsed, is_lease_lost
 from .connectors import address_of
 from .deadline import Deadline, RunTimedOut, current_deadline, run_deadline
@@ -103,6 +103,7 @@ class RunOutcome:
 
 REPLACED = "replaced by a newer run"
 SETTLE_POLL_SECONDS = 2.0  # how often a replaced runner looks whether the slot's lease was renewed or lapsed
+CATCH_UP_RUNS = 5  # a runner's earlier runs it reflects again when Kubernetes missed them (reflect.catch_up)
 RECENT_RUNS = 200  # runs looked through for the one a second runner found already there
 
 
@@ -407,19 +408,39 @@ class FlowExecutor:
             attempt=attempt,
         )
 
+    def _catch_up(self, record: FlowRecord, run: RunRecord) -> None:
+        """Before reflecting ``run``: reflect the flow's earlier runs that Kubernetes missed (the API server
+        was unreachable when their runner reflected them), so the DataFlowRuns and the status catch up."""
+        if self.reflector is None:
+            return
+        try:
+            recent = [r for r in self.store.list_runs(record.name, record.namespace, limit=CATCH_UP_RUNS)
+                      if r.id != run.id]
+        except Exception as err:  # reflection never fails a run
+            log.warning("could not list the runs to reflect: %s", redact(str(err)))
+            return
+        self._reflect("catch_up", record, recent, cursor=record.cursor, next_run_at=record.next_run_at)
+
     def _reflect(self, method: str, *args: Any, **kwargs: Any) -> None:
         if self.reflector is None:
             return
         try:
-            getattr(self.reflector, method)(*args, **kwargs)
+            reflect = getattr(self.reflector, method, None)
+            if reflect is not None:  # a Reflector of its own may reflect only some of the steps
+                reflect(*args, **kwargs)
         except Exception as err:  # reflection never fails a run
             log.warning("could not reflect run into Kubernetes: %s", redact(str(err)))
 
     def _execute(self, flow: DataFlow, run: RunRecord) -> RunRecord:
         progress = self.progress_factory()
-        run = self.store.start_run(run.id, now=utcnow(), lease_seconds=self.lease_seconds)
+        try:
+            run = self.store.start_run(run.id, now=utcnow(), lease_seconds=self.lease_seconds)
+        except UnknownRun as err:
+            raise self._lost(run, err) from None
         record = self.store.get_flow(flow.name, flow.namespace)
-        assert record is not None
+        if record is None:
+            raise self._lost(run, f"its flow {flow.namespace}/{flow.name} is gone")
+        self._catch_up(record, run)
         self._reflect("run_started", record, run)
         progress.started(flow, run)
         counts = Counts()
@@ -429,9 +450,7 @@ class FlowExecutor:
             with _Lease(self.store, run.id, self.lease_seconds) as lease, \
                     run_deadline(flow.spec.runtime.timeoutSeconds) as deadline:
                 counts, cursor = self._move_rows(flow, run, record.cursor, progress, lease)
-            final = self.store.finish_run(
-                run.id, status="success", now=utcnow(), counts=counts, cursor=cursor, commit_cursor=True
-            )
+            final = self._finish(run, "success", counts=counts, cursor=cursor, commit_cursor=True)
         except Exception as err:
             counts = getattr(err, "counts", counts)
             if deadline is not None and (deadline.expired() or isinstance(err, RunTimedOut)):
@@ -439,10 +458,9 @@ class FlowExecutor:
             else:
                 message = redact(str(err) if isinstance(err, UserError | RunAborted)
                                  else f"{type(err).__name__}: {err}")
-            final = self.store.finish_run(
-                run.id,
-                status="failed",
-                now=utcnow(),
+            final = self._finish(
+                run,
+                "failed",
                 counts=counts,
                 error_message=message or type(err).__name__,
                 error_backtrace=redact(traceback.format_exc()),
@@ -459,6 +477,37 @@ class FlowExecutor:
                 keep_failed=_history("ADF_KEEP_FAILED_RUNS", 100),
             )
         return final
+
+    def _lost(self, run: RunRecord, why: object) -> StoreUnavailable:
+        """The store no longer has the run it is running (a Redis restarted without persistence, a
+        database restored from a backup): nothing can be recorded; the operator registers the flow again."""
+        return StoreUnavailable(
+            f"the store at {self.store.url_for_display} lost run {run.id} of {run.namespace}/{run.flow_name} "
+            f"while it ran ({why}); was it restarted without persistence?"
+        )
+
+    def _finish(self, run: RunRecord, status: Literal["success", "failed"], **kwargs: Any) -> RunRecord:
+        """``finish_run``, answered once even when its answer was lost: the store committed it but the
+        connection died before the runner heard (or the client sent it again, and the store refused a
+        second transition). A run the store holds as finished with ``status`` is the answer; so is a run
+        failed by someone else when this runner was failing it anyway (replaced, reaped). A connection
+        lost before the store acted (the run is still active, the store answers again) is tried once more."""
+        try:
+            return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
+        except UnknownRun as err:
+            raise self._lost(run, err) from None
+        except (StoreUnavailable, IllegalTransition) as err:
+            try:
+                current = self.store.get_run(run.id)
+            except Exception:
+                raise err from None
+            if current is not None and current.status == status:
+                log.info("run %s was already %s in the store (the store's answer was lost)", run.id, status)
+                return current
+            if isinstance(err, StoreUnavailable) and current is not None and current.status in ACTIVE_STATUSES:
+                # a blip (the store answers again, the run is as it was): finish it once more, not fail it
+                return self.store.finish_run(run.id, status=status, now=utcnow(), **kwargs)
+            raise
 
     def _move_rows(
         self, flow: DataFlow, run: RunRecord, cursor: Any, progress: Progress, lease: _Lease

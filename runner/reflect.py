@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from ..kube.names import FLOW_LABEL, labels, run_name_for
 from ..kube.status import ACTIVE_PHASES, dataflow_status, dataflowrun_status, phase_of
 from ..model import FAILED_RUNS_HISTORY_LIMIT, SUCCESSFUL_RUNS_HISTORY_LIMIT, DataFlowSpec
 from ..schedule import DEFAULT_HEARTBEAT_SCHEDULE, HEARTBEAT_SCHEDULE_ENV, next_run_for_status, utcnow
-from ..store.base import FlowRecord, RunRecord
+from ..store.base import ACTIVE_STATUSES, FlowRecord, RunRecord
 
 __all__ = ["KubeReflector", "NullReflector", "Reflector", "reflector_from_env"]
 
@@ -47,6 +47,10 @@ class Reflector(Protocol):
 
     def run_finished(self, flow: FlowRecord, run: RunRecord, *, cursor: Any, next_run_at: datetime | None) -> None: ...
 
+    def catch_up(
+        self, flow: FlowRecord, runs: Sequence[RunRecord], *, cursor: Any, next_run_at: datetime | None
+    ) -> None: ...
+
 
 class NullReflector:
     """Outside a cluster: reflect nothing."""
@@ -55,6 +59,11 @@ class NullReflector:
         return None
 
     def run_finished(self, flow: FlowRecord, run: RunRecord, *, cursor: Any, next_run_at: datetime | None) -> None:
+        return None
+
+    def catch_up(
+        self, flow: FlowRecord, runs: Sequence[RunRecord], *, cursor: Any, next_run_at: datetime | None
+    ) -> None:
         return None
 
 
@@ -83,6 +92,45 @@ class KubeReflector:
 
     def run_finished(self, flow: FlowRecord, run: RunRecord, *, cursor: Any, next_run_at: datetime | None) -> None:
         self._guarded(self._reflect, flow, run, finished=True, cursor=cursor, next_run_at=next_run_at)
+
+    def catch_up(
+        self, flow: FlowRecord, runs: Sequence[RunRecord], *, cursor: Any, next_run_at: datetime | None
+    ) -> None:
+        """Reflect the store's finished ``runs`` (newest first, as ``list_runs`` gives them) that Kubernetes
+        missed: their runner could not reach the API server. A run is reflected again when its DataFlowRun
+        is absent or still active, or when it is the newest and the DataFlow status does not show it; a run
+        older than the one the status shows is left alone (an absent one was pruned by the history limits).
+        What the next runner does before its own run. Never raises."""
+        try:
+            self._catch_up(flow, runs, cursor=cursor, next_run_at=next_run_at)
+        except Exception as err:
+            log.warning("could not catch up the runs of %s/%s in Kubernetes: %s", flow.namespace, flow.name,
+                        redact(str(err)))
+
+    def _catch_up(
+        self, flow: FlowRecord, runs: Sequence[RunRecord], *, cursor: Any, next_run_at: datetime | None
+    ) -> None:
+        done = [r for r in runs if r.status not in ACTIVE_STATUSES]
+        if not done:
+            return
+        owner = self.kube.get(DATAFLOW, flow.namespace, flow.name)
+        if owner is None:
+            return
+        status = owner.get("status") or {}
+        shown = _parse_time(status.get("lastRunAt"))
+        for i, run in reversed(list(enumerate(done))):  # oldest first: the newest ends up in the status
+            started = run.started_at or run.created_at
+            if shown is not None and started is not None and started.replace(microsecond=0) < shown:
+                continue
+            name = run_resource_name(flow, run)
+            current = self.kube.get(DATAFLOWRUN, flow.namespace, name)
+            missed = current is None or (current.get("status") or {}).get("phase") in ACTIVE_PHASES
+            stale = i == 0 and (status.get("lastRunName"), status.get("lastRunStatus")) != (name, phase_of(run))
+            if missed or stale:
+                log.info("reflecting run %s of %s/%s, which Kubernetes missed", name, flow.namespace, flow.name)
+                self._reflect(flow, run, finished=True, cursor=cursor, next_run_at=next_run_at)
+                owner = self.kube.get(DATAFLOW, flow.namespace, flow.name) or owner
+                status = owner.get("status") or {}
 
     # ----------------------------------------------------------------- steps
     def _guarded(self, fn: Callable[..., None], flow: FlowRecord, run: RunRecord, **kwargs: Any) -> None:
@@ -199,6 +247,16 @@ class KubeReflector:
             )
             for old in done[limit:]:
                 self.kube.delete(DATAFLOWRUN, old["metadata"]["namespace"], old["metadata"]["name"])
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 time of a status field (``2026-01-01T10:00:00Z``), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _finished_key(run: Mapping[str, Any]) -> str:

@@ -11,6 +11,8 @@ K8S_VERSION="${ADF_K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ADF_ETCD_VERSION:-v3.5.21}"
 HELM_VERSION="${ADF_HELM_VERSION:-v3.19.0}"
 COREDNS_VERSION="${ADF_COREDNS_VERSION:-v1.12.4}"
+# The TCP fault injector of tests/faults (the proxy's @latest lists v2.5.0; v2.12.0 is the newest tag)
+TOXIPROXY_VERSION="${ADF_TOXIPROXY_VERSION:-v2.12.0}"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
 CACHE="${ADF_CACHE:-$HOME/.cache/activedataflow}"
 BIN="$CACHE/bin"
@@ -71,6 +73,10 @@ build_main() {
 
 build_etcd() { build_main etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION"; }
 build_coredns() { build_main coredns github.com/coredns/coredns "$COREDNS_VERSION"; }
+# Keyed by version (toxiproxy-server-v2.12.0): tests/faults/toxiproxy.py looks for the one it names.
+build_toxiproxy() {
+  build_main "toxiproxy-server-$TOXIPROXY_VERSION" github.com/Shopify/toxiproxy/v2/cmd/server "$TOXIPROXY_VERSION"
+}
 
 build_helm() {
   [ -x "$BIN/helm" ] && return 0
@@ -101,7 +107,8 @@ case "$what" in
   k8s) build_k8s ;;
   helm) build_helm ;;
   coredns) build_coredns ;;
-  all) build_etcd; build_helm; build_k8s; build_coredns ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm|coredns]" >&2; exit 2 ;;
+  toxiproxy) build_toxiproxy ;;
+  all) build_etcd; build_helm; build_k8s; build_coredns; build_toxiproxy ;;
+  *) echo "usage: $0 [all|etcd|k8s|helm|coredns|toxiproxy]" >&2; exit 2 ;;
 esac
 ls -la "$BIN" >&2

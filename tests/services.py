@@ -49,6 +49,16 @@ def missing(what: str) -> None:
     pytest.skip(msg)
 
 
+def wait_accepting(bindir: Path, host: str, port: int, timeout: float = 30.0) -> None:
+    """Until PostgreSQL accepts connections: it listens before it is ready ("the database system is
+    starting up"), and a test's first connection would fail now and then."""
+    deadline = time.monotonic() + timeout
+    while subprocess.run([str(bindir / "pg_isready"), "-q", "-h", host, "-p", str(port)]).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL on {host}:{port} does not accept connections after {timeout}s")
+        time.sleep(0.05)
+
+
 def _as_postgres(cmd: list[str]) -> list[str]:
     if os.geteuid() == 0:
         return ["runuser", "-u", "postgres", "--", *cmd]
@@ -95,6 +105,7 @@ def postgres_server(*, host: str = "127.0.0.1", allow: str | None = None) -> Ite
     )
     try:
         wait_port(port, host=host)
+        wait_accepting(bindir, host, port)
         yield f"postgresql+psycopg://postgres:{PG_PASSWORD}@{host}:{port}/postgres"
     finally:
         proc.terminate()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import logging
@@ -276,6 +277,22 @@ def connect(engine: sa.Engine, *, field: str) -> sa.Connection:
         ) from None
 
 
+def lost(conn: sa.Connection | sa.Engine, doing: str, err: BaseException, *, field: str) -> ConnectorError:
+    """A failure talking to the database (a cut connection, a server gone) as ConnectorError naming the
+    address it talked to (never the password) and what it was doing."""
+    address = conn.get_execution_options().get("adf_address", "the database")
+    return ConnectorError(f"{doing} at {address} failed: {_db_message(err)}", field=field)
+
+
+@contextlib.contextmanager
+def talking(conn: sa.Connection | sa.Engine, doing: str, *, field: str) -> Iterator[None]:
+    """Driver errors inside the block become :func:`lost`'s ConnectorError (ConnectorError passes)."""
+    try:
+        yield
+    except sa.exc.DBAPIError as err:
+        raise lost(conn, doing, err, field=field) from None
+
+
 def _db_message(err: BaseException, limit: int = 300) -> str:
     """The driver's message, on one line, without secrets or SQLAlchemy's SQL/background-link noise."""
     orig = getattr(err, "orig", None)
@@ -409,7 +426,7 @@ class SqlSourceReader(ClosingSourceReader):
         self._conn = connect(self._engine, field=f"{f}.connection")
         if self._engine.dialect.name == "postgresql":
             self._conn = self._conn.execution_options(postgresql_readonly=True)
-        with self._conn.begin():
+        with talking(self._conn, f"reading the table {spec.table}", field=f"{f}.table"), self._conn.begin():
             table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
             unique_keys = _unique_keys(table, self._conn)
             codec.read_faithfully(self._conn, table)  # JSON as its text, PostgreSQL interval as ISO 8601
@@ -556,7 +573,7 @@ class SqlSourceReader(ClosingSourceReader):
             with self._conn.begin():
                 return [tuple(r) for r in self._conn.execute(stmt, params)]
         except sa.exc.DBAPIError as err:
-            raise ConnectorError(f"reading {self.spec.table} failed: {_db_message(err)}", field=self.field) from None
+            raise lost(self._conn, f"reading {self.spec.table}", err, field=self.field) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -704,7 +721,7 @@ class SqlSinkWriter(BufferedSinkWriter):
         self._engine = create_sql_engine(self.url, field=f"{f}.connection")
         self._conn = connect(self._engine, field=f"{f}.connection")
         try:
-            with self._conn.begin():
+            with talking(self._conn, f"reading the table {spec.table}", field=f"{f}.table"), self._conn.begin():
                 table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
                 unique_keys = _unique_keys(table, self._conn)
             self.target = self._target(codec.sink_table(table), tuple(columns), unique_keys)
@@ -786,8 +803,7 @@ class SqlSinkWriter(BufferedSinkWriter):
                 self.strategy.write(conn, rows)
         except sa.exc.StatementError as err:
             if not _is_data_error(err):
-                raise ConnectorError(f"writing to {self.spec.table} failed: {_db_message(err)}",
-                                     field=self.field) from None
+                raise lost(conn, f"writing to {self.spec.table}", err, field=self.field) from None
             if len(rows) == 1:
                 self._row_failed(f"row {first_row} ({self._identify(rows[0])}): {_db_message(err, 240)}")
                 return
@@ -808,8 +824,8 @@ class SqlSinkWriter(BufferedSinkWriter):
             try:
                 self._tx.commit()
             except sa.exc.DBAPIError as err:
-                raise ConnectorError(f"commit to {self.spec.table} failed: {_db_message(err)}",
-                                     field=self.field) from None
+                assert self._conn is not None
+                raise lost(self._conn, f"commit to {self.spec.table}", err, field=self.field) from None
             finally:
                 self._tx = None
         self._committed_written = self.stats.written

@@ -175,3 +175,31 @@ def test_a_suspended_flows_next_run_is_cleared(kube: MemoryKube) -> None:
     KubeReflector(kube, clock=lambda: T0).run_finished(flow, finished(started(0)), cursor=None,
                                                        next_run_at=T0 + timedelta(minutes=15))
     assert "nextRunAt" not in flow_status(kube) or flow_status(kube)["nextRunAt"] is None
+
+
+def test_catch_up_reflects_a_finished_run_kubernetes_never_saw_and_counts_it_once(kube: MemoryKube) -> None:
+    run = finished(started(0))  # its runner could not reach the API server at all
+    reflector = KubeReflector(kube)
+    reflector.catch_up(FLOW, [run], cursor=None, next_run_at=None)
+    reflector.catch_up(FLOW, [run], cursor=None, next_run_at=None)  # the runner after that one
+    assert kube.get(DATAFLOWRUN, "shop", run.run_name)["status"]["phase"] == "Succeeded"
+    status = flow_status(kube)
+    assert (status["lastRunName"], status["lastRunStatus"], status["succeeded"]) == (run.run_name, "Succeeded", 1)
+
+
+def test_catch_up_finishes_a_dataflowrun_left_running(kube: MemoryKube) -> None:
+    reflector, run = KubeReflector(kube), started(0)
+    reflector.run_started(FLOW, run)  # then the API server went away before run_finished
+    reflector.catch_up(FLOW, [finished(run, "failed", error_message="sink: gone")], cursor=None, next_run_at=None)
+    assert kube.get(DATAFLOWRUN, "shop", run.run_name)["status"]["phase"] == "Failed"
+    status = flow_status(kube)
+    assert (status["lastRunStatus"], status["failed"], status["activeRuns"]) == ("Failed", 1, 0)
+
+
+def test_catch_up_does_not_bring_back_a_run_pruned_by_the_history_limits(kube: MemoryKube) -> None:
+    reflector, old, new = KubeReflector(kube), finished(started(0)), finished(started(5))
+    reflector.run_started(FLOW, started(5))
+    reflector.run_finished(FLOW, new, cursor=None, next_run_at=None)
+    reflector.catch_up(FLOW, [new, old], cursor=None, next_run_at=None)  # old: absent, older than the status
+    assert kube.get(DATAFLOWRUN, "shop", old.run_name) is None
+    assert flow_status(kube)["succeeded"] == 1
