@@ -474,7 +474,7 @@ class FlowExecutor:
             deadline.check(f"planning the run (reading the tables {address_of(spec.source, src_url)} and "
                            f"{address_of(spec.sink, sink_url)})")
         plan = plan_flow(flow, src_url, sink_url, cursor=cursor)
-        if plan.kind == "pushdown":  # one SQL statement in the database (runner/plan.py)
+        if plan.kind in ("pushdown", "stream"):  # one SQL statement, or binary COPY between two databases (plan.py)
             if deadline is not None:
                 deadline.check(f"running the push-down statement in {address_of(spec.sink, sink_url)}")
             pushed = self._push_down(flow, plan, cursor, progress)

@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -109,17 +110,23 @@ class PushdownResult:
 
 @dataclass
 class Plan:
-    """``kind`` "pushdown" (with ``sql``) or "rows" (with ``reason``)."""
+    """``kind`` "pushdown" (same database, with ``sql``), "stream" (two PostgreSQL databases, binary COPY:
+    ``source_sql`` and ``sql``, see :mod:`.fastpath.stream`) or "rows" (with ``reason``)."""
 
-    kind: Literal["pushdown", "rows"]
+    kind: Literal["pushdown", "stream", "rows"]
     reason: str
-    sql: str | None = None  # the INSERT ... SELECT, bound parameters as placeholders
+    sql: str | None = None  # the INSERT ... SELECT (stream: the COPY into staging and the merge), placeholders
     count_sql: str | None = None
-    _run: _Pushdown | None = field(default=None, repr=False)
+    source_sql: str | None = None  # stream: the query run on the source database
+    _run: _Pushdown | _Stream | None = field(default=None, repr=False)
 
     def explain(self) -> str:
         if self.kind == "rows":
             return f"row path: {self.reason}"
+        if self.kind == "stream":
+            return (f"source push-down, binary COPY between databases ({self.reason}):\n"
+                    f"on the source:\n{self.source_sql}\non the sink:\n{self.sql}\n"
+                    "Python takes over: nowhere (every step runs in the source query; rows are never decoded)")
         return f"push-down ({self.reason}):\n{self.sql}"
 
     def execute(self) -> PushdownResult:
@@ -188,6 +195,12 @@ class _PushdownSource(SqlSourceReader):
             return first.limit(None).order_by(None).subquery("src"), params
         params["adf_limit"] = self.spec.limit
         return first.subquery("src"), params
+
+    def probe(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        """``fn(connection)`` on the open reader's connection, in a read-only transaction."""
+        assert self._conn is not None, "open() first"
+        with self._conn.begin():
+            return fn(self._conn)
 
     def key_columns(self, subquery: sa.Subquery) -> list[sa.ColumnElement[Any]]:
         """The keyset's columns of :meth:`query`, as the row path reads them (SQLite dates: their text)."""
@@ -282,12 +295,17 @@ def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str], placem
     return build_write_statement(target, table=table, source=(names, select))
 
 
-def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...]) -> SinkTarget:
-    """The sink connector's checked target (columns exist, uniqueBy is a unique key...)."""
+def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...],
+                 probe: Callable[[sa.Connection, SinkTarget], Any] | None = None) -> SinkTarget:
+    """The sink connector's checked target (columns exist, uniqueBy is a unique key...); ``probe`` is
+    called with the sink's connection and the target before it closes."""
     writer = SqlSinkWriter(spec, url)
     try:
         writer.open(columns)
-        assert writer.target is not None
+        assert writer.target is not None and writer._conn is not None
+        if probe is not None:
+            with writer._conn.begin():
+                probe(writer._conn, writer.target)
         return writer.target
     finally:
         writer.close()
@@ -317,7 +335,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         return _rows("a connection URL is not a SQLAlchemy database URL")
     placement, why = _placement(src, dst)
     if placement is None:
-        return _rows(why)
+        return _between(flow, source_url, sink_url, src, dst, cursor, why)
     source_file = _sqlite_file(src) if placement == "attach" else None
     if source_file is not None and not source_file.is_file():
         return _rows(f"the source SQLite file {source_file} does not exist")
@@ -361,6 +379,137 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
                 count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
+
+
+# --------------------------------------------------------------------------- between two databases
+
+
+def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL, cursor: Any, why: str) -> Plan:
+    """Source-side push-down for a flow between two databases (see :mod:`.fastpath.stream`), or the row path."""
+    from .fastpath import enabled as fastpath_enabled
+    from .fastpath import stream
+
+    spec = flow.spec
+    assert isinstance(spec.source, SqlSource) and isinstance(spec.sink, SqlSink)
+    if (src.get_backend_name(), dst.get_backend_name()) != ("postgresql", "postgresql"):
+        return _rows(why)
+    if not fastpath_enabled() or src.get_driver_name() != "psycopg" or dst.get_driver_name() != "psycopg":
+        return _rows(f"{why}; the binary COPY between them needs psycopg 3 and ADF_FASTPATH on")
+    reader = _PushdownSource(spec.source, source_url)
+    try:
+        columns = reader.open(cursor)
+        subquery, params = reader.query()
+        keys = reader.keys
+        key_cols = reader.key_columns(subquery)
+        pipeline = compile_transforms(spec.transform, columns)
+        cols = {name: subquery.c[name] for name in columns}
+        try:
+            sql_plan = pipeline.to_sql(cols, "postgresql")
+        except NotPushable as err:
+            return _rows(f"{why}; {err.reason}")
+        names = list(sql_plan.columns)
+        select_list = sql_plan.select_list()
+        select = sa.select(*select_list).select_from(subquery).where(sa.true(), *sql_plan.where)
+        source_types = reader.probe(lambda conn: stream.source_types(conn, select, params))
+    finally:
+        reader.close()
+    sink: dict[str, str] = {}
+    target = _sink_target(spec.sink, sink_url, pipeline.columns,
+                          probe=lambda conn, t: sink.update(stream.sink_types(conn, t)))
+    nulls = frozenset(n for n, e in sql_plan.columns.items() if isinstance(e.type, sa.types.NullType))
+    types = stream.describe(names, source_types, sink, nulls)
+    if isinstance(types, str):
+        return _rows(f"{why}; {types}")
+    select = (sa.select(*stream.cast_outputs(select_list, types.casts)).select_from(subquery)
+              .where(sa.true(), *sql_plan.where))
+    if target.mode == "upsert" and not target.update_columns:
+        # DO NOTHING keeps the first row of a key, as the row path does: the rows in the row path's order
+        select = select.order_by(*key_cols)
+    count = sa.select(sa.func.count()).select_from(subquery) if sql_plan.where else None
+    last = None
+    if spec.source.incremental is not None:
+        last = sa.select(*key_cols).order_by(*(c.desc() for c in key_cols)).limit(1)
+    run = _Stream(source_url=source_url, sink_url=sink_url, select=select, count=count, last=last, keys=keys,
+                  params=params, target=target, types=types)
+    explained = run.statements(postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+    return Plan("stream", f"{why}; both are PostgreSQL", sql=f"{explained[1]}\n{explained[2]}",
+                count_sql=None if count is None else _sql_text(count, "postgresql", None),
+                source_sql=explained[0], _run=run)
+
+
+class _Stream:
+    """One flow between two PostgreSQL databases by binary COPY; built by :func:`_between`."""
+
+    def __init__(self, *, source_url: str, sink_url: str, select: sa.Select[Any], count: sa.Select[Any] | None,
+                 last: sa.Select[Any] | None, keys: tuple[str, ...], params: dict[str, Any], target: SinkTarget,
+                 types: Any) -> None:
+        from .fastpath import stream
+
+        self.source_url, self.sink_url = source_url, sink_url
+        self.select, self.count, self.last = select, count, last
+        self.keys, self.params, self.target, self.types = keys, params, target, types
+        self.stage = stream.stage_name()
+
+    def statements(self, dialect: sa.engine.Dialect) -> tuple[str, str, str]:
+        """(COPY out of the source, COPY into staging, the merge), placeholders for bound parameters."""
+        from .fastpath import stream
+
+        prep = dialect.identifier_preparer
+        cols = ", ".join(prep.quote(c) for c in self.target.columns)
+        out = f"COPY ({self.select.compile(dialect=dialect)}) TO STDOUT (FORMAT binary)"
+        into = (f"{stream.create_stage(self.stage, self.target, self.types, prep.quote)};\n"
+                f"COPY {prep.quote(self.stage)} ({cols}) FROM STDIN (FORMAT binary)")
+        merge = str(stream.merge_statement(self.target, self.stage).compile(dialect=dialect))
+        return out, into, merge
+
+    def execute(self) -> PushdownResult:
+        src_engine = create_sql_engine(self.source_url, field="spec.source.connection", readonly=True)
+        dst_engine = create_sql_engine(self.sink_url, field="spec.sink.connection")
+        try:
+            sconn = connect(src_engine, field="spec.source.connection")
+            try:
+                dconn = connect(dst_engine, field="spec.sink.connection")
+                try:
+                    return self._execute(sconn, dconn)
+                finally:
+                    dconn.close()
+            finally:
+                sconn.close()
+        finally:
+            src_engine.dispose()
+            dst_engine.dispose()
+
+    def _execute(self, sconn: sa.Connection, dconn: sa.Connection) -> PushdownResult:
+        from .fastpath import stream
+
+        dbapi_errors = (sa.exc.DBAPIError, sconn.dialect.loaded_dbapi.Error)
+        sconn = sconn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        prep = dconn.dialect.identifier_preparer
+        cols = ", ".join(prep.quote(c) for c in self.target.columns)
+        copy_in = f"COPY {prep.quote(self.stage)} ({cols}) FROM STDIN (FORMAT binary)"
+        out_sql, out_params = stream.compile_for_copy(self.select, sconn.dialect, self.params)
+        copy_out = f"COPY ({out_sql}) TO STDOUT (FORMAT binary)"
+        try:
+            with sconn.begin():  # one snapshot: the cursor, the count and the rows moved agree
+                cursor = None
+                if self.last is not None:
+                    row = sconn.execute(self.last, self.params).first()
+                    if row is not None:
+                        cursor = {k: encode_cursor_value(v) for k, v in zip(self.keys, row, strict=True)}
+                read = None if self.count is None else int(sconn.execute(self.count, self.params).scalar_one())
+                with dconn.begin():
+                    dconn.exec_driver_sql(stream.create_stage(self.stage, self.target, self.types, prep.quote))
+                    staged = stream.stream_copy(sconn.connection.driver_connection, copy_out, out_params,
+                                                dconn.connection.driver_connection, copy_in)
+                    result = dconn.execute(stream.merge_statement(self.target, self.stage),
+                                           execution_options={"preserve_rowcount": True})
+                    rowcount = max(int(result.rowcount), 0)
+        except dbapi_errors as err:
+            orig = getattr(err, "orig", None) or err
+            raise PushdownFailed(redact(" ".join(str(orig).split()))[:300]) from err
+        # DO NOTHING: rowcount misses the rows kept; every row staged counts as written, as in push-down
+        written = staged if self.target.mode == "upsert" and not self.target.update_columns else rowcount
+        return PushdownResult(staged if read is None else read, written, cursor)
 
 
 def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:

@@ -99,12 +99,14 @@ TRANSFORM = [
 # --------------------------------------------------------------------------- when and why
 
 
-def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlite_files: tuple[str, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, pg_other: str,
+                                              sqlite_files: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [], "dst")
     setup_db(pg_url, [], "dst")
-    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    other = pg_other
+    division = [{"set": {"i1": "row.b / row.a"}}, {"select": ["id", "i1"]}]
     reasons = {
-        "two databases": plan_flow(flow(pg_url, other, transform=TRANSFORM), pg_url, other).reason,
+        "two databases": plan_flow(flow(pg_url, other, transform=division), pg_url, other).reason,
         "postgres to sqlite": plan_flow(flow(pg_url, sqlite_files[1], transform=TRANSFORM), pg_url,
                                         sqlite_files[1]).reason,
         "python": plan_flow(flow(pg_url, pg_url, transform=[{"python": "json:dumps"}]), pg_url, pg_url).reason,
@@ -112,7 +114,7 @@ def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlit
                                                                       {"select": ["id", "i1"]}]), pg_url,
                               pg_url).reason,
     }
-    assert "different databases" in reasons["two databases"]
+    assert "different databases" in reasons["two databases"] and "spec.transform.0.set.i1" in reasons["two databases"]
     assert "postgresql" in reasons["postgres to sqlite"] and "sqlite" in reasons["postgres to sqlite"]
     assert reasons["python"].startswith("spec.transform.0.python")
     assert reasons["division"].startswith("spec.transform.0.set.i1")
@@ -143,9 +145,10 @@ def test_sqlite_numeric_that_sql_cannot_reproduce_stays_on_the_row_path(sqlite_f
     assert plan.kind == "rows" and reason in plan.reason
 
 
-def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path) -> None:
+def test_explain_prints_the_statement_or_the_reason(pg_url: str, pg_other: str, tmp_path: Path) -> None:
     setup_db(pg_url, [], "dst")
-    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    setup_two(pg_url, pg_other, [], "dst")
+    other = pg_other
     manifest = tmp_path / "flows.yaml"
     docs = []
     for name, dst in (("same", pg_url), ("cross", other)):
@@ -158,7 +161,12 @@ def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path)
     same, cross = result.output.split("default/cross:")
     assert "push-down" in same and "INSERT INTO dst" in same and "ON CONFLICT (id) DO UPDATE" in same
     assert "%(b_1)s" in same or "%(b_" in same  # the where value is a placeholder, never inlined
-    assert "row path" in cross and "different databases" in cross
+    # between two databases: the source query, what moves the rows, and where Python takes over
+    assert "source push-down" in cross and "different databases" in cross
+    on_source, on_sink = cross.split("on the sink:")
+    assert "COPY (SELECT" in on_source and "TO STDOUT (FORMAT binary)" in on_source and "%(b_" in on_source
+    assert "FROM STDIN (FORMAT binary)" in on_sink and "ON CONFLICT (id) DO UPDATE" in on_sink
+    assert "Python takes over: nowhere" in on_sink
     assert "adf-test-pw" not in result.output
     assert rows_of(pg_url, "dst") == []  # explain runs nothing
 
@@ -546,3 +554,41 @@ def test_without_filters_rowcount_counts_reads_also_on_updates(backend: str, sql
     for _ in range(2):  # inserts, then updates of every row
         done = run(executor, f)
         assert (done.records_read, done.records_written, done.records_failed) == (15, 15, 0)
+
+
+# --------------------------------------------------------------------------- between two PostgreSQL databases
+
+
+@pytest.fixture
+def pg_other(pg_server: str) -> Iterator[str]:
+    """A second fresh PostgreSQL database on the same server (the sink of a flow between databases)."""
+    name = f"t_{os.urandom(6).hex()}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def setup_two(src: str, dst: str, rows: list[dict[str, Any]], *sinks: str) -> None:
+    setup_db(src, rows)
+    execute(dst, *(f"DROP TABLE IF EXISTS {s}" for s in sinks), *(DST_DDL.format(name=s) for s in sinks))
+
+
+def test_two_postgresql_databases_stream_by_binary_copy_and_equal_the_row_path(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 31)], "dst", "dst_rows")
+    f = flow(pg_url, pg_other, transform=TRANSFORM)
+    plan = plan_flow(f, pg_url, pg_other)
+    assert plan.kind == "stream", plan.reason
+    assert "TO STDOUT (FORMAT binary)" in (plan.source_sql or "") and "FROM STDIN (FORMAT binary)" in (plan.sql or "")
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, pg_other, transform=TRANSFORM, table="dst_rows", name="g"))
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
+    assert (done.status, done.records_read, done.records_written) == ("success", rows.records_read,
+                                                                      rows.records_written)

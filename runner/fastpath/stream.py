@@ -1,0 +1,183 @@
+"""PostgreSQL -> PostgreSQL between two databases: binary COPY out of the source, binary COPY into staging.
+
+A flow whose transform SQL computes entirely (:meth:`Pipeline.to_sql`) runs, when source and sink
+are two PostgreSQL databases, as::
+
+    source (REPEATABLE READ, read only; one snapshot for all three):
+        SELECT <keyset> FROM <source query> ORDER BY <keyset> DESC LIMIT 1   -- incremental: the new cursor
+        SELECT count(*) FROM <source query>                                  -- only with filter steps
+        COPY (SELECT CAST(<expr> AS <staging type>) ... FROM <source query> WHERE <filters>)
+            TO STDOUT (FORMAT binary)
+    sink (one transaction):
+        CREATE TEMPORARY TABLE adf_stream_xxx (<staging types>) ON COMMIT DROP
+        COPY adf_stream_xxx (cols) FROM STDIN (FORMAT binary)   -- the source's bytes, as they arrive
+        INSERT INTO sink (cols) SELECT cols FROM adf_stream_xxx [ON CONFLICT ...]   -- the sink's merge
+
+The bytes are forwarded in chunks of about :data:`CHUNK` bytes; no row is decoded into Python
+objects, and memory stays bounded by the chunk whatever the number of rows.
+
+Binary COPY needs the source column's type to be the staging column's exactly. The staging
+types are the ones the row path's COPY strategy (:mod:`.pg`) stages into (integers as ``int8``,
+``varchar`` as ``text``, ``numeric`` without modifier...), so that the merge's assignment casts
+(range checks, rounding to the declared scale, length checks) are the row path's. Each source
+expression is cast to its staging type in the SELECT only where that cast is lossless
+(:data:`_LOSSLESS`: ``int4 -> int8``, ``int -> numeric``, ``varchar -> text``, a NULL literal);
+any other pair (``float8 -> int8``, which the row path refuses, ``float4 -> float8``, which it reads
+as text, ``bpchar``, ``json``, an enum...) is not streamed: :func:`describe` says why, and the flow
+runs with the source query feeding the row path instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..connectors.sql import SinkTarget, build_write_statement
+from .pg import _BINARY_SAFE
+
+__all__ = ["CHUNK", "StreamColumns", "compile_for_copy", "describe", "stream_copy"]
+
+CHUNK = 256 * 1024
+
+# staging type -> the source types whose values CAST to it exactly as the row path writes them
+_LOSSLESS: dict[str, frozenset[str]] = {
+    "int8": frozenset({"smallint", "integer", "bigint"}),
+    "numeric": frozenset({"smallint", "integer", "bigint", "numeric"}),
+    "float8": frozenset({"double precision"}),
+    "text": frozenset({"text", "character varying"}),
+    "timestamp": frozenset({"timestamp without time zone"}),
+    "timestamptz": frozenset({"timestamp with time zone"}),
+    "date": frozenset({"date"}),
+    "bool": frozenset({"boolean"}),
+}
+_CANONICAL = {"int8": "bigint", "numeric": "numeric", "float8": "double precision", "text": "text",
+              "timestamp": "timestamp without time zone", "timestamptz": "timestamp with time zone", "date": "date",
+              "bool": "boolean"}
+# what the source says for an untyped NULL literal (``None``)
+_NULL_TYPES = frozenset({"text", "unknown"})
+
+
+@dataclass(frozen=True)
+class StreamColumns:
+    """The staging types of the sink's columns, in order, and what to cast each source expression to."""
+
+    staging: tuple[str, ...]
+    casts: tuple[str | None, ...]  # None: the source column is the staging type already
+
+
+def sink_types(conn: sa.Connection, target: SinkTarget) -> dict[str, str]:
+    """The sink columns' base types (``regtype`` text) by name."""
+    prep = conn.dialect.identifier_preparer
+    rows = conn.exec_driver_sql(
+        "SELECT a.attname, a.atttypid::regtype::text FROM pg_attribute a "
+        "WHERE a.attrelid = %(t)s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        {"t": prep.format_table(target.table)},
+    )
+    return {name: base for name, base in rows}
+
+
+def source_types(conn: sa.Connection, select: sa.Select[Any], params: dict[str, Any]) -> list[str]:
+    """The types PostgreSQL gives the SELECT's columns (``format_type`` of each result column's OID)."""
+    sub = select.limit(0).subquery("adf_probe")
+    result = conn.execute(sa.select(sub), params)
+    oids: list[int] = [d[1] for d in result.cursor.description]  # type: ignore[misc]
+    result.close()
+    found = conn.exec_driver_sql(
+        "SELECT t.oid, t.oid::regtype::text FROM pg_type t WHERE t.oid = ANY(%(o)s)", {"o": list(set(oids))})
+    names: dict[int, str] = {oid: name for oid, name in found}
+    return [names.get(o, f"oid {o}") for o in oids]
+
+
+def describe(names: Sequence[str], source: Sequence[str], sink: dict[str, str],
+             null_columns: frozenset[str]) -> StreamColumns | str:
+    """The staging columns for streaming ``names`` (source types ``source``, sink base types ``sink``), or why not."""
+    staging: list[str] = []
+    casts: list[str | None] = []
+    for name, src in zip(names, source, strict=True):
+        base = sink[name]
+        stage = _BINARY_SAFE.get(base)
+        if stage is None:
+            return (f"sink column '{name}' is {base}: binary COPY is streamed into integer, numeric, float, "
+                    "text, timestamp, date and boolean columns only")
+        if src in _LOSSLESS[stage]:
+            casts.append(None if src == _CANONICAL[stage] else stage)
+        elif name in null_columns and src in _NULL_TYPES:
+            casts.append(stage)
+        else:
+            return (f"column '{name}' is {src} in the source query and {base} in the sink: binary COPY needs one "
+                    "type, and casting it in SQL would not write what the row path writes")
+        staging.append(stage)
+    return StreamColumns(tuple(staging), tuple(casts))
+
+
+def cast_outputs(select_list: Sequence[sa.ColumnElement[Any]], casts: Sequence[str | None]
+                 ) -> list[sa.ColumnElement[Any]]:
+    """The SELECT's labelled columns, cast where :func:`describe` said (the label kept)."""
+    out: list[sa.ColumnElement[Any]] = []
+    for col, cast in zip(select_list, casts, strict=True):
+        if cast is None:
+            out.append(col)
+            continue
+        assert isinstance(col, sa.sql.elements.Label)
+        out.append(sa.cast(col.element, _type_of(cast)).label(col.name))
+    return out
+
+
+def _type_of(staging: str) -> sa.types.TypeEngine[Any]:
+    from sqlalchemy.dialects import postgresql
+
+    types: dict[str, sa.types.TypeEngine[Any]] = {
+        "int8": sa.BigInteger(), "numeric": sa.Numeric(), "float8": postgresql.DOUBLE_PRECISION(), "text": sa.Text(),
+        "timestamp": postgresql.TIMESTAMP(), "timestamptz": postgresql.TIMESTAMP(timezone=True),
+        "date": sa.Date(), "bool": sa.Boolean(),
+    }
+    return types[staging]
+
+
+def compile_for_copy(stmt: sa.Select[Any], dialect: sa.engine.Dialect, params: dict[str, Any]
+                     ) -> tuple[str, dict[str, Any]]:
+    """``stmt`` as psycopg's ``%(name)s`` text and its parameters (psycopg merges them client-side for COPY)."""
+    compiled = stmt.compile(dialect=dialect)
+    values = dict(compiled.construct_params(params))
+    for name, bind in compiled.binds.items():
+        if name in values and values[name] is not None:
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                values[name] = process(values[name])
+    return compiled.string, values
+
+
+def stage_name() -> str:
+    return f"adf_stream_{uuid.uuid4().hex[:10]}"
+
+
+def merge_statement(target: SinkTarget, stage: str) -> sa.Insert:
+    """The sink's INSERT/upsert with its rows from the staging table."""
+    cols = list(target.columns)
+    staged = sa.table(stage, *(sa.column(c) for c in cols))
+    return build_write_statement(target, source=(cols, sa.select(*(staged.c[c] for c in cols))))
+
+
+def create_stage(stage: str, target: SinkTarget, types: StreamColumns, quote: Any) -> str:
+    defs = ", ".join(f"{quote(c)} {t}" for c, t in zip(target.columns, types.staging, strict=True))
+    return f"CREATE TEMPORARY TABLE {quote(stage)} ({defs}) ON COMMIT DROP"
+
+
+def stream_copy(src_raw: Any, copy_out: str, params: dict[str, Any], dst_raw: Any, copy_in: str) -> int:
+    """Forward ``copy_out``'s bytes into ``copy_in`` in chunks of about :data:`CHUNK`; the rows staged."""
+    with src_raw.cursor() as sc, dst_raw.cursor() as dc:
+        with sc.copy(copy_out, params) as out, dc.copy(copy_in) as into:
+            buf = bytearray()
+            write = into.write
+            for data in out:
+                buf += data
+                if len(buf) >= CHUNK:
+                    write(buf)
+                    buf = bytearray()
+            if buf:
+                write(buf)
+        return int(dc.rowcount)
