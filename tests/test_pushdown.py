@@ -581,11 +581,14 @@ def setup_two(src: str, dst: str, rows: list[dict[str, Any]], *sinks: str) -> No
 
 def test_two_postgresql_databases_stream_by_binary_copy_and_equal_the_row_path(
         pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
-    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 31)], "dst", "dst_rows")
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 3001)], "dst", "dst_rows")
     f = flow(pg_url, pg_other, transform=TRANSFORM)
     plan = plan_flow(f, pg_url, pg_other)
     assert plan.kind == "stream", plan.reason
     assert "TO STDOUT (FORMAT binary)" in (plan.source_sql or "") and "FROM STDIN (FORMAT binary)" in (plan.sql or "")
+    streamed = plan.execute()  # raises PushdownFailed if the COPY did not go through
+    assert (streamed.read, streamed.written) == (3000, 2400)
+    execute(pg_other, "TRUNCATE dst")
     done = run(executor, f)
     monkeypatch.setenv("ADF_PUSHDOWN", "off")
     rows = run(executor, flow(pg_url, pg_other, transform=TRANSFORM, table="dst_rows", name="g"))
