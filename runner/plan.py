@@ -56,7 +56,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -77,6 +77,9 @@ from .connectors.sql import (
     encode_cursor_value,
 )
 from .transforms import NotPushable, SqlPlan, compile_transforms
+
+if TYPE_CHECKING:
+    from .fastpath.source import PushedSourceReader
 
 __all__ = [
     "ATTACHED_SCHEMA",
@@ -113,21 +116,35 @@ class Plan:
     """``kind`` "pushdown" (same database, with ``sql``), "stream" (two PostgreSQL databases, binary COPY:
     ``source_sql`` and ``sql``, see :mod:`.fastpath.stream`) or "rows" (with ``reason``)."""
 
-    kind: Literal["pushdown", "stream", "rows"]
+    kind: Literal["pushdown", "stream", "source", "rows"]
     reason: str
     sql: str | None = None  # the INSERT ... SELECT (stream: the COPY into staging and the merge), placeholders
     count_sql: str | None = None
-    source_sql: str | None = None  # stream: the query run on the source database
+    source_sql: str | None = None  # stream: the query run on the source database; source: its first page
+    pushed_steps: int = 0  # source: the transform steps the source query computes (the rest run in Python)
+    python_from: str | None = None  # source: why Python takes over at step ``pushed_steps`` (None: no step left)
     _run: _Pushdown | _Stream | None = field(default=None, repr=False)
 
     def explain(self) -> str:
         if self.kind == "rows":
             return f"row path: {self.reason}"
+        if self.kind == "source":
+            python = (f"Python takes over at {self.python_from}" if self.python_from else
+                      "Python takes over: only to write the rows (every step runs in the source query)")
+            return (f"source push-down ({self.reason}):\non the source, page by page "
+                    f"(spec.transform.0-{self.pushed_steps - 1} in SQL):\n{self.source_sql}\n{python}")
         if self.kind == "stream":
             return (f"source push-down, binary COPY between databases ({self.reason}):\n"
                     f"on the source:\n{self.source_sql}\non the sink:\n{self.sql}\n"
                     "Python takes over: nowhere (every step runs in the source query; rows are never decoded)")
         return f"push-down ({self.reason}):\n{self.sql}"
+
+    def source_reader(self, flow: DataFlow, url: str) -> PushedSourceReader:
+        """source: the reader whose query computes the first :attr:`pushed_steps` steps of ``flow``."""
+        from .fastpath.source import PushedSourceReader
+
+        assert self.kind == "source" and isinstance(flow.spec.source, SqlSource)
+        return PushedSourceReader(flow.spec.source, url, flow.spec.transform[: self.pushed_steps])
 
     def execute(self) -> PushdownResult:
         """Run the pushed-down statement (see the module docstring). Raises :class:`PushdownFailed`."""
@@ -327,12 +344,13 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         return _rows(f"source ({spec.source.type}) and sink ({spec.sink.type}) are not both SQL tables")
     if not pushdown_enabled():
         return _rows("push-down is disabled (ADF_PUSHDOWN=off)")
-    for i, step in enumerate(spec.transform):
-        if step.python is not None:
-            return _rows(f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL")
     src, dst = _db_url(source_url), _db_url(sink_url)
     if src is None or dst is None:
         return _rows("a connection URL is not a SQLAlchemy database URL")
+    for i, step in enumerate(spec.transform):
+        if step.python is not None:
+            reason = f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL"
+            return _source_prefix(flow, source_url, src, cursor, reason)
     placement, why = _placement(src, dst)
     if placement is None:
         return _between(flow, source_url, sink_url, src, dst, cursor, why)
@@ -357,7 +375,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         if dialect == "sqlite":
             _sqlite_outputs(sql_plan, target)
     except NotPushable as err:
-        return _rows(err.reason)
+        return _source_prefix(flow, source_url, src, cursor, err.reason)
 
     names = list(sql_plan.columns)
     select = sa.select(*sql_plan.select_list()).select_from(subquery).where(sa.true(), *sql_plan.where)
@@ -392,9 +410,10 @@ def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL,
     spec = flow.spec
     assert isinstance(spec.source, SqlSource) and isinstance(spec.sink, SqlSink)
     if (src.get_backend_name(), dst.get_backend_name()) != ("postgresql", "postgresql"):
-        return _rows(why)
+        return _source_prefix(flow, source_url, src, cursor, why)
     if not fastpath_enabled() or src.get_driver_name() != "psycopg" or dst.get_driver_name() != "psycopg":
-        return _rows(f"{why}; the binary COPY between them needs psycopg 3 and ADF_FASTPATH on")
+        return _source_prefix(flow, source_url, src, cursor,
+                              f"{why}; the binary COPY between them needs psycopg 3 and ADF_FASTPATH on")
     reader = _PushdownSource(spec.source, source_url)
     try:
         columns = reader.open(cursor)
@@ -406,7 +425,8 @@ def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL,
         try:
             sql_plan = pipeline.to_sql(cols, "postgresql")
         except NotPushable as err:
-            return _rows(f"{why}; {err.reason}")
+            reader.close()
+            return _source_prefix(flow, source_url, src, cursor, f"{why}; {err.reason}")
         names = list(sql_plan.columns)
         select_list = sql_plan.select_list()
         select = sa.select(*select_list).select_from(subquery).where(sa.true(), *sql_plan.where)
@@ -419,7 +439,7 @@ def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL,
     nulls = frozenset(n for n, e in sql_plan.columns.items() if isinstance(e.type, sa.types.NullType))
     types = stream.describe(names, source_types, sink, nulls)
     if isinstance(types, str):
-        return _rows(f"{why}; {types}")
+        return _source_prefix(flow, source_url, src, cursor, f"{why}; {types}")
     select = (sa.select(*stream.cast_outputs(select_list, types.casts)).select_from(subquery)
               .where(sa.true(), *sql_plan.where))
     if target.mode == "upsert" and not target.update_columns:
@@ -435,6 +455,35 @@ def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL,
     return Plan("stream", f"{why}; both are PostgreSQL", sql=f"{explained[1]}\n{explained[2]}",
                 count_sql=None if count is None else _sql_text(count, "postgresql", None),
                 source_sql=explained[0], _run=run)
+
+
+def _source_prefix(flow: DataFlow, source_url: str, src: URL, cursor: Any, why: str) -> Plan:
+    """The row path with the longest SQL-computable prefix of the transform in the source query (PostgreSQL
+    sources), or the plain row path (``why``)."""
+    from .fastpath import enabled as fastpath_enabled
+    from .fastpath.source import pushed_page
+
+    spec = flow.spec
+    assert isinstance(spec.source, SqlSource)
+    if src.get_backend_name() != "postgresql" or src.get_driver_name() != "psycopg" or not fastpath_enabled():
+        return _rows(why)
+    reader = _PushdownSource(spec.source, source_url)
+    try:
+        columns = reader.open(cursor)
+        subquery, _ = reader.query()
+        first = reader._first
+        key_names = reader.key_names
+    finally:
+        reader.close()
+    assert first is not None
+    pipeline = compile_transforms(spec.transform, columns)
+    pushed, _, python_from = pipeline.sql_prefix({n: subquery.c[n] for n in columns}, "postgresql")
+    if pushed == 0:
+        return _rows(why)
+    prefix = compile_transforms(spec.transform[:pushed], columns)
+    page = pushed_page(first, prefix, columns, key_names, "postgresql")
+    return Plan("source", why, source_sql=_sql_text(page, "postgresql", None), pushed_steps=pushed,
+                python_from=python_from)
 
 
 class _Stream:

@@ -595,3 +595,87 @@ def test_two_postgresql_databases_stream_by_binary_copy_and_equal_the_row_path(
     assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
     assert (done.status, done.records_read, done.records_written) == ("success", rows.records_read,
                                                                       rows.records_written)
+
+
+def test_postgresql_to_sqlite_computes_the_transform_in_the_source_query(
+        pg_url: str, sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    dst = sqlite_files[1]
+    setup_db(pg_url, [src_row(i) for i in range(1, 41)])
+    execute(dst, DST_DDL.format(name="dst"), DST_DDL.format(name="dst_rows"))
+    f = flow(pg_url, dst, transform=TRANSFORM)
+    plan = plan_flow(f, pg_url, dst)
+    assert (plan.kind, plan.pushed_steps, plan.python_from) == ("source", 3, None)
+    assert "adf_keep" in (plan.source_sql or "") and "only to write the rows" in plan.explain()
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, dst, transform=TRANSFORM, table="dst_rows", name="g"))
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows") != []
+    # the filter step's rows are read (and counted) by both, as the row path reads them
+    assert (done.records_read, done.records_written, done.records_failed) == (
+        rows.records_read, rows.records_written, rows.records_failed) == (40, 32, 0)
+
+
+def test_python_takes_over_at_the_first_step_sql_cannot_compute(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 26)], "dst", "dst_rows")
+    transform = [*TRANSFORM[:2], {"python": "tests.test_pushdown:shout"}, {"select": ["id", "i1", "f1", "s1"]}]
+    f = flow(pg_url, pg_other, transform=transform, incremental={"cursorColumn": "id"})
+    plan = plan_flow(f, pg_url, pg_other)
+    assert (plan.kind, plan.pushed_steps) == ("source", 2)
+    assert "Python takes over at spec.transform.2.python" in plan.explain()
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    g = flow(pg_url, pg_other, transform=transform, table="dst_rows", name="g", incremental={"cursorColumn": "id"})
+    rows = run(executor, g)
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
+    assert (done.records_read, done.records_written) == (rows.records_read, rows.records_written) == (25, 20)
+    cursors = [executor.store.get_flow(n, "default").cursor for n in ("f", "g")]  # type: ignore[union-attr]
+    assert cursors[0] == cursors[1] == {"id": 25}
+
+
+def shout(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "s1": f"{row['s1']}!"}
+
+
+shout.columns = ["id", "a", "b", "x", "s", "amount", "i1", "f1", "s1"]  # type: ignore[attr-defined]
+
+
+def test_a_page_the_source_cannot_compute_runs_the_steps_in_python(
+        pg_url: str, sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bigint overflow in SQL on one page, none in Python (float of an unbounded int): the row path's rows."""
+    dst = sqlite_files[1]
+    setup_db(pg_url, [src_row(i, b=(4 * 10**18 if i == 9 else i)) for i in range(1, 21)])
+    execute(dst, DST_DDL.format(name="dst"), DST_DDL.format(name="dst_rows"))
+    transform = [{"set": {"f1": "float(row.b * 3)"}}, {"select": ["id", "f1"]}]
+    f = flow(pg_url, dst, transform=transform)
+    assert plan_flow(f, pg_url, dst).kind == "source"
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, dst, transform=transform, table="dst_rows", name="g"))
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows")
+    assert next(r for r in rows_of(dst, "dst") if r[0] == 9)[2] == 1.2e19  # computed in Python
+    assert (done.status, done.records_read, done.records_written, done.records_failed) == (
+        rows.status, rows.records_read, rows.records_written, rows.records_failed) == ("success", 20, 20, 0)
+
+
+def test_a_stream_that_fails_on_a_row_falls_back_to_the_row_path(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bigint overflow in the source query: the COPY is rolled back, the row path counts the row that fails."""
+    setup_two(pg_url, pg_other, [src_row(i, b=(4 * 10**18 if i == 9 else i)) for i in range(1, 21)], "dst",
+              "dst_rows")
+    transform = [{"set": {"i1": "row.b * 3"}}, {"select": ["id", "i1"]}]
+
+    def allowing_one(table: str, name: str) -> DataFlow:
+        spec = flow(pg_url, pg_other, transform=transform, table=table, name=name).spec_dict()
+        spec["sink"]["maxFailedRecords"] = 1
+        return parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
+                               "metadata": {"name": name}, "spec": spec})
+
+    f = allowing_one("dst", "f")
+    assert plan_flow(f, pg_url, pg_other).kind == "stream"
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, allowing_one("dst_rows", "g"))
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows")
+    assert (done.status, done.records_read, done.records_written, done.records_failed) == (
+        rows.status, rows.records_read, rows.records_written, rows.records_failed) == ("success", 20, 19, 1)
