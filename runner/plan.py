@@ -536,8 +536,9 @@ class _Stream:
         prep = dconn.dialect.identifier_preparer
         cols = ", ".join(prep.quote(c) for c in self.target.columns)
         copy_in = f"COPY {prep.quote(self.stage)} ({cols}) FROM STDIN (FORMAT binary)"
-        out_sql, out_params = stream.compile_for_copy(self.select, sconn.dialect, self.params)
-        copy_out = f"COPY ({out_sql}) TO STDOUT (FORMAT binary)"
+        src_raw = sconn.connection.driver_connection
+        query = stream.query_text(self.select, sconn.dialect, self.params, src_raw)
+        copy_out = f"COPY ({query}) TO STDOUT (FORMAT binary)"
         try:
             with sconn.begin():  # one snapshot: the cursor, the count and the rows moved agree
                 cursor = None
@@ -548,8 +549,7 @@ class _Stream:
                 read = None if self.count is None else int(sconn.execute(self.count, self.params).scalar_one())
                 with dconn.begin():
                     dconn.exec_driver_sql(stream.create_stage(self.stage, self.target, self.types, prep.quote))
-                    staged = stream.stream_copy(sconn.connection.driver_connection, copy_out, out_params,
-                                                dconn.connection.driver_connection, copy_in)
+                    staged = stream.stream_copy(src_raw, copy_out, dconn.connection.driver_connection, copy_in)
                     result = dconn.execute(stream.merge_statement(self.target, self.stage),
                                            execution_options={"preserve_rowcount": True})
                     rowcount = max(int(result.rowcount), 0)

@@ -679,3 +679,65 @@ def test_a_stream_that_fails_on_a_row_falls_back_to_the_row_path(
     assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows")
     assert (done.status, done.records_read, done.records_written, done.records_failed) == (
         rows.status, rows.records_read, rows.records_written, rows.records_failed) == ("success", 20, 19, 1)
+
+
+# --------------------------------------------------------------------------- property: between databases == row path
+
+
+def moved_by(plan: Any, f: DataFlow, src: str, dst: str) -> tuple[int, int]:
+    """The row path in the small from ``src`` to ``dst``; with a "source" plan its source query computes the
+    first steps. (rows read, rows written)"""
+    first = plan.pushed_steps if plan is not None else 0
+    source = plan.source_reader(f, src) if plan is not None else open_source(f.spec.source, src)
+    pipeline = compile_transforms(f.spec.transform[first:], source.open(None), first=first)
+    sink = open_sink(f.spec.sink, dst)
+    sink.open(pipeline.columns)
+    read = 0
+    for batch in source.batches():
+        read += len(batch.rows) if batch.read is None else batch.read
+        sink.write(pipeline.apply(batch.rows))
+    sink.commit()
+    written = sink.stats.written
+    sink.close()
+    source.close()
+    return read, written
+
+
+def check_between(src: str, dst: str, kind: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+                  n1: str) -> None:
+    setup_two(src, dst, [{"id": n, **r} for n, r in enumerate(rows, 1)], "dst", "dst_rows")
+    transform = [{"filter": cond}, {"set": {"i1": i1, "f1": f1, "s1": s1, "n1": n1}},
+                 {"select": ["id", "i1", "f1", "s1", "n1"]}]
+    pushed = flow(src, dst, transform=transform)
+    plan = plan_flow(pushed, src, dst)
+    assume(plan.kind == kind)
+    if kind == "stream":
+        result = plan.execute()
+        read, written = result.read, result.written
+    else:
+        read, written = moved_by(plan, pushed, src, dst)
+    expected = moved_by(None, flow(src, dst, transform=transform, table="dst_rows"), src, dst)
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows")
+    assert (read, written) == expected == (len(rows), len(rows_of(dst, "dst")))
+
+
+BETWEEN = settings(PROPERTY, max_examples=20)  # two databases per example: slower; the timeout allows a busy machine
+
+
+@pytest.mark.timeout(900)
+@BETWEEN
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
+def test_binary_copy_between_postgresql_databases_equals_row_path(
+        pg_url: str, pg_other: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+        n1: str) -> None:
+    check_between(pg_url, pg_other, "stream", rows, cond, i1, f1, s1, n1)
+
+
+@pytest.mark.timeout(900)
+@BETWEEN
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
+def test_source_query_into_sqlite_equals_row_path(
+        pg_url: str, sqlite_url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+        n1: str) -> None:
+    sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
+    check_between(pg_url, sqlite_url, "source", rows, cond, i1, f1, s1, n1)

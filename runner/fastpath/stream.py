@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from ..connectors.sql import SinkTarget, build_write_statement
 from .pg import _BINARY_SAFE
 
-__all__ = ["CHUNK", "StreamColumns", "compile_for_copy", "describe", "stream_copy"]
+__all__ = ["CHUNK", "StreamColumns", "describe", "query_text", "stream_copy"]
 
 CHUNK = 256 * 1024
 
@@ -55,9 +55,6 @@ _LOSSLESS: dict[str, frozenset[str]] = {
     "date": frozenset({"date"}),
     "bool": frozenset({"boolean"}),
 }
-_CANONICAL = {"int8": "bigint", "numeric": "numeric", "float8": "double precision", "text": "text",
-              "timestamp": "timestamp without time zone", "timestamptz": "timestamp with time zone", "date": "date",
-              "bool": "boolean"}
 # what the source says for an untyped NULL literal (``None``)
 _NULL_TYPES = frozenset({"text", "unknown"})
 
@@ -67,7 +64,7 @@ class StreamColumns:
     """The staging types of the sink's columns, in order, and what to cast each source expression to."""
 
     staging: tuple[str, ...]
-    casts: tuple[str | None, ...]  # None: the source column is the staging type already
+    casts: tuple[str | None, ...]  # what each source expression is cast to in the SELECT
 
 
 def sink_types(conn: sa.Connection, target: SinkTarget) -> dict[str, str]:
@@ -82,14 +79,13 @@ def sink_types(conn: sa.Connection, target: SinkTarget) -> dict[str, str]:
 
 
 def source_types(conn: sa.Connection, select: sa.Select[Any], params: dict[str, Any]) -> list[str]:
-    """The types PostgreSQL gives the SELECT's columns (``format_type`` of each result column's OID)."""
-    sub = select.limit(0).subquery("adf_probe")
-    result = conn.execute(sa.select(sub), params)
-    oids: list[int] = [d[1] for d in result.cursor.description]  # type: ignore[misc]
-    result.close()
-    found = conn.exec_driver_sql(
-        "SELECT t.oid, t.oid::regtype::text FROM pg_type t WHERE t.oid = ANY(%(o)s)", {"o": list(set(oids))})
-    names: dict[int, str] = {oid: name for oid, name in found}
+    """The types PostgreSQL gives the SELECT's columns, for the very text the COPY sends (:func:`query_text`)."""
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.execute(f"SELECT * FROM ({query_text(select, conn.dialect, params, raw)}) AS adf_probe LIMIT 0")
+        oids = [d.type_code for d in cur.description]
+        cur.execute("SELECT t.oid, t.oid::regtype::text FROM pg_type t WHERE t.oid = ANY(%s)", (list(set(oids)),))
+        names: dict[int, str] = {oid: name for oid, name in cur.fetchall()}
     return [names.get(o, f"oid {o}") for o in oids]
 
 
@@ -104,10 +100,8 @@ def describe(names: Sequence[str], source: Sequence[str], sink: dict[str, str],
         if stage is None:
             return (f"sink column '{name}' is {base}: binary COPY is streamed into integer, numeric, float, "
                     "text, timestamp, date and boolean columns only")
-        if src in _LOSSLESS[stage]:
-            casts.append(None if src == _CANONICAL[stage] else stage)
-        elif name in null_columns and src in _NULL_TYPES:
-            casts.append(stage)
+        if src in _LOSSLESS[stage] or (name in null_columns and src in _NULL_TYPES):
+            casts.append(stage)  # a no-op where the type is the staging one: binary COPY then needs no luck
         else:
             return (f"column '{name}' is {src} in the source query and {base} in the sink: binary COPY needs one "
                     "type, and casting it in SQL would not write what the row path writes")
@@ -139,17 +133,27 @@ def _type_of(staging: str) -> sa.types.TypeEngine[Any]:
     return types[staging]
 
 
-def compile_for_copy(stmt: sa.Select[Any], dialect: sa.engine.Dialect, params: dict[str, Any]
-                     ) -> tuple[str, dict[str, Any]]:
-    """``stmt`` as psycopg's ``%(name)s`` text and its parameters (psycopg merges them client-side for COPY)."""
+def query_text(stmt: sa.Select[Any], dialect: sa.engine.Dialect, params: dict[str, Any], raw: Any) -> str:
+    """``stmt`` with its parameters merged in as SQL literals (COPY takes no bound parameters).
+
+    psycopg binds a float as ``float8``, but writes it as a bare literal, which PostgreSQL reads as
+    ``numeric`` (``0.1 + 0.2`` would be exact): float placeholders get ``::float8``, so the query
+    computes what the bound statement computes."""
+    import psycopg
+
     compiled = stmt.compile(dialect=dialect)
     values = dict(compiled.construct_params(params))
+    text = compiled.string
     for name, bind in compiled.binds.items():
-        if name in values and values[name] is not None:
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                values[name] = process(values[name])
-    return compiled.string, values
+        value = values.get(name)
+        if value is None:
+            continue
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            values[name] = value = process(value)
+        if isinstance(value, float):
+            text = text.replace(f"%({name})s", f"%({name})s::float8")
+    return psycopg.ClientCursor(raw).mogrify(text, values)
 
 
 def stage_name() -> str:
@@ -168,16 +172,14 @@ def create_stage(stage: str, target: SinkTarget, types: StreamColumns, quote: An
     return f"CREATE TEMPORARY TABLE {quote(stage)} ({defs}) ON COMMIT DROP"
 
 
-def stream_copy(src_raw: Any, copy_out: str, params: dict[str, Any], dst_raw: Any, copy_in: str) -> int:
-    """Forward ``copy_out``'s bytes into ``copy_in`` in chunks of about :data:`CHUNK`; the rows staged.
+def stream_copy(src_raw: Any, query: str, dst_raw: Any, copy_in: str) -> int:
+    """Forward the bytes of ``query`` (``COPY ... TO STDOUT``, parameters merged) into ``copy_in``, in chunks
+    of about :data:`CHUNK`; the rows staged.
 
     ``src_raw``/``dst_raw`` are psycopg 3 connections. The source side is read straight from libpq
     (``PGconn.get_copy_data``: one C call per row, where :meth:`psycopg.Copy.read` runs a generator
     and a wait per row, ~1.5 us of 2); the sink side is psycopg's COPY writer.
     """
-    import psycopg
-
-    query = psycopg.ClientCursor(src_raw).mogrify(copy_out, params)  # COPY has no bound parameters
     with dst_raw.cursor() as dc:
         _forward(src_raw, query, dc, copy_in)
         return int(dc.rowcount)
