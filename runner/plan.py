@@ -45,6 +45,24 @@ path. The shape is checked, not the calendar: an impossible '2024-02-30' stops t
 row path with an error and is copied as written by push-down. Such a value is copied
 only between columns of one type (DATETIME to DATETIME...).
 
+Between two databases (or when a step cannot be pushed down), the source still does what SQL can:
+
+* **stream** (PostgreSQL -> PostgreSQL, two databases, every step SQL-computable, each output column's
+  type streamable into its sink column): binary ``COPY (SELECT ...) TO STDOUT`` of the source query
+  with the transform, forwarded byte for byte into ``COPY <staging> FROM STDIN`` on the sink, then the
+  sink's merge, in one sink transaction, the cursor and count from the source's snapshot
+  (:mod:`.fastpath.stream`). No row is decoded in Python. When it fails (a constraint, a key produced
+  twice, an overflow), everything is rolled back and the run continues on the row path, as above;
+* **source** (a PostgreSQL source otherwise): the longest prefix of the steps that SQL computes
+  (:meth:`Pipeline.sql_prefix`) runs in the source query, page by page on the row path's keyset
+  pages (:class:`.fastpath.source.PushedSourceReader`), and Python takes over at the first step it
+  cannot compute (a python step, a division...), or only writes the rows (PostgreSQL -> SQLite/MySQL,
+  through the sink's fast write strategy). Pages are the row path's pages, so counts, cursors,
+  ``transaction`` modes and row failures are the row path's; a page the database fails to compute
+  is read as plain rows and those steps run in Python.
+
+``adf run --explain`` prints the source query and where Python takes over.
+
 Otherwise the flow runs on the **row path** and :attr:`Plan.reason` says why.
 """
 

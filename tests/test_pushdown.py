@@ -741,3 +741,27 @@ def test_source_query_into_sqlite_equals_row_path(
         n1: str) -> None:
     sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
     check_between(pg_url, sqlite_url, "source", rows, cond, i1, f1, s1, n1)
+
+
+@pytest.mark.parametrize("transaction", ["batch", "run", "none"])
+def test_incremental_stream_resumes_after_the_committed_cursor(pg_url: str, pg_other: str, executor: FlowExecutor,
+                                                               transaction: str) -> None:
+    """The cursor is the last keyset the source query read (filtered out or not), in every transaction mode."""
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 21)], "dst")
+    spec = flow(pg_url, pg_other, transform=TRANSFORM, incremental={"cursorColumn": "b"}).spec_dict()
+    spec["sink"]["transaction"] = transaction
+    name = f"inc-{transaction}"  # the memory:// store is the process's: one flow record per case
+    f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
+                        "spec": spec})
+    assert plan_flow(f, pg_url, pg_other).kind == "stream"
+    first = run(executor, f)
+    assert (first.status, first.records_read, first.records_written) == ("success", 20, 16)
+    record = executor.store.get_flow(name, "default")
+    assert record is not None and record.cursor == {"b": 60, "id": 20}
+    execute(pg_url, "INSERT INTO src VALUES (:id, :a, :b, :x, :s, :amount)",
+            params=[src_row(i) for i in range(21, 26)])
+    second = run(executor, f)
+    assert (second.records_read, second.records_written) == (5, 4)  # id 25: a == 0, filtered out but read
+    record = executor.store.get_flow(name, "default")
+    assert record is not None and record.cursor == {"b": 75, "id": 25}
+    assert [r[0] for r in rows_of(pg_other, "dst")] == [i for i in range(1, 26) if i % 5]
