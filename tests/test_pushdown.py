@@ -619,17 +619,19 @@ def test_python_takes_over_at_the_first_step_sql_cannot_compute(
         pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 26)], "dst", "dst_rows")
     transform = [*TRANSFORM[:2], {"python": "tests.test_pushdown:shout"}, {"select": ["id", "i1", "f1", "s1"]}]
-    f = flow(pg_url, pg_other, transform=transform, incremental={"cursorColumn": "id"})
+    # the memory:// store is the process's: names no other test gives an incremental flow
+    f = flow(pg_url, pg_other, transform=transform, incremental={"cursorColumn": "id"}, name="py-f")
     plan = plan_flow(f, pg_url, pg_other)
     assert (plan.kind, plan.pushed_steps) == ("source", 2)
     assert "Python takes over at spec.transform.2.python" in plan.explain()
     done = run(executor, f)
     monkeypatch.setenv("ADF_PUSHDOWN", "off")
-    g = flow(pg_url, pg_other, transform=transform, table="dst_rows", name="g", incremental={"cursorColumn": "id"})
+    g = flow(pg_url, pg_other, transform=transform, table="dst_rows", name="py-g",
+             incremental={"cursorColumn": "id"})
     rows = run(executor, g)
     assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
     assert (done.records_read, done.records_written) == (rows.records_read, rows.records_written) == (25, 20)
-    cursors = [executor.store.get_flow(n, "default").cursor for n in ("f", "g")]  # type: ignore[union-attr]
+    cursors = [executor.store.get_flow(n, "default").cursor for n in ("py-f", "py-g")]  # type: ignore[union-attr]
     assert cursors[0] == cursors[1] == {"id": 25}
 
 
