@@ -104,6 +104,65 @@ def ours(src: str, dst: str, *, batch: int = BATCH, transaction: str = "batch",
     return run.records_read, run.records_written
 
 
+def _flow_manifest(src: str, dst: str, batch: int = BATCH, transaction: str = "batch") -> dict[str, Any]:
+    return {
+        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "paid-orders"},
+        "spec": {
+            "interval": "15m",
+            "source": {"type": "sql", "connection": {"url": src}, "table": "orders",
+                       "columns": ["id", "customer_id", "amount", "status", "note", "updated_at"],
+                       "where": [{"column": "status", "op": "=", "value": "paid"}], "batchSize": batch},
+            "transform": [{"rename": {"customer_id": "customer"}},
+                          {"set": {"amount_cents": "int(row.amount * 100)"}},
+                          {"drop": ["amount"]}],
+            "sink": {"type": "sql", "connection": {"url": dst}, "table": "fact_orders", "mode": "upsert",
+                     "uniqueBy": ["id"], "updateOnly": list(UPDATE), "batchSize": batch, "transaction": transaction},
+        },
+    }
+
+
+def _whole_process(cmd: list[str], env: dict[str, str] | None = None) -> str:
+    """Run ``cmd`` as a process of its own (start-up and imports included); its stdout."""
+    import os
+    import subprocess
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    return proc.stdout
+
+
+def ours_cli(src: str, dst: str, *, pushdown: bool = True) -> tuple[int, int]:
+    """``adf run flow.yaml`` as a whole process (what a user or a runner Pod runs), the store migrated before."""
+    import json
+    import sys
+    from pathlib import Path
+
+    manifest = Path(_STORE_DIR) / "flow.json"
+    manifest.write_text(json.dumps(_flow_manifest(src, dst)))
+    adf = Path(sys.executable).with_name("adf")
+    out = _whole_process([str(adf), "--store", store_url(), "run", "-o", "json", str(manifest)],
+                         env=None if pushdown else {"ADF_PUSHDOWN": "off"})
+    run = json.loads(out)
+    run = run[0] if isinstance(run, list) else run
+    run = run.get("run", run)
+    return int(run.get("records_read", run.get("recordsRead", 0))), int(run.get("records_written",
+                                                                             run.get("recordsWritten", 0)))
+
+
+def copy_pg_pg_process(src: str, dst: str) -> tuple[int, int]:
+    """The COPY path script (:func:`copy_pg_pg`) as a whole process of its own, start-up included."""
+    import json
+    import sys
+    from pathlib import Path
+
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import approaches; "
+            "print(json.dumps(approaches.copy_pg_pg(sys.argv[2], sys.argv[3])))")
+    out = _whole_process([sys.executable, "-c", code, str(Path(__file__).resolve().parent), src, dst])
+    read, written = json.loads(out.strip().splitlines()[-1])
+    return int(read), int(written)
+
+
 # --------------------------------------------------------------------------- SQLAlchemy Core and ORM
 
 
@@ -340,6 +399,9 @@ APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
     "ours": ours,
     "ours_run": functools.partial(ours, transaction="run"),
     "ours_rows": functools.partial(ours, pushdown=False),
+    "ours_cli": ours_cli,
+    "ours_cli_rows": functools.partial(ours_cli, pushdown=False),
+    "copy_pg_pg_process": copy_pg_pg_process,
     "core": core,
     "orm": orm,
     "dlt": dlt_merge,

@@ -50,7 +50,14 @@ CASES = [
     Case("ours SQLite -> SQLite, row path (ADF_PUSHDOWN=off)", "ours_rows", "sqlite_src", "sqlite_dst",
          reference="stdlib_sqlite"),
     Case("ours PG -> PG, same db (push-down)", "ours", "pg_src", "pg_src", reference="copy_pg_pg"),
-    Case("ours PG -> PG, two dbs (row path)", "ours", "pg_src", "pg_dst", reference="copy_pg_pg"),
+    Case("ours PG -> PG, two dbs (source push-down, binary COPY)", "ours", "pg_src", "pg_dst",
+         reference="copy_pg_pg"),
+    Case("ours PG -> PG, two dbs, row path (ADF_PUSHDOWN=off)", "ours_rows", "pg_src", "pg_dst",
+         reference="copy_pg_pg"),
+    Case("adf run process, PG -> PG, two dbs (source push-down)", "ours_cli", "pg_src", "pg_dst",
+         reference="copy_pg_pg_process"),
+    Case("adf run process, PG -> PG, two dbs, row path (ADF_PUSHDOWN=off)", "ours_cli_rows", "pg_src", "pg_dst",
+         reference="copy_pg_pg_process"),
     Case("ours PG -> SQLite", "ours", "pg_src", "sqlite_dst", reference="copy_pg_sqlite"),
     Case("ours PG -> SQLite, transaction: run (one commit, as the COPY path)", "ours_run", "pg_src", "sqlite_dst",
          reference="copy_pg_sqlite"),
@@ -61,6 +68,7 @@ CASES = [
     Case("dlt sql_table -> merge on id, PG -> PG", "dlt", "pg_src", "pg_dst"),
     Case("dlt sql_table -> merge on id, SQLite -> SQLite", "dlt", "sqlite_src", "sqlite_dst"),
     Case("COPY path PG -> PG (COPY out, Python, COPY in, one merge)", "copy_pg_pg", "pg_src", "pg_dst"),
+    Case("COPY path PG -> PG, whole process (start-up included)", "copy_pg_pg_process", "pg_src", "pg_dst"),
     Case("COPY path PG -> SQLite (COPY out, Python, executemany)", "copy_pg_sqlite", "pg_src", "sqlite_dst"),
     Case("stdlib sqlite3 SQLite -> SQLite (executemany upsert)", "stdlib_sqlite", "sqlite_src", "sqlite_dst"),
     Case("floor PG: one INSERT ... SELECT ... ON CONFLICT", "floor_pg", "pg_src", "pg_src"),
@@ -104,6 +112,16 @@ def reset_pg(url: str) -> None:
         c.execute("TRUNCATE fact_orders")
         c.execute("VACUUM ANALYZE fact_orders")
         c.execute("CHECKPOINT")
+
+
+def sink_digest(url: str) -> tuple[int, int]:
+    """(rows, a sum of row hashes) of fact_orders: equal sinks have equal digests."""
+    import psycopg
+
+    with psycopg.connect(generate.pg_dsn(url)) as c:
+        row = c.execute("SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)), 0) FROM fact_orders t").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 def fresh_sqlite_dst(workdir: Path) -> str:
@@ -169,6 +187,7 @@ def main() -> None:
             cases = [c for c in CASES if not ((only and c.approach not in only) or (c.max_rows and n > c.max_rows))]
             runs: dict[Case, list[dict[str, float]]] = {c: [] for c in cases}
             errors: dict[Case, str] = {}
+            digests: dict[int, tuple[int, int]] = {}
             # round robin: each round measures every case once, so that a slow spell of the machine (or of
             # PostgreSQL's background work after loading) spreads over all cases instead of hitting one
             for _ in range(args.repeat):
@@ -185,6 +204,11 @@ def main() -> None:
                         errors[case] = r
                     else:
                         runs[case].append(r)
+                        if case.dst.startswith("pg"):  # every sink must hold the same rows
+                            digest = sink_digest(dst)
+                            seen = digests.setdefault(n, digest)
+                            if digest != seen:
+                                errors[case] = f"sink differs from the first case's: {digest} != {seen}"
                     print(f"  {case.label}: {r}", file=sys.stderr, flush=True)
             for case in cases:
                 key = (case.approach, case.src, case.dst)
@@ -204,7 +228,8 @@ def table(out: object, n: int, results: dict[tuple[str, str, str], dict[str, flo
     floors = {"pg_src": results.get(("floor_pg", "pg_src", "pg_src")),
               "sqlite_src": results.get(("floor_sqlite", "sqlite_src", "sqlite_dst"))}
     reference_of = {"stdlib_sqlite": ("sqlite_src", "sqlite_dst"), "floor_pg": ("pg_src", "pg_src"),
-                    "copy_pg_pg": ("pg_src", "pg_dst"), "copy_pg_sqlite": ("pg_src", "sqlite_dst")}
+                    "copy_pg_pg": ("pg_src", "pg_dst"), "copy_pg_pg_process": ("pg_src", "pg_dst"),
+                    "copy_pg_sqlite": ("pg_src", "sqlite_dst")}
     emit("| how | s | rows written | rows/s | peak RSS MB (after imports) | x COPY path | x floor |")  # type: ignore[operator]
     emit("|---|---:|---:|---:|---:|---:|---:|")  # type: ignore[operator]
     for case in CASES:

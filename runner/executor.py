@@ -523,7 +523,7 @@ class FlowExecutor:
             deadline.check(f"planning the run (reading the tables {address_of(spec.source, src_url)} and "
                            f"{address_of(spec.sink, sink_url)})")
         plan = plan_flow(flow, src_url, sink_url, cursor=cursor)
-        if plan.kind == "pushdown":  # one SQL statement in the database (runner/plan.py)
+        if plan.kind in ("pushdown", "stream"):  # one SQL statement, or binary COPY between two databases (plan.py)
             if deadline is not None:
                 deadline.check(f"running the push-down statement in {address_of(spec.sink, sink_url)}")
             pushed = self._push_down(flow, plan, cursor, progress)
@@ -531,7 +531,8 @@ class FlowExecutor:
                 return pushed
             if deadline is not None:
                 deadline.check()  # a push-down stopped by the timeout: no row path after it
-        return self._row_path(flow, run, src_url, sink_url, cursor, progress, lease)
+        return self._row_path(flow, run, src_url, sink_url, cursor, progress, lease,
+                              plan if plan.kind == "source" else None)
 
     def _push_down(self, flow: DataFlow, plan: Plan, cursor: Any, progress: Progress) -> tuple[Counts, Any] | None:
         """The pushed-down run; None when the statement failed and the row path should take over."""
@@ -550,16 +551,19 @@ class FlowExecutor:
 
     def _row_path(
         self, flow: DataFlow, run: RunRecord, src_url: str, sink_url: str, cursor: Any, progress: Progress,
-        lease: _Lease,
+        lease: _Lease, pushed: Plan | None = None,
     ) -> tuple[Counts, Any]:
-        """Source pages through the compiled transforms into the sink; the cursor committed once durable."""
+        """Source pages through the compiled transforms into the sink; the cursor committed once durable.
+
+        ``pushed`` (a "source" plan): the source query computes the first steps, the pipeline the rest."""
         from .connectors import open_sink, open_source
         from .transforms import compile_transforms
 
         spec = flow.spec
         read = written = failed = 0
         row_errors: list[str] = []
-        source = open_source(spec.source, src_url)
+        source = open_source(spec.source, src_url) if pushed is None else pushed.source_reader(flow, src_url)
+        first = 0 if pushed is None else pushed.pushed_steps
         sink: SinkWriter | None = None
         deadline = current_deadline()
         reading = f"reading {address_of(spec.source, src_url)}" if deadline else None
@@ -580,7 +584,7 @@ class FlowExecutor:
         try:
             step(reading)
             columns = source.open(cursor)
-            pipeline = compile_transforms(spec.transform, columns)
+            pipeline = compile_transforms(spec.transform[first:], columns, first=first)
             sink = open_sink(spec.sink, sink_url)
             sink_open = False
             if pipeline.columns_known:  # else a python step names its columns with its first row
@@ -592,10 +596,13 @@ class FlowExecutor:
             def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
                 row_errors.append(str(err))
 
+            if pushed is not None:  # a page the source database failed to compute runs the steps in Python
+                source.on_row_error = on_row_error  # type: ignore[attr-defined]
+
             for batch in source.batches():
                 if lease.lost.is_set():
                     raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
-                read += len(batch.rows)
+                read += len(batch.rows) if batch.read is None else batch.read
                 step(f"transforming rows read from {address_of(spec.source, src_url)}" if deadline else None)
                 rows = pipeline.apply(batch.rows, on_error=on_row_error)
                 step(writing)

@@ -45,6 +45,24 @@ path. The shape is checked, not the calendar: an impossible '2024-02-30' stops t
 row path with an error and is copied as written by push-down. Such a value is copied
 only between columns of one type (DATETIME to DATETIME...).
 
+Between two databases (or when a step cannot be pushed down), the source still does what SQL can:
+
+* **stream** (PostgreSQL -> PostgreSQL, two databases, every step SQL-computable, each output column's
+  type streamable into its sink column): binary ``COPY (SELECT ...) TO STDOUT`` of the source query
+  with the transform, forwarded byte for byte into ``COPY <staging> FROM STDIN`` on the sink, then the
+  sink's merge, in one sink transaction, the cursor and count from the source's snapshot
+  (:mod:`.fastpath.stream`). No row is decoded in Python. When it fails (a constraint, a key produced
+  twice, an overflow), everything is rolled back and the run continues on the row path, as above;
+* **source** (a PostgreSQL source otherwise): the longest prefix of the steps that SQL computes
+  (:meth:`Pipeline.sql_prefix`) runs in the source query, page by page on the row path's keyset
+  pages (:class:`.fastpath.source.PushedSourceReader`), and Python takes over at the first step it
+  cannot compute (a python step, a division...), or only writes the rows (PostgreSQL -> SQLite/MySQL,
+  through the sink's fast write strategy). Pages are the row path's pages, so counts, cursors,
+  ``transaction`` modes and row failures are the row path's; a page the database fails to compute
+  is read as plain rows and those steps run in Python.
+
+``adf run --explain`` prints the source query and where Python takes over.
+
 Otherwise the flow runs on the **row path** and :attr:`Plan.reason` says why.
 """
 
@@ -53,9 +71,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,6 +95,9 @@ from .connectors.sql import (
     encode_cursor_value,
 )
 from .transforms import NotPushable, SqlPlan, compile_transforms
+
+if TYPE_CHECKING:
+    from .fastpath.source import PushedSourceReader
 
 __all__ = [
     "ATTACHED_SCHEMA",
@@ -109,18 +131,38 @@ class PushdownResult:
 
 @dataclass
 class Plan:
-    """``kind`` "pushdown" (with ``sql``) or "rows" (with ``reason``)."""
+    """``kind`` "pushdown" (same database, with ``sql``), "stream" (two PostgreSQL databases, binary COPY:
+    ``source_sql`` and ``sql``, see :mod:`.fastpath.stream`) or "rows" (with ``reason``)."""
 
-    kind: Literal["pushdown", "rows"]
+    kind: Literal["pushdown", "stream", "source", "rows"]
     reason: str
-    sql: str | None = None  # the INSERT ... SELECT, bound parameters as placeholders
+    sql: str | None = None  # the INSERT ... SELECT (stream: the COPY into staging and the merge), placeholders
     count_sql: str | None = None
-    _run: _Pushdown | None = field(default=None, repr=False)
+    source_sql: str | None = None  # stream: the query run on the source database; source: its first page
+    pushed_steps: int = 0  # source: the transform steps the source query computes (the rest run in Python)
+    python_from: str | None = None  # source: why Python takes over at step ``pushed_steps`` (None: no step left)
+    _run: _Pushdown | _Stream | None = field(default=None, repr=False)
 
     def explain(self) -> str:
         if self.kind == "rows":
             return f"row path: {self.reason}"
+        if self.kind == "source":
+            python = (f"Python takes over at {self.python_from}" if self.python_from else
+                      "Python takes over: only to write the rows (every step runs in the source query)")
+            return (f"source push-down ({self.reason}):\non the source, page by page "
+                    f"(spec.transform.0-{self.pushed_steps - 1} in SQL):\n{self.source_sql}\n{python}")
+        if self.kind == "stream":
+            return (f"source push-down, binary COPY between databases ({self.reason}):\n"
+                    f"on the source:\n{self.source_sql}\non the sink:\n{self.sql}\n"
+                    "Python takes over: nowhere (every step runs in the source query; rows are never decoded)")
         return f"push-down ({self.reason}):\n{self.sql}"
+
+    def source_reader(self, flow: DataFlow, url: str) -> PushedSourceReader:
+        """source: the reader whose query computes the first :attr:`pushed_steps` steps of ``flow``."""
+        from .fastpath.source import PushedSourceReader
+
+        assert self.kind == "source" and isinstance(flow.spec.source, SqlSource)
+        return PushedSourceReader(flow.spec.source, url, flow.spec.transform[: self.pushed_steps])
 
     def execute(self) -> PushdownResult:
         """Run the pushed-down statement (see the module docstring). Raises :class:`PushdownFailed`."""
@@ -188,6 +230,12 @@ class _PushdownSource(SqlSourceReader):
             return first.limit(None).order_by(None).subquery("src"), params
         params["adf_limit"] = self.spec.limit
         return first.subquery("src"), params
+
+    def probe(self, fn: Callable[[sa.Connection], Any]) -> Any:
+        """``fn(connection)`` on the open reader's connection, in a read-only transaction."""
+        assert self._conn is not None, "open() first"
+        with self._conn.begin():
+            return fn(self._conn)
 
     def key_columns(self, subquery: sa.Subquery) -> list[sa.ColumnElement[Any]]:
         """The keyset's columns of :meth:`query`, as the row path reads them (SQLite dates: their text)."""
@@ -282,12 +330,17 @@ def _upsert(target: SinkTarget, select: sa.Select[Any], names: list[str], placem
     return build_write_statement(target, table=table, source=(names, select))
 
 
-def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...]) -> SinkTarget:
-    """The sink connector's checked target (columns exist, uniqueBy is a unique key...)."""
+def _sink_target(spec: SqlSink, url: str, columns: tuple[str, ...],
+                 probe: Callable[[sa.Connection, SinkTarget], Any] | None = None) -> SinkTarget:
+    """The sink connector's checked target (columns exist, uniqueBy is a unique key...); ``probe`` is
+    called with the sink's connection and the target before it closes."""
     writer = SqlSinkWriter(spec, url)
     try:
         writer.open(columns)
-        assert writer.target is not None
+        assert writer.target is not None and writer._conn is not None
+        if probe is not None:
+            with writer._conn.begin():
+                probe(writer._conn, writer.target)
         return writer.target
     finally:
         writer.close()
@@ -309,15 +362,16 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         return _rows(f"source ({spec.source.type}) and sink ({spec.sink.type}) are not both SQL tables")
     if not pushdown_enabled():
         return _rows("push-down is disabled (ADF_PUSHDOWN=off)")
-    for i, step in enumerate(spec.transform):
-        if step.python is not None:
-            return _rows(f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL")
     src, dst = _db_url(source_url), _db_url(sink_url)
     if src is None or dst is None:
         return _rows("a connection URL is not a SQLAlchemy database URL")
+    for i, step in enumerate(spec.transform):
+        if step.python is not None:
+            reason = f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL"
+            return _source_prefix(flow, source_url, src, cursor, reason)
     placement, why = _placement(src, dst)
     if placement is None:
-        return _rows(why)
+        return _between(flow, source_url, sink_url, src, dst, cursor, why)
     source_file = _sqlite_file(src) if placement == "attach" else None
     if source_file is not None and not source_file.is_file():
         return _rows(f"the source SQLite file {source_file} does not exist")
@@ -339,7 +393,7 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
         if dialect == "sqlite":
             _sqlite_outputs(sql_plan, target)
     except NotPushable as err:
-        return _rows(err.reason)
+        return _source_prefix(flow, source_url, src, cursor, err.reason)
 
     names = list(sql_plan.columns)
     select = sa.select(*sql_plan.select_list()).select_from(subquery).where(sa.true(), *sql_plan.where)
@@ -361,6 +415,168 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
                 count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
+
+
+# --------------------------------------------------------------------------- between two databases
+
+
+def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL, cursor: Any, why: str) -> Plan:
+    """Source-side push-down for a flow between two databases (see :mod:`.fastpath.stream`), or the row path."""
+    from .fastpath import enabled as fastpath_enabled
+    from .fastpath import stream
+
+    spec = flow.spec
+    assert isinstance(spec.source, SqlSource) and isinstance(spec.sink, SqlSink)
+    if (src.get_backend_name(), dst.get_backend_name()) != ("postgresql", "postgresql"):
+        return _source_prefix(flow, source_url, src, cursor, why)
+    if not fastpath_enabled() or src.get_driver_name() != "psycopg" or dst.get_driver_name() != "psycopg":
+        return _source_prefix(flow, source_url, src, cursor,
+                              f"{why}; the binary COPY between them needs psycopg 3 and ADF_FASTPATH on")
+    reader = _PushdownSource(spec.source, source_url)
+    try:
+        columns = reader.open(cursor)
+        subquery, params = reader.query()
+        keys = reader.keys
+        key_cols = reader.key_columns(subquery)
+        pipeline = compile_transforms(spec.transform, columns)
+        cols = {name: subquery.c[name] for name in columns}
+        try:
+            sql_plan = pipeline.to_sql(cols, "postgresql")
+        except NotPushable as err:
+            reader.close()
+            return _source_prefix(flow, source_url, src, cursor, f"{why}; {err.reason}")
+        names = list(sql_plan.columns)
+        select_list = sql_plan.select_list()
+        select = sa.select(*select_list).select_from(subquery).where(sa.true(), *sql_plan.where)
+        source_types = reader.probe(lambda conn: stream.source_types(conn, select, params))
+    finally:
+        reader.close()
+    sink: dict[str, str] = {}
+    target = _sink_target(spec.sink, sink_url, pipeline.columns,
+                          probe=lambda conn, t: sink.update(stream.sink_types(conn, t)))
+    nulls = frozenset(n for n, e in sql_plan.columns.items() if isinstance(e.type, sa.types.NullType))
+    types = stream.describe(names, source_types, sink, nulls)
+    if isinstance(types, str):
+        return _source_prefix(flow, source_url, src, cursor, f"{why}; {types}")
+    select = (sa.select(*stream.cast_outputs(select_list, types.casts)).select_from(subquery)
+              .where(sa.true(), *sql_plan.where))
+    if target.mode == "upsert" and not target.update_columns:
+        # DO NOTHING keeps the first row of a key, as the row path does: the rows in the row path's order
+        select = select.order_by(*key_cols)
+    count = sa.select(sa.func.count()).select_from(subquery) if sql_plan.where else None
+    last = None
+    if spec.source.incremental is not None:
+        last = sa.select(*key_cols).order_by(*(c.desc() for c in key_cols)).limit(1)
+    run = _Stream(source_url=source_url, sink_url=sink_url, select=select, count=count, last=last, keys=keys,
+                  params=params, target=target, types=types)
+    explained = run.statements(postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
+    return Plan("stream", f"{why}; both are PostgreSQL", sql=f"{explained[1]}\n{explained[2]}",
+                count_sql=None if count is None else _sql_text(count, "postgresql", None),
+                source_sql=explained[0], _run=run)
+
+
+def _source_prefix(flow: DataFlow, source_url: str, src: URL, cursor: Any, why: str) -> Plan:
+    """The row path with the longest SQL-computable prefix of the transform in the source query (PostgreSQL
+    sources), or the plain row path (``why``)."""
+    from .fastpath import enabled as fastpath_enabled
+    from .fastpath.source import pushed_page
+
+    spec = flow.spec
+    assert isinstance(spec.source, SqlSource)
+    if src.get_backend_name() != "postgresql" or src.get_driver_name() != "psycopg" or not fastpath_enabled():
+        return _rows(why)
+    reader = _PushdownSource(spec.source, source_url)
+    try:
+        columns = reader.open(cursor)
+        subquery, _ = reader.query()
+        first = reader._first
+        key_names = reader.key_names
+    finally:
+        reader.close()
+    assert first is not None
+    pipeline = compile_transforms(spec.transform, columns)
+    pushed, _, python_from = pipeline.sql_prefix({n: subquery.c[n] for n in columns}, "postgresql")
+    if pushed == 0:
+        return _rows(why)
+    prefix = compile_transforms(spec.transform[:pushed], columns)
+    page = pushed_page(first, prefix, columns, key_names, "postgresql")
+    return Plan("source", why, source_sql=_sql_text(page, "postgresql", None), pushed_steps=pushed,
+                python_from=python_from)
+
+
+class _Stream:
+    """One flow between two PostgreSQL databases by binary COPY; built by :func:`_between`."""
+
+    def __init__(self, *, source_url: str, sink_url: str, select: sa.Select[Any], count: sa.Select[Any] | None,
+                 last: sa.Select[Any] | None, keys: tuple[str, ...], params: dict[str, Any], target: SinkTarget,
+                 types: Any) -> None:
+        from .fastpath import stream
+
+        self.source_url, self.sink_url = source_url, sink_url
+        self.select, self.count, self.last = select, count, last
+        self.keys, self.params, self.target, self.types = keys, params, target, types
+        self.stage = stream.stage_name()
+
+    def statements(self, dialect: sa.engine.Dialect) -> tuple[str, str, str]:
+        """(COPY out of the source, COPY into staging, the merge), placeholders for bound parameters."""
+        from .fastpath import stream
+
+        prep = dialect.identifier_preparer
+        cols = ", ".join(prep.quote(c) for c in self.target.columns)
+        out = f"COPY ({self.select.compile(dialect=dialect)}) TO STDOUT (FORMAT binary)"
+        into = (f"{stream.create_stage(self.stage, self.target, self.types, prep.quote)};\n"
+                f"COPY {prep.quote(self.stage)} ({cols}) FROM STDIN (FORMAT binary)")
+        merge = str(stream.merge_statement(self.target, self.stage).compile(dialect=dialect))
+        return out, into, merge
+
+    def execute(self) -> PushdownResult:
+        src_engine = create_sql_engine(self.source_url, field="spec.source.connection", readonly=True)
+        dst_engine = create_sql_engine(self.sink_url, field="spec.sink.connection")
+        try:
+            sconn = connect(src_engine, field="spec.source.connection")
+            try:
+                dconn = connect(dst_engine, field="spec.sink.connection")
+                try:
+                    return self._execute(sconn, dconn)
+                finally:
+                    dconn.close()
+            finally:
+                sconn.close()
+        finally:
+            src_engine.dispose()
+            dst_engine.dispose()
+
+    def _execute(self, sconn: sa.Connection, dconn: sa.Connection) -> PushdownResult:
+        from .fastpath import stream
+
+        dbapi_errors = (sa.exc.DBAPIError, sconn.dialect.loaded_dbapi.Error)
+        sconn = sconn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        prep = dconn.dialect.identifier_preparer
+        cols = ", ".join(prep.quote(c) for c in self.target.columns)
+        copy_in = f"COPY {prep.quote(self.stage)} ({cols}) FROM STDIN (FORMAT binary)"
+        src_raw = sconn.connection.driver_connection
+        query = stream.query_text(self.select, sconn.dialect, self.params, src_raw)
+        copy_out = f"COPY ({query}) TO STDOUT (FORMAT binary)"
+        try:
+            with sconn.begin():  # one snapshot: the cursor, the count and the rows moved agree
+                cursor = None
+                if self.last is not None:
+                    row = sconn.execute(self.last, self.params).first()
+                    if row is not None:
+                        cursor = {k: encode_cursor_value(v) for k, v in zip(self.keys, row, strict=True)}
+                read = None if self.count is None else int(sconn.execute(self.count, self.params).scalar_one())
+                with dconn.begin():
+                    dconn.exec_driver_sql(stream.create_stage(self.stage, self.target, self.types, prep.quote))
+                    staged = stream.stream_copy(src_raw, copy_out, dconn.connection.driver_connection, copy_in)
+                    result = dconn.execute(stream.merge_statement(self.target, self.stage),
+                                           execution_options={"preserve_rowcount": True})
+                    rowcount = max(int(result.rowcount), 0)
+        except dbapi_errors as err:
+            orig = getattr(err, "orig", None) or err
+            raise PushdownFailed(redact(" ".join(str(orig).split()))[:300]) from err
+        # DO NOTHING: rowcount misses the rows kept; every row staged counts as written, as in push-down
+        written = staged if self.target.mode == "upsert" and not self.target.update_columns else rowcount
+        return PushdownResult(staged if read is None else read, written, cursor)
 
 
 def _sqlite_outputs(sql_plan: SqlPlan, target: SinkTarget) -> None:

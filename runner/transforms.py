@@ -352,14 +352,15 @@ class _PythonSegment:
 class Pipeline:
     """The compiled steps of one flow for one run. See the module docstring."""
 
-    def __init__(self, input_columns: Sequence[str], steps: Sequence[TransformStep], field_prefix: str) -> None:
+    def __init__(self, input_columns: Sequence[str], steps: Sequence[TransformStep], field_prefix: str,
+                 first: int = 0) -> None:
         self.input_columns = tuple(input_columns)
         self.field_prefix = field_prefix
         self.steps: list[_Step] = []
         self._segments: list[Segment] = []
         self._pending: list[tuple[int, TransformStep]] = []
         self._columns: tuple[str, ...] | None = None
-        self._compile(list(enumerate(steps)), self.input_columns)
+        self._compile(list(enumerate(steps, first)), self.input_columns)
 
     def _compile(self, steps: list[tuple[int, TransformStep]], columns: tuple[str, ...]) -> None:
         run: list[_Step] = []
@@ -435,6 +436,19 @@ class Pipeline:
             step.to_sql(current, where, dialect_name)
         return SqlPlan(columns=current, where=where)
 
+    def sql_prefix(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> tuple[int, SqlPlan, str | None]:
+        """The longest prefix of the steps that SQL computes exactly: (how many steps, their SQL, why the
+        next one is not; None when all are)."""
+        current = {name: cols[name] for name in self.input_columns}
+        where: list[ColumnElement[Any]] = []
+        for n, step in enumerate(self.steps):
+            before, conditions = dict(current), list(where)
+            try:
+                step.to_sql(current, where, dialect_name)
+            except NotPushable as err:
+                return n, SqlPlan(columns=before, where=conditions), err.reason
+        return len(self.steps), SqlPlan(columns=current, where=where), None
+
     def explain_pushdown(self, cols: Mapping[str, ColumnElement[Any]], dialect_name: str) -> str | None:
         """None if :meth:`to_sql` works, else the reason naming the step."""
         try:
@@ -445,10 +459,12 @@ class Pipeline:
 
 
 def compile_transforms(
-    steps: Sequence[TransformStep], input_columns: Sequence[str], *, field_prefix: str = "spec.transform"
+    steps: Sequence[TransformStep], input_columns: Sequence[str], *, field_prefix: str = "spec.transform",
+    first: int = 0,
 ) -> Pipeline:
-    """Check and compile ``steps`` for rows of ``input_columns``. ConfigError names the step's field."""
+    """Check and compile ``steps`` for rows of ``input_columns``. ConfigError names the step's field
+    (``first``: the index of ``steps[0]`` in the flow's transform, for the steps after a pushed-down prefix)."""
     if len(set(input_columns)) != len(input_columns):
         dupes = sorted({c for c in input_columns if list(input_columns).count(c) > 1})
         raise ConfigError(f"the source gives column(s) {', '.join(dupes)} twice", field=field_prefix)
-    return Pipeline(input_columns, steps, field_prefix)
+    return Pipeline(input_columns, steps, field_prefix, first)

@@ -99,12 +99,14 @@ TRANSFORM = [
 # --------------------------------------------------------------------------- when and why
 
 
-def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlite_files: tuple[str, str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, pg_other: str,
+                                              sqlite_files: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [], "dst")
     setup_db(pg_url, [], "dst")
-    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    other = pg_other
+    division = [{"set": {"i1": "row.b / row.a"}}, {"select": ["id", "i1"]}]
     reasons = {
-        "two databases": plan_flow(flow(pg_url, other, transform=TRANSFORM), pg_url, other).reason,
+        "two databases": plan_flow(flow(pg_url, other, transform=division), pg_url, other).reason,
         "postgres to sqlite": plan_flow(flow(pg_url, sqlite_files[1], transform=TRANSFORM), pg_url,
                                         sqlite_files[1]).reason,
         "python": plan_flow(flow(pg_url, pg_url, transform=[{"python": "json:dumps"}]), pg_url, pg_url).reason,
@@ -112,7 +114,7 @@ def test_plans_say_why_a_flow_runs_row_by_row(pg_server: str, pg_url: str, sqlit
                                                                       {"select": ["id", "i1"]}]), pg_url,
                               pg_url).reason,
     }
-    assert "different databases" in reasons["two databases"]
+    assert "different databases" in reasons["two databases"] and "spec.transform.0.set.i1" in reasons["two databases"]
     assert "postgresql" in reasons["postgres to sqlite"] and "sqlite" in reasons["postgres to sqlite"]
     assert reasons["python"].startswith("spec.transform.0.python")
     assert reasons["division"].startswith("spec.transform.0.set.i1")
@@ -143,9 +145,10 @@ def test_sqlite_numeric_that_sql_cannot_reproduce_stays_on_the_row_path(sqlite_f
     assert plan.kind == "rows" and reason in plan.reason
 
 
-def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path) -> None:
+def test_explain_prints_the_statement_or_the_reason(pg_url: str, pg_other: str, tmp_path: Path) -> None:
     setup_db(pg_url, [], "dst")
-    other = sa.make_url(pg_url).set(database="postgres").render_as_string(hide_password=False)
+    setup_two(pg_url, pg_other, [], "dst")
+    other = pg_other
     manifest = tmp_path / "flows.yaml"
     docs = []
     for name, dst in (("same", pg_url), ("cross", other)):
@@ -158,7 +161,12 @@ def test_explain_prints_the_statement_or_the_reason(pg_url: str, tmp_path: Path)
     same, cross = result.output.split("default/cross:")
     assert "push-down" in same and "INSERT INTO dst" in same and "ON CONFLICT (id) DO UPDATE" in same
     assert "%(b_1)s" in same or "%(b_" in same  # the where value is a placeholder, never inlined
-    assert "row path" in cross and "different databases" in cross
+    # between two databases: the source query, what moves the rows, and where Python takes over
+    assert "source push-down" in cross and "different databases" in cross
+    on_source, on_sink = cross.split("on the sink:")
+    assert "COPY (SELECT" in on_source and "TO STDOUT (FORMAT binary)" in on_source and "%(b_" in on_source
+    assert "FROM STDIN (FORMAT binary)" in on_sink and "ON CONFLICT (id) DO UPDATE" in on_sink
+    assert "Python takes over: nowhere" in on_sink
     assert "adf-test-pw" not in result.output
     assert rows_of(pg_url, "dst") == []  # explain runs nothing
 
@@ -546,3 +554,216 @@ def test_without_filters_rowcount_counts_reads_also_on_updates(backend: str, sql
     for _ in range(2):  # inserts, then updates of every row
         done = run(executor, f)
         assert (done.records_read, done.records_written, done.records_failed) == (15, 15, 0)
+
+
+# --------------------------------------------------------------------------- between two PostgreSQL databases
+
+
+@pytest.fixture
+def pg_other(pg_server: str) -> Iterator[str]:
+    """A second fresh PostgreSQL database on the same server (the sink of a flow between databases)."""
+    name = f"t_{os.urandom(6).hex()}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def setup_two(src: str, dst: str, rows: list[dict[str, Any]], *sinks: str) -> None:
+    setup_db(src, rows)
+    execute(dst, *(f"DROP TABLE IF EXISTS {s}" for s in sinks), *(DST_DDL.format(name=s) for s in sinks))
+
+
+def test_two_postgresql_databases_stream_by_binary_copy_and_equal_the_row_path(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 3001)], "dst", "dst_rows")
+    f = flow(pg_url, pg_other, transform=TRANSFORM)
+    plan = plan_flow(f, pg_url, pg_other)
+    assert plan.kind == "stream", plan.reason
+    assert "TO STDOUT (FORMAT binary)" in (plan.source_sql or "") and "FROM STDIN (FORMAT binary)" in (plan.sql or "")
+    streamed = plan.execute()  # raises PushdownFailed if the COPY did not go through
+    assert (streamed.read, streamed.written) == (3000, 2400)
+    execute(pg_other, "TRUNCATE dst")
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, pg_other, transform=TRANSFORM, table="dst_rows", name="g"))
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
+    assert (done.status, done.records_read, done.records_written) == ("success", rows.records_read,
+                                                                      rows.records_written)
+
+
+def test_postgresql_to_sqlite_computes_the_transform_in_the_source_query(
+        pg_url: str, sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    dst = sqlite_files[1]
+    setup_db(pg_url, [src_row(i) for i in range(1, 41)])
+    execute(dst, DST_DDL.format(name="dst"), DST_DDL.format(name="dst_rows"))
+    f = flow(pg_url, dst, transform=TRANSFORM)
+    plan = plan_flow(f, pg_url, dst)
+    assert (plan.kind, plan.pushed_steps, plan.python_from) == ("source", 3, None)
+    assert "adf_keep" in (plan.source_sql or "") and "only to write the rows" in plan.explain()
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, dst, transform=TRANSFORM, table="dst_rows", name="g"))
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows") != []
+    # the filter step's rows are read (and counted) by both, as the row path reads them
+    assert (done.records_read, done.records_written, done.records_failed) == (
+        rows.records_read, rows.records_written, rows.records_failed) == (40, 32, 0)
+
+
+def test_python_takes_over_at_the_first_step_sql_cannot_compute(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 26)], "dst", "dst_rows")
+    transform = [*TRANSFORM[:2], {"python": "tests.test_pushdown:shout"}, {"select": ["id", "i1", "f1", "s1"]}]
+    # the memory:// store is the process's: names no other test gives an incremental flow
+    f = flow(pg_url, pg_other, transform=transform, incremental={"cursorColumn": "id"}, name="py-f")
+    plan = plan_flow(f, pg_url, pg_other)
+    assert (plan.kind, plan.pushed_steps) == ("source", 2)
+    assert "Python takes over at spec.transform.2.python" in plan.explain()
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    g = flow(pg_url, pg_other, transform=transform, table="dst_rows", name="py-g",
+             incremental={"cursorColumn": "id"})
+    rows = run(executor, g)
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows") != []
+    assert (done.records_read, done.records_written) == (rows.records_read, rows.records_written) == (25, 20)
+    cursors = [executor.store.get_flow(n, "default").cursor for n in ("py-f", "py-g")]  # type: ignore[union-attr]
+    assert cursors[0] == cursors[1] == {"id": 25}
+
+
+def shout(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "s1": f"{row['s1']}!"}
+
+
+shout.columns = ["id", "a", "b", "x", "s", "amount", "i1", "f1", "s1"]  # type: ignore[attr-defined]
+
+
+def test_a_page_the_source_cannot_compute_runs_the_steps_in_python(
+        pg_url: str, sqlite_files: tuple[str, str], executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bigint overflow in SQL on one page, none in Python (float of an unbounded int): the row path's rows."""
+    dst = sqlite_files[1]
+    setup_db(pg_url, [src_row(i, b=(4 * 10**18 if i == 9 else i)) for i in range(1, 21)])
+    execute(dst, DST_DDL.format(name="dst"), DST_DDL.format(name="dst_rows"))
+    transform = [{"set": {"f1": "float(row.b * 3)"}}, {"select": ["id", "f1"]}]
+    f = flow(pg_url, dst, transform=transform)
+    assert plan_flow(f, pg_url, dst).kind == "source"
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, flow(pg_url, dst, transform=transform, table="dst_rows", name="g"))
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows")
+    assert next(r for r in rows_of(dst, "dst") if r[0] == 9)[2] == 1.2e19  # computed in Python
+    assert (done.status, done.records_read, done.records_written, done.records_failed) == (
+        rows.status, rows.records_read, rows.records_written, rows.records_failed) == ("success", 20, 20, 0)
+
+
+def test_a_stream_that_fails_on_a_row_falls_back_to_the_row_path(
+        pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bigint overflow in the source query: the COPY is rolled back, the row path counts the row that fails."""
+    setup_two(pg_url, pg_other, [src_row(i, b=(4 * 10**18 if i == 9 else i)) for i in range(1, 21)], "dst",
+              "dst_rows")
+    transform = [{"set": {"i1": "row.b * 3"}}, {"select": ["id", "i1"]}]
+
+    def allowing_one(table: str, name: str) -> DataFlow:
+        spec = flow(pg_url, pg_other, transform=transform, table=table, name=name).spec_dict()
+        spec["sink"]["maxFailedRecords"] = 1
+        return parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
+                               "metadata": {"name": name}, "spec": spec})
+
+    f = allowing_one("dst", "f")
+    assert plan_flow(f, pg_url, pg_other).kind == "stream"
+    done = run(executor, f)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    rows = run(executor, allowing_one("dst_rows", "g"))
+    assert rows_of(pg_other, "dst") == rows_of(pg_other, "dst_rows")
+    assert (done.status, done.records_read, done.records_written, done.records_failed) == (
+        rows.status, rows.records_read, rows.records_written, rows.records_failed) == ("success", 20, 19, 1)
+
+
+# --------------------------------------------------------------------------- property: between databases == row path
+
+
+def moved_by(plan: Any, f: DataFlow, src: str, dst: str) -> tuple[int, int]:
+    """The row path in the small from ``src`` to ``dst``; with a "source" plan its source query computes the
+    first steps. (rows read, rows written)"""
+    first = plan.pushed_steps if plan is not None else 0
+    source = plan.source_reader(f, src) if plan is not None else open_source(f.spec.source, src)
+    pipeline = compile_transforms(f.spec.transform[first:], source.open(None), first=first)
+    sink = open_sink(f.spec.sink, dst)
+    sink.open(pipeline.columns)
+    read = 0
+    for batch in source.batches():
+        read += len(batch.rows) if batch.read is None else batch.read
+        sink.write(pipeline.apply(batch.rows))
+    sink.commit()
+    written = sink.stats.written
+    sink.close()
+    source.close()
+    return read, written
+
+
+def check_between(src: str, dst: str, kind: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+                  n1: str) -> None:
+    setup_two(src, dst, [{"id": n, **r} for n, r in enumerate(rows, 1)], "dst", "dst_rows")
+    transform = [{"filter": cond}, {"set": {"i1": i1, "f1": f1, "s1": s1, "n1": n1}},
+                 {"select": ["id", "i1", "f1", "s1", "n1"]}]
+    pushed = flow(src, dst, transform=transform)
+    plan = plan_flow(pushed, src, dst)
+    assume(plan.kind == kind)
+    if kind == "stream":
+        result = plan.execute()
+        read, written = result.read, result.written
+    else:
+        read, written = moved_by(plan, pushed, src, dst)
+    expected = moved_by(None, flow(src, dst, transform=transform, table="dst_rows"), src, dst)
+    assert rows_of(dst, "dst") == rows_of(dst, "dst_rows")
+    assert (read, written) == expected == (len(rows), len(rows_of(dst, "dst")))
+
+
+BETWEEN = settings(PROPERTY, max_examples=20)  # two databases per example: slower; the timeout allows a busy machine
+
+
+@pytest.mark.timeout(900)
+@BETWEEN
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
+def test_binary_copy_between_postgresql_databases_equals_row_path(
+        pg_url: str, pg_other: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+        n1: str) -> None:
+    check_between(pg_url, pg_other, "stream", rows, cond, i1, f1, s1, n1)
+
+
+@pytest.mark.timeout(900)
+@BETWEEN
+@given(rows=ROWS, cond=CONDS, i1=INTS, f1=FLOATS, s1=STRS, n1=DECS)
+def test_source_query_into_sqlite_equals_row_path(
+        pg_url: str, sqlite_url: str, rows: list[dict[str, Any]], cond: str, i1: str, f1: str, s1: str,
+        n1: str) -> None:
+    sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
+    check_between(pg_url, sqlite_url, "source", rows, cond, i1, f1, s1, n1)
+
+
+@pytest.mark.parametrize("transaction", ["batch", "run", "none"])
+def test_incremental_stream_resumes_after_the_committed_cursor(pg_url: str, pg_other: str, executor: FlowExecutor,
+                                                               transaction: str) -> None:
+    """The cursor is the last keyset the source query read (filtered out or not), in every transaction mode."""
+    setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 21)], "dst")
+    spec = flow(pg_url, pg_other, transform=TRANSFORM, incremental={"cursorColumn": "b"}).spec_dict()
+    spec["sink"]["transaction"] = transaction
+    name = f"inc-{transaction}"  # the memory:// store is the process's: one flow record per case
+    f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
+                        "spec": spec})
+    assert plan_flow(f, pg_url, pg_other).kind == "stream"
+    first = run(executor, f)
+    assert (first.status, first.records_read, first.records_written) == ("success", 20, 16)
+    record = executor.store.get_flow(name, "default")
+    assert record is not None and record.cursor == {"b": 60, "id": 20}
+    execute(pg_url, "INSERT INTO src VALUES (:id, :a, :b, :x, :s, :amount)",
+            params=[src_row(i) for i in range(21, 26)])
+    second = run(executor, f)
+    assert (second.records_read, second.records_written) == (5, 4)  # id 25: a == 0, filtered out but read
+    record = executor.store.get_flow(name, "default")
+    assert record is not None and record.cursor == {"b": 75, "id": 25}
+    assert [r[0] for r in rows_of(pg_other, "dst")] == [i for i in range(1, 26) if i % 5]

@@ -32,6 +32,7 @@ class Batch:
     columns: tuple[str, ...]
     rows: list[Row]
     cursor: Any = None  # JSON-safe source position after the last row (incremental reads)
+    read: int | None = None  # rows read for this batch, when the source dropped some already (else len(rows))
 
 
 @dataclass
