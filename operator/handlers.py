@@ -374,6 +374,32 @@ def reconcile_flow(
     change (False on create); None when unknown (resume, resync), which costs a look.
     """
     obj = plain(body)
+    with _only_changes(obj, status) as out:
+        _reconcile(obj, out, ctx, retry=retry, resync=resync, was_heartbeat=was_heartbeat)
+
+
+@contextmanager
+def _only_changes(obj: Mapping[str, Any], status: MutableMapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Collect the status fields a pass computes; only those that differ from the body's status go into
+    ``status`` (also when the pass raises). An unchanged flow then costs kopf no status patch: a restart
+    or a resync of an idle operator writes nothing."""
+    current = obj.get("status") or {}
+    out: dict[str, Any] = {}
+    try:
+        yield out
+    finally:
+        status.update({key: value for key, value in out.items() if current.get(key) != value})
+
+
+def _reconcile(
+    obj: dict[str, Any],
+    status: MutableMapping[str, Any],
+    ctx: Context,
+    *,
+    retry: int,
+    resync: bool,
+    was_heartbeat: bool | None,
+) -> None:
     meta = obj["metadata"]
     try:
         flow = _parse(obj)

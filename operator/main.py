@@ -43,9 +43,12 @@ def close(memo: kopf.Memo, **_: Any) -> None:
 def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: str,
               old: Any = None, **_: Any) -> None:
     # kopf passes a kopf.Reason (a str enum) where its handler protocol says str
-    was_heartbeat = handlers.was_heartbeat(kopf.Reason(reason).value, old)
+    cause = kopf.Reason(reason).value
+    was_heartbeat = handlers.was_heartbeat(cause, old)
     with _counted():
-        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat)
+        # a resume (operator restart) is a resync: nothing changed, so no repeated Event
+        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat,
+                                resync=cause == "resume")
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
@@ -69,8 +72,11 @@ def _counted() -> Iterator[None]:
     record_reconcile("success")
 
 
-@kopf.on.resume(*DATAFLOWS, registry=registry)
-@kopf.on.field(*DATAFLOWS, field=("metadata", "annotations", RUN_NOW_ANNOTATION), registry=registry)
+# Only objects carrying the annotation: a restart does not run (and record progress for) this
+# handler on every DataFlow.
+@kopf.on.resume(*DATAFLOWS, annotations={RUN_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
+@kopf.on.field(*DATAFLOWS, field=("metadata", "annotations", RUN_NOW_ANNOTATION),
+               annotations={RUN_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
 def run_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
     handlers.handle_run_now(body, status=patch.status, ctx=memo.ctx, retry=retry)
 
