@@ -17,6 +17,8 @@ import copy
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -60,6 +62,7 @@ log = logging.getLogger("activedataflow.operator")
 
 DEFAULT_RUNNER_IMAGE = "activedataflow:0.1.0"
 CONFLICT_RETRIES = 8
+SECRET_CACHE_SECONDS = 300.0  # how long a store Secret read or written is trusted without a GET
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,28 @@ class Context:
         self.clock = clock
         self._store = open_store(config.store_url, migrate=False)
         self._migrated = False
+        self._lock = threading.Lock()
+        self._secret_locks: dict[str, threading.Lock] = {}
+        self._secrets: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def secret_lock(self, namespace: str) -> threading.Lock:
+        """Serialises this operator's writes of one namespace's store Secret (its handlers run in threads)."""
+        with self._lock:
+            return self._secret_locks.setdefault(namespace, threading.Lock())
+
+    def known_secret(self, namespace: str) -> dict[str, Any] | None:
+        """The namespace's store Secret as this operator last read or wrote it, if not older than
+        ``SECRET_CACHE_SECONDS`` (a Secret changed by someone else is seen again after that)."""
+        entry = self._secrets.get(namespace)
+        if entry is None or time.monotonic() - entry[0] > SECRET_CACHE_SECONDS:
+            return None
+        return entry[1]
+
+    def remember_secret(self, namespace: str, secret: dict[str, Any] | None) -> None:
+        if secret is None:
+            self._secrets.pop(namespace, None)
+        else:
+            self._secrets[namespace] = (time.monotonic(), secret)
 
     def store(self) -> Store:
         if not self._migrated:
@@ -252,37 +277,49 @@ def ensure_store_secret(ctx: Context, cronjob: Mapping[str, Any]) -> None:
     name alone. Read-modify-write under the resourceVersion precondition, so concurrent reconciles of
     flows of one namespace keep each other's owners; owners deleted since are dropped by the garbage
     collector. A Secret of that name the operator did not make is never overwritten (retried, with
-    the reason on the flow, until it is renamed or deleted)."""
+    the reason on the flow, until it is renamed or deleted). The operator's own writes of a namespace's
+    Secret are serialised and remembered (``Context.known_secret``), so an unchanged Secret costs no
+    request and a new owner one patch, not a GET and a race per flow."""
     meta = cronjob["metadata"]
     namespace = meta["namespace"]
-    url = ctx.config.store_url
+    with ctx.secret_lock(namespace):
+        _ensure_store_secret(ctx, namespace, meta["uid"], cronjob)
+
+
+def _ensure_store_secret(ctx: Context, namespace: str, uid: str, cronjob: Mapping[str, Any]) -> None:
+    """Under the namespace's lock: the remembered Secret spares the GET (and, when it is already right,
+    every request); a write that finds it changed or gone reads it again."""
+    desired = build_store_secret(namespace, url=ctx.config.store_url, owners=[cronjob])
     for _ in range(CONFLICT_RETRIES):
-        current = ctx.kube.get(SECRET, namespace, STORE_SECRET)
+        current = ctx.known_secret(namespace) or ctx.kube.get(SECRET, namespace, STORE_SECRET)
         if current is None:
             try:
-                ctx.kube.create(SECRET, namespace, build_store_secret(namespace, url=url, owners=[cronjob]))
+                ctx.remember_secret(namespace, ctx.kube.create(SECRET, namespace, desired))
                 return
             except AlreadyExists:
                 continue
         labels = current["metadata"].get("labels") or {}
         if any(labels.get(k) != v for k, v in MANAGED_BY.items()):
+            ctx.remember_secret(namespace, None)
             raise KubeError(409, f"Secret {namespace}/{STORE_SECRET} exists and was not made by ActiveDataFlow "
                                  f"(no label app.kubernetes.io/managed-by=activedataflow); the operator keeps the "
                                  f"store URL for runner pods under that name: rename or delete that Secret")
         owners = list(current["metadata"].get("ownerReferences") or [])
-        desired = build_store_secret(namespace, url=url, owners=[cronjob])
-        if (current.get("data") or {}) == desired["data"] and meta["uid"] in {o.get("uid") for o in owners}:
+        if (current.get("data") or {}) == desired["data"] and uid in {o.get("uid") for o in owners}:
+            ctx.remember_secret(namespace, current)
             return
-        owners = [o for o in owners if o.get("uid") != meta["uid"]] + desired["metadata"]["ownerReferences"]
+        owners = [o for o in owners if o.get("uid") != uid] + desired["metadata"]["ownerReferences"]
         patch = {
             "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "ownerReferences": owners},
             "data": desired["data"],
         }
         try:
-            if ctx.kube.patch(SECRET, namespace, STORE_SECRET, patch) is not None:
-                return
+            written = ctx.kube.patch(SECRET, namespace, STORE_SECRET, patch)
         except Conflict:
-            pass  # another flow's reconcile wrote first (or the garbage collector): read again
+            written = None  # changed since (the garbage collector dropped an owner): read again
+        ctx.remember_secret(namespace, written)
+        if written is not None:
+            return
     raise Conflict(409, f"Secret {namespace}/{STORE_SECRET} kept changing; will retry")
 
 

@@ -132,6 +132,27 @@ def test_the_store_secret_goes_with_the_last_cronjob_of_its_namespace(ctx: Conte
     assert kube.names(CRONJOB, "shop") == [] and kube.names(SECRET, "shop") == []
 
 
+def test_a_further_flow_of_the_namespace_costs_one_secret_patch_and_an_unchanged_one_none(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    reconcile(ctx, kube, apply_flow(kube, name="one"))
+    kube.requests.clear()
+    two = apply_flow(kube, name="two")
+    reconcile(ctx, kube, two)
+    assert [verb for verb, plural, _ in kube.requests if plural == "secrets"] == ["patch"]
+    kube.requests.clear()
+    reconcile(ctx, kube, fresh(kube, two))
+    assert [verb for verb, plural, _ in kube.requests if plural == "secrets"] == []
+
+
+def test_a_store_secret_gone_since_it_was_remembered_is_made_again(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube, name="one"))
+    kube.delete(DATAFLOW, "shop", "one")  # its CronJob, then the Secret it alone owned, go
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    secret = kube.get(SECRET, "shop", STORE_SECRET)
+    assert owner_uids(secret) == {kube.get(CRONJOB, "shop", "df-two")["metadata"]["uid"]}
+
+
 def test_flows_of_another_namespace_get_their_own_store_secret(ctx: Context, kube: MemoryKube) -> None:
     reconcile(ctx, kube, apply_flow(kube))
     reconcile(ctx, kube, kube.add(DATAFLOW, dataflow_body("paid-orders", namespace="team-a")))
