@@ -162,8 +162,8 @@ def main() -> None:
     print(f"{'API requests (all clients)':34}{total_base:>16}{total_ours:>18}")
     print(f"{'API requests per object':34}{total_base / n:>16.1f}{total_ours / n:>18.1f}")
     print(f"{'operator peak RSS (MB)':34}{'-':>16}{rss:>18.0f}")
-    print("\nrequests by (verb, resource) during the DataFlow phase, top 12:")
-    for (verb, res), c in ours_req.most_common(12):
+    print("\nrequests by (verb, resource) during the DataFlow phase, top 20:")
+    for (verb, res), c in ours_req.most_common(20):
         print(f"  {verb:8} {res:32} {c:6}  ({c / n:.2f} per flow)")
     print(f"\noperator log: {work / 'operator.log'}")
 

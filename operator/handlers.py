@@ -335,10 +335,17 @@ def _apply_cronjob(
     return live, "created" if current is None else "updated"
 
 
-def ensure_flow_cronjob(ctx: Context, flow: DataFlow, obj: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+def ensure_flow_cronjob(
+    ctx: Context, flow: DataFlow, obj: Mapping[str, Any], *, created: bool = False
+) -> tuple[dict[str, Any], str]:
+    """``created``: the DataFlow is new, so its CronJob is applied without a look first (the apply is
+    idempotent; made before a restart, it is applied again unchanged and reported as created)."""
     name = cronjob_name(flow.name)
     desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=STORE_REF)
-    live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
+    if created:
+        live, change = ctx.kube.apply(CRONJOB, flow.namespace, desired), "created"
+    else:
+        live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
     ensure_store_secret(ctx, live)
     return live, change
 
@@ -402,17 +409,19 @@ def reconcile_flow(
     retry: int = 0,
     resync: bool = False,
     was_heartbeat: bool | None = None,
+    created: bool = False,
 ) -> None:
     """Create / update / resume: validate, store the flow record, keep its CronJob, report status.
 
     ``resync``: the periodic pass that repairs drift (a CronJob deleted by hand) and
     refreshes ``nextRunAt``; it repeats no Event for an unchanged invalid spec.
+    ``created``: a create event (its CronJob is applied without a GET first).
     ``was_heartbeat``: whether the flow ran in the shared heartbeat CronJob before this
     change (False on create); None when unknown (resume, resync), which costs a look.
     """
     obj = plain(body)
     with _only_changes(obj, status) as out:
-        _reconcile(obj, out, ctx, retry=retry, resync=resync, was_heartbeat=was_heartbeat)
+        _reconcile(obj, out, ctx, retry=retry, resync=resync, was_heartbeat=was_heartbeat, created=created)
 
 
 @contextmanager
@@ -436,6 +445,7 @@ def _reconcile(
     retry: int,
     resync: bool,
     was_heartbeat: bool | None,
+    created: bool,
 ) -> None:
     meta = obj["metadata"]
     try:
@@ -451,7 +461,7 @@ def _reconcile(
             live, change = sync_heartbeat(ctx, flow.namespace)
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:
-            live, change = ensure_flow_cronjob(ctx, flow, obj)
+            live, change = ensure_flow_cronjob(ctx, flow, obj, created=created)
             if was_heartbeat is not False:
                 _drop_flow_from_heartbeat(ctx, flow, meta["uid"])
             zone = f" {flow.spec.timeZone}" if flow.spec.timeZone else ""

@@ -48,7 +48,7 @@ def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
     with _counted():
         # a resume (operator restart) is a resync: nothing changed, so no repeated Event
         handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat,
-                                resync=cause == "resume")
+                                resync=cause == "resume", created=cause == "create")
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)

@@ -215,6 +215,25 @@ def test_an_upgrade_moves_the_cronjob_to_the_store_secret_and_leaves_the_old_mir
     assert kube.names(SECRET, "shop") == []
 
 
+def test_a_create_applies_its_cronjob_without_a_look_first(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    kube.requests.clear()
+    reconcile_flow(body, status={}, ctx=ctx, created=True, was_heartbeat=False)  # as main.reconcile on create
+    verbs = [verb for verb, plural, _ in kube.requests if plural == "cronjobs"]
+    assert verbs[0] == "apply" and "get" not in verbs  # (MemoryKube records the create an apply makes)
+    assert kube.get(CRONJOB, "shop", "df-paid-orders")["metadata"]["ownerReferences"][0]["uid"] == \
+        body["metadata"]["uid"]
+
+
+def test_a_create_handled_again_after_a_restart_leaves_one_cronjob_as_it_was(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile_flow(body, status={}, ctx=ctx, created=True, was_heartbeat=False)  # died before kopf recorded it
+    before = kube.get(CRONJOB, "shop", "df-paid-orders")
+    reconcile_flow(fresh(kube, body), status={}, ctx=ctx, created=True, was_heartbeat=False)
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
+    assert kube.get(CRONJOB, "shop", "df-paid-orders")["spec"] == before["spec"]
+
+
 def test_reconciling_again_changes_nothing(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube)
     reconcile(ctx, kube, body)
