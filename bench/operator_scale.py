@@ -5,7 +5,8 @@ Run by hand (not in CI):  .venv/bin/python bench/operator_scale.py [--flows 300]
 Prints, side by side with a plain `kubectl apply` of N CronJobs:
 * seconds from `kubectl apply` until every DataFlow is Ready=True with its CronJob,
 * API requests per DataFlow (apiserver_request_total, all clients, over the phase),
-* peak RSS of the operator process (VmHWM).
+* peak RSS of the operator process (VmHWM),
+* then an idle restart: requests (writes apart) until the new operator has resumed every DataFlow, its RSS.
 
 It starts its own control plane (tests/k8s/cluster.py: etcd + kube-apiserver +
 kube-controller-manager from ~/.cache/activedataflow/bin) and its own store.
@@ -87,6 +88,7 @@ def phase(kube: Cluster, items: list[dict[str, Any]], done: Any) -> tuple[float,
     before = request_counts(kube)
     t0 = time.monotonic()
     kube.kubectl("apply", "-f", "-", input=as_list(items))
+    print(f"  ... kubectl apply returned after {time.monotonic() - t0:.1f} s", file=sys.stderr)
     kube.wait_for(done, timeout=900, interval=1.0, what="all objects ready")
     elapsed = time.monotonic() - t0
     time.sleep(2)  # let trailing status patches land in the counters
@@ -104,6 +106,17 @@ def count_ready(kube: Cluster, ns: str, n: int) -> bool:
     cronjobs = len(kube.get("cronjobs", "-n", ns).get("items", []))
     print(f"  ... {ready}/{n} Ready, {cronjobs} CronJobs", file=sys.stderr)
     return ready == n and cronjobs >= n
+
+
+READS = {"GET", "LIST", "WATCH"}
+
+
+def resumed(log: Path) -> int:
+    """DataFlows the operator has handled since it started (kopf logs each handler's success)."""
+    try:
+        return log.read_text(errors="replace").count("Handler 'reconcile' succeeded")
+    except OSError:
+        return 0
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -141,18 +154,38 @@ def main() -> None:
         env = {k: v for k, v in kube.env.items() if not k.startswith("ADF_")}
         env.update(ADF_STORE_URL=store_url, ADF_RUNNER_IMAGE="registry.example/activedataflow:bench",
                    ADF_WATCH_NAMESPACES=ns)
-        log = open(work / "operator.log", "wb")  # noqa: SIM115
-        op = subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "operator"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+
+        def start(log_name: str) -> subprocess.Popen[bytes]:
+            log = open(work / log_name, "wb")  # noqa: SIM115
+            return subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "operator"], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT)
+
+        def stop(proc: subprocess.Popen[bytes]) -> None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(20)
+
+        op = start("operator.log")
         try:
             time.sleep(3)  # kopf start-up, outside the measured phase
             ours_s, ours_req = phase(kube, [dataflow(f"flow-{i}", ns) for i in range(n)],
                                      lambda: count_ready(kube, ns, n))
             rss = vm_hwm_mb(op.pid)
         finally:
-            op.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                op.wait(20)
+            stop(op)
+        # An idle restart: nothing changed; counted until the new operator has resumed every DataFlow.
+        before = request_counts(kube)
+        t0 = time.monotonic()
+        op = start("operator-restart.log")
+        try:
+            kube.wait_for(lambda: resumed(work / "operator-restart.log") >= n, timeout=900, interval=1.0,
+                          what="every DataFlow resumed")
+            restart_s = time.monotonic() - t0
+            time.sleep(2)  # let trailing patches land in the counters
+            restart_req = request_counts(kube) - before
+            restart_rss = vm_hwm_mb(op.pid)
+        finally:
+            stop(op)
     total_base, total_ours = sum(base_req.values()), sum(ours_req.values())
     print()
     print(f"{n} objects applied at once, real kube-apiserver v1.36 on loopback, store {args.store}")
@@ -164,6 +197,12 @@ def main() -> None:
     print(f"{'operator peak RSS (MB)':34}{'-':>16}{rss:>18.0f}")
     print("\nrequests by (verb, resource) during the DataFlow phase, top 20:")
     for (verb, res), c in ours_req.most_common(20):
+        print(f"  {verb:8} {res:32} {c:6}  ({c / n:.2f} per flow)")
+    writes = {k: c for k, c in restart_req.items() if k[0] not in READS}
+    print(f"\nidle restart: every DataFlow resumed after {restart_s:.1f} s, operator peak RSS {restart_rss:.0f} MB,")
+    print(f"  {sum(restart_req.values())} API requests, {sum(writes.values())} writes "
+          f"({sum(writes.values()) / n:.2f} per flow)")
+    for (verb, res), c in sorted(restart_req.items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {verb:8} {res:32} {c:6}  ({c / n:.2f} per flow)")
     print(f"\noperator log: {work / 'operator.log'}")
 

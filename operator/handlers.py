@@ -457,7 +457,8 @@ def _reconcile(
     with _reported(obj, status, ctx, retry):
         record = register_flow(ctx.store(), flow, now=ctx.clock())
         if flow.spec.runtime.type == "heartbeat":
-            ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # if it switched from cronjob
+            if not created:  # a new flow never had a CronJob of its own
+                ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # if it switched from cronjob
             live, change = sync_heartbeat(ctx, flow.namespace)
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:

@@ -234,6 +234,14 @@ def test_a_create_handled_again_after_a_restart_leaves_one_cronjob_as_it_was(ctx
     assert kube.get(CRONJOB, "shop", "df-paid-orders")["spec"] == before["spec"]
 
 
+def test_a_new_heartbeat_flow_deletes_no_cronjob_of_its_own(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, name="beat", runtime={"type": "heartbeat"})
+    kube.requests.clear()
+    reconcile_flow(body, status={}, ctx=ctx, created=True, was_heartbeat=False)
+    assert not [r for r in kube.requests if r[0] == "delete"]
+    assert kube.names(CRONJOB, "shop") == ["adf-heartbeat"]
+
+
 def test_reconciling_again_changes_nothing(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube)
     reconcile(ctx, kube, body)
