@@ -243,6 +243,16 @@ def _is_heartbeat(obj: Mapping[str, Any]) -> bool:
     return ((obj.get("spec") or {}).get("runtime") or {}).get("type") == "heartbeat"
 
 
+def _reconciled_at_this_generation(obj: Mapping[str, Any]) -> bool:
+    """Ready=True for the current generation: a whole pass for this spec completed (a pass sets it
+    last), so whatever that pass did (such as taking the flow out of the heartbeat CronJob) is done."""
+    status = obj.get("status") or {}
+    generation = obj["metadata"].get("generation")
+    ready = st.condition(status.get("conditions"))
+    return (generation is not None and status.get("observedGeneration") == generation and ready is not None
+            and ready.get("status") == "True")
+
+
 def was_heartbeat(reason: str, old: Any) -> bool | None:
     """Whether the flow ran in the shared heartbeat CronJob before this event: never on create;
     from the old spec on an update (kopf gives the old value of the watched ``spec`` field);
@@ -463,7 +473,7 @@ def _reconcile(
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:
             live, change = ensure_flow_cronjob(ctx, flow, obj, created=created)
-            if was_heartbeat is not False:
+            if was_heartbeat is not False and not _reconciled_at_this_generation(obj):
                 _drop_flow_from_heartbeat(ctx, flow, meta["uid"])
             zone = f" {flow.spec.timeZone}" if flow.spec.timeZone else ""
             runs_in = f"CronJob {cronjob_name(flow.name)} ('{cron_schedule(flow)}'{zone})"

@@ -242,6 +242,16 @@ def test_a_new_heartbeat_flow_deletes_no_cronjob_of_its_own(ctx: Context, kube: 
     assert kube.names(CRONJOB, "shop") == ["adf-heartbeat"]
 
 
+def test_a_resume_of_a_flow_ready_at_its_generation_does_not_look_at_the_heartbeat_cronjob(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    kube.requests.clear()
+    reconcile_flow(fresh(kube, body), status={}, ctx=ctx, resync=True)  # was_heartbeat unknown
+    assert ("get", "cronjobs", "adf-heartbeat") not in kube.requests
+
+
 def test_reconciling_again_changes_nothing(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube)
     reconcile(ctx, kube, body)
