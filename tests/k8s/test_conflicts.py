@@ -114,3 +114,39 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
     owners = {o["uid"] for o in secret["metadata"]["ownerReferences"]}
     assert owners == {first["metadata"]["uid"], second["metadata"]["uid"]}
     assert secret["metadata"]["labels"]["touched-by"] == "another-writer"
+
+
+def test_the_heartbeat_cronjob_is_recomputed_when_another_writer_changed_it_between_read_and_write(
+    kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
+) -> None:
+    from activedataflow.operator.handlers import sync_heartbeat
+
+    kube = kube_crds
+    ctx = Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                                 runner=RunnerSettings(image="registry.example/adf:test")), api)
+    kube.apply(dataflow("one", namespace, runtime={"type": "heartbeat"}))
+    live, change = sync_heartbeat(ctx, namespace)
+    assert live is not None and change == "created"
+    kube.apply(dataflow("two", namespace, runtime={"type": "heartbeat"}))
+
+    real_get, reads = api.get, []
+
+    def get_then_another_writer(kind: Any, ns: str, name: str) -> Any:
+        found = real_get(kind, ns, name)
+        if kind == CRONJOB and not reads:  # after the loop's first read, before its write
+            kube.kubectl("label", "cronjob", "adf-heartbeat", "-n", namespace, "touched-by=another-writer")
+        if kind == CRONJOB:
+            reads.append(found["metadata"]["resourceVersion"] if found else None)
+        return found
+
+    api.get = get_then_another_writer  # type: ignore[method-assign]
+    try:
+        live, change = sync_heartbeat(ctx, namespace)
+    finally:
+        api.get = real_get  # type: ignore[method-assign]
+        ctx.close()
+    assert change == "updated"
+    assert len(reads) == 2 and reads[0] != reads[1]  # the first write was refused (409): read again
+    cj = kube.get("cronjob", "adf-heartbeat", "-n", namespace)
+    assert sorted(o["name"] for o in cj["metadata"]["ownerReferences"]) == ["one", "two"]
+    assert cj["metadata"]["labels"]["touched-by"] == "another-writer"

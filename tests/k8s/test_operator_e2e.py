@@ -550,3 +550,33 @@ def test_dataflowruns_beyond_the_history_limit_are_pruned_and_every_run_is_count
     assert [r["metadata"]["name"] for r in runs] == [names[1]]  # the newest kept, the older pruned
     status = kube.get("dataflow", "paid-orders", "-n", namespace)["status"]
     assert (status["succeeded"], status.get("failed", 0), status["lastRunStatus"]) == (2, 0, "Succeeded")
+
+
+def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
+    kube_crds: Cluster, namespace: str, secrets: str
+) -> None:
+    """The resync timer's handler (kopf fires it every 600 s; called here directly) on the real API server."""
+    from activedataflow.kube.client import DATAFLOW, ApiClientTransport, RestKube
+    from activedataflow.operator.cronjob import RunnerSettings
+    from activedataflow.operator.handlers import Context, OperatorConfig, reconcile_flow
+
+    kube = kube_crds
+    api = RestKube(ApiClientTransport(kube.api_client()))
+    ctx = Context(OperatorConfig(store_url=secrets, runner=RunnerSettings(image="registry.example/adf:test")), api)
+    try:
+        kube.apply(dataflow("paid-orders", namespace))
+        reconcile_flow(api.get(DATAFLOW, namespace, "paid-orders") or {}, status={}, ctx=ctx)
+        (old,) = cronjobs(kube, namespace)
+        kube.kubectl("delete", "cronjob", "df-paid-orders", "-n", namespace, "--timeout=60s")
+        kube.wait_for(  # the Secret's only owner is gone: the garbage collector takes it too
+            lambda: STORE_SECRET not in {s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]},
+            timeout=60, what="the store Secret to be garbage-collected")
+
+        reconcile_flow(api.get(DATAFLOW, namespace, "paid-orders") or {}, status={}, ctx=ctx, resync=True)
+    finally:
+        ctx.close()
+        api.close()
+    (new,) = cronjobs(kube, namespace)
+    assert new["metadata"]["name"] == "df-paid-orders" and new["metadata"]["uid"] != old["metadata"]["uid"]
+    secret = kube.get("secret", STORE_SECRET, "-n", namespace)
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]
