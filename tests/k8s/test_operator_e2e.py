@@ -285,6 +285,14 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     assert "Succeeded" in listed and "paid-orders" in listed
 
 
+def reconcile_retries(kube: Cluster, namespace: str, name: str) -> int:
+    """How many times kopf has retried the DataFlow's reconcile handler (its progress annotation)."""
+    annotations = kube.get("dataflow", name, "-n", namespace)["metadata"].get("annotations") or {}
+    progress = [json.loads(v) for k, v in annotations.items()
+                if k.startswith("kopf.activedataflow.io/reconcile") and v.startswith("{")]
+    return max((int(p.get("retries") or 0) for p in progress), default=0)
+
+
 def test_an_unreachable_store_is_ready_false_and_retried_without_crashing(
     kube_crds: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -297,7 +305,8 @@ def test_an_unreachable_store_is_ready_false_and_retried_without_crashing(
         cond = ready_condition(ready(kube, namespace, "paid-orders", status="False"))
         assert cond["reason"] == "StorageUnavailable"
         assert address in cond["message"] and "hunter2" not in cond["message"]
-        time.sleep(6)  # past the first retry
+        kube.wait_for(lambda: reconcile_retries(kube, namespace, "paid-orders") >= 2, timeout=90,
+                      what="a second failed attempt of the reconcile (it was retried)")
         assert op.proc is not None and op.proc.poll() is None, op.output()
         assert cronjobs(kube, namespace) == []
     finally:
