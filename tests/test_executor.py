@@ -180,7 +180,7 @@ def test_failed_run_records_error_and_backtrace_and_keeps_cursor(tmp_path: Path,
     assert run.started_at and run.ended_at and run.duration_seconds is not None
     assert run.records_read == 8  # two source batches were read
     cursor = store.get_flow("prop-flow", "test").cursor  # only the first, committed batch is covered
-    assert cursor is not None and "4" in str(cursor) and "8" not in str(cursor)
+    assert cursor == {"updated_at": 4, "id": 4}  # the last row of the first batch (ids and updated_at 1..4)
     assert len(actual_sink(tmp_path / "dst.db")) == 4
 
 
@@ -197,7 +197,8 @@ def test_run_lifecycle_is_recorded_as_success_with_counts(tmp_path: Path) -> Non
     assert run is not None
     assert (run.status, run.records_read, run.records_written, run.records_failed) == ("success", 20, 10, 0)
     assert run.trigger == "schedule" and run.attempt == 1
-    assert run.run_name == run_name_for("prop-flow", run.scheduled_for)  # type: ignore[arg-type]
+    assert run.scheduled_for is not None  # the contract: <flow>-<unix minutes of the slot>
+    assert run.run_name == f"prop-flow-{int(run.scheduled_for.timestamp()) // 60}"
     flow = store.get_flow("prop-flow", "test")
     assert flow is not None and flow.last_run_status == "success" and flow.next_run_at is not None
     assert [r.status for r in store.list_runs("prop-flow", "test")] == ["success"]
@@ -343,7 +344,6 @@ def test_a_scheduled_run_is_named_flow_dash_unix_minutes_of_its_slot(tmp_path: P
     run = executor.run(store.get_flow(record.name, record.namespace)).run
     assert run is not None and run.status == "success", run and run.error_message
     assert run.run_name == expected
-    assert run_name_for("prop-flow", datetime.fromisoformat(slot)) == expected
 
 
 def test_scheduled_retries_add_the_attempt_to_the_slot_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -604,7 +604,8 @@ def test_the_next_tick_after_a_dead_runner_runs_its_own_slot(tmp_path: Path) -> 
     (outcome,) = result.outcomes
     assert outcome.run is not None and outcome.run.status == "success", outcome.skipped
     assert outcome.run.attempt == 1 and outcome.run.scheduled_for > earlier
-    assert outcome.run.run_name == run_name_for(record.name, outcome.run.scheduled_for) != held.run_name
+    assert outcome.run.run_name == f"prop-flow-{int(outcome.run.scheduled_for.timestamp()) // 60}"
+    assert held.run_name == f"prop-flow-{int(earlier.timestamp()) // 60}" != outcome.run.run_name
     assert store.get_run(held.id).status == "failed"
 
 
@@ -728,3 +729,176 @@ def test_the_tick_of_a_long_flows_job_is_read_after_its_cut_cronjob_name() -> No
     cronjob = f"df-{flow}"[:43].rstrip("-") + "-" + hashlib.sha256(flow.encode()).hexdigest()[:8]
     assert cronjob == "df-a-flow-whose-name-is-far-too-long-for-a-b0fb2d0e"
     assert tick_of_job(f"{cronjob}-29891820", flow) == _at("2026-11-01T05:00:00+00:00")
+
+
+# --------------------------------------------------------------------------- paths of run() and the lease
+
+
+def test_a_tick_missed_by_more_than_starting_deadline_seconds_is_skipped_and_the_next_awaited(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+
+    store, executor, record = _clock_flow(tmp_path, schedule="*/15 * * * *", startingDeadlineSeconds=60)
+    missed = utcnow() - timedelta(minutes=10)  # 600 s late, the deadline is 60 s
+    store.set_next_run(record.name, record.namespace, missed)
+    outcome = executor.run(store.get_flow(record.name, record.namespace))
+    assert outcome.run is None and outcome.attempts == []
+    assert outcome.skipped == (f"missed the tick at {missed.isoformat()} by more than startingDeadlineSeconds "
+                               "(60s); waiting for the next one")
+    assert store.list_runs(record.name, record.namespace) == []
+    after = store.get_flow(record.name, record.namespace)
+    assert after is not None and after.next_run_at is not None and after.next_run_at > utcnow()
+    assert after.next_run_at.minute % 15 == 0 and after.next_run_at - utcnow() <= timedelta(minutes=15)
+
+
+def test_a_tick_late_by_less_than_starting_deadline_seconds_runs(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+
+    store, executor, record = _clock_flow(tmp_path, schedule="*/15 * * * *", startingDeadlineSeconds=600)
+    store.set_next_run(record.name, record.namespace, utcnow() - timedelta(minutes=2))
+    outcome = executor.run(store.get_flow(record.name, record.namespace))
+    assert outcome.skipped is None
+    assert outcome.run is not None and outcome.run.status == "success", outcome.run and outcome.run.error_message
+
+
+def test_replace_fails_the_active_run_and_runs_the_new_one(tmp_path: Path) -> None:
+    store, _, record = _clock_flow(tmp_path, schedule="*/15 * * * *", concurrencyPolicy="Replace")
+    held = _hold(store, record, "prop-flow-manual-held", lease=300)  # runner-a's run, alive
+    outcome = FlowExecutor(store, runner_id="runner-b").run(record, force=True)
+    assert outcome.run is not None and outcome.run.status == "success", outcome.run and outcome.run.error_message
+    old = store.get_run(held.id)
+    assert old is not None and old.status == "failed"
+    assert old.error_message == "replaced by a newer run (concurrencyPolicy Replace)"
+    assert [r.id for r in store.active_runs(record.name, record.namespace)] == []
+
+
+class _ObservedStore:
+    """The real store, with the lease renewals it answers observed: a test waits on ``refused``
+    (a renewal answered False) or ``recovered`` (a renewal that succeeded after one that raised).
+    ``fail_renewals`` renewals raise first, as a store that does not answer would."""
+
+    def __init__(self, inner: Any, *, fail_renewals: int = 0) -> None:
+        import threading
+
+        self.inner, self.fail_renewals = inner, fail_renewals
+        self.refused, self.recovered = threading.Event(), threading.Event()
+        self.raised = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def renew_lease(self, run_id: str, *, now: Any, lease_seconds: float) -> bool:
+        from activedataflow.errors import StoreUnavailable
+
+        if self.raised < self.fail_renewals:
+            self.raised += 1
+            raise StoreUnavailable("cannot reach the store at sqlite:///store.db: injected")
+        renewed: bool = self.inner.renew_lease(run_id, now=now, lease_seconds=lease_seconds)
+        if not renewed:
+            self.refused.set()
+        elif self.raised:
+            self.recovered.set()
+        return renewed
+
+
+class _AfterFirstBatch:
+    """A Progress calling ``then(run)`` once, after the first batch is written (the run is mid-flight)."""
+
+    def __init__(self, then: Any) -> None:
+        self.then, self.run, self.done = then, None, False
+
+    def started(self, flow: Any, run: Any) -> None:
+        self.run = run
+
+    def advanced(self, read: int, written: int, failed: int) -> None:
+        if not self.done:
+            self.done = True
+            self.then(self.run)
+
+    def finished(self, run: Any) -> None:
+        pass
+
+
+def test_a_run_whose_lease_is_taken_away_mid_run_aborts_before_its_next_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from activedataflow.runner.executor import Counts
+    from activedataflow.schedule import utcnow
+
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")  # the row path, batch by batch
+    store, _, record = _plain_flow(tmp_path)  # 3 rows, batches of 2: two batches
+    observed = _ObservedStore(store)
+
+    def taken_away(run: Any) -> None:  # another runner fails it (reaped, replaced) ...
+        store.finish_run(run.id, status="failed", now=utcnow(), counts=Counts(2, 2, 0), error_message="reaped")
+        assert observed.refused.wait(30), "the runner never tried to renew its lease"  # ... and it notices
+
+    executor = FlowExecutor(observed, runner_id="runner-a", lease_seconds=0.3,  # type: ignore[arg-type]
+                            progress_factory=lambda: _AfterFirstBatch(taken_away))
+    run = executor.run(record, force=True).run
+    assert run is not None and run.status == "failed"
+    assert run.error_message == "reaped"  # the store's answer: the run was failed by the one who took it
+    assert run.records_read == 2  # the second batch was never read into the sink
+    assert len(actual_sink(tmp_path / "dst.db")) == 2
+
+
+def test_lease_renewals_that_fail_are_retried_and_the_run_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")  # the row path, batch by batch
+    store, _, record = _plain_flow(tmp_path)
+    observed = _ObservedStore(store, fail_renewals=2)
+
+    def hiccup(run: Any) -> None:
+        assert observed.recovered.wait(30), "the lease was not renewed after the store came back"
+
+    executor = FlowExecutor(observed, runner_id="runner-a", lease_seconds=0.3,  # type: ignore[arg-type]
+                            progress_factory=lambda: _AfterFirstBatch(hiccup))
+    with caplog.at_level("WARNING", logger="activedataflow"):
+        run = executor.run(record, force=True).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert run.records_read == 3 and len(actual_sink(tmp_path / "dst.db")) == 3
+    warnings = [r.getMessage() for r in caplog.records if "renewing lease" in r.getMessage()]
+    assert len(warnings) == 2 and all("injected" in w for w in warnings)
+
+
+def test_a_run_of_a_deleted_flow_is_not_claimed_because_the_flow_no_longer_exists(tmp_path: Path) -> None:
+    store, executor, record = _plain_flow(tmp_path)
+    assert store.delete_flow(record.name, record.namespace)
+    outcome = executor.run(record, force=True)
+    assert (outcome.run, outcome.skipped) == (None, "flow no longer exists")
+
+
+def test_a_run_of_a_disabled_flow_is_not_claimed_because_it_is_suspended(tmp_path: Path) -> None:
+    store, executor, record = _plain_flow(tmp_path)
+    store.set_enabled(record.name, record.namespace, False)
+    outcome = executor.run(record, force=True)
+    assert (outcome.run, outcome.skipped) == (None, "flow is suspended or disabled")
+    assert store.list_runs(record.name, record.namespace) == []
+
+
+def test_a_run_while_another_is_active_is_not_claimed_under_forbid(tmp_path: Path) -> None:
+    store, executor, record = _plain_flow(tmp_path)
+    _hold(store, record, "prop-flow-manual-held", lease=300)
+    outcome = executor.run(record, force=True)
+    assert (outcome.run, outcome.skipped) == (None, "another run of this flow is active (concurrencyPolicy Forbid)")
+
+
+def test_a_flow_not_yet_due_is_not_claimed_and_says_until_when(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+
+    store, executor, record = _plain_flow(tmp_path)
+    later = (utcnow() + timedelta(hours=1)).replace(microsecond=0)
+    store.set_next_run(record.name, record.namespace, later)
+    outcome = executor.run(store.get_flow(record.name, record.namespace))
+    assert (outcome.run, outcome.skipped) == (None, f"not due until {later.isoformat()}")
+
+
+def test_a_due_flow_whose_claim_was_lost_says_another_runner_claimed_it(tmp_path: Path) -> None:
+    """The race no state explains afterwards (another runner's claim won, its run already pruned):
+    nothing else holds the slot, so the reason is the other runner."""
+    from activedataflow.schedule import utcnow
+
+    store, executor, record = _plain_flow(tmp_path)
+    current = store.get_flow(record.name, record.namespace)
+    assert current is not None and (current.next_run_at is None or current.next_run_at <= utcnow())
+    assert executor._why_not_claimed(record, utcnow(), "prop-flow-1") == "claimed by another runner"

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from activedataflow.runner.server import client_allowed, make_app, parse_allowli
 
 from tests.cli_helpers import ORDERS, adf, manifest, sqlite_fact, sqlite_orders
 from tests.secrets_scan import register_secret, seen
-from tests.services import free_port, wait_port
+from tests.services import free_port, unavailable, wait_port
 
 TOKEN = "hb-token-123"
 register_secret(TOKEN)
@@ -108,7 +109,7 @@ def test_ipv6_client_in_the_allowlist_is_served(tmp_path: Path) -> None:
     try:
         socket.socket(socket.AF_INET6).bind(("::1", 0))
     except OSError:
-        pytest.skip("no IPv6 loopback on this machine")
+        unavailable("no IPv6 loopback on this machine")
     for base in start_server(tmp_path, host="::1", allow="::1/128"):
         status, body = post(f"{base}/heartbeat", {"Authorization": f"Bearer {TOKEN}"})
         assert status == 200 and body["flows_due"] == 1
@@ -293,3 +294,60 @@ def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch)
 
     assert asyncio.run(scenario()) == 401
     assert compared == [(b"wrong-token", TOKEN.encode())]
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_healthz_is_200_ok_while_the_store_is_reachable(server: str) -> None:
+    assert _get(f"{server}/healthz") == (200, {"status": "ok"})
+
+
+@pytest.mark.postgres
+def test_healthz_is_503_naming_the_store_once_the_store_is_gone(pg_server: str) -> None:
+    """A real PostgreSQL store whose database is dropped under the running server: 503, password redacted."""
+    import sqlalchemy as sa
+    from activedataflow.runner.executor import FlowExecutor
+    from activedataflow.runner.server import app_runner
+    from activedataflow.store import open_store
+    from aiohttp import web
+
+    name = f"t_healthz_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(pg_server).set(database=name)
+    store = open_store(url.render_as_string(hide_password=False))
+
+    async def scenario() -> tuple[tuple[int, dict[str, Any]], tuple[int, dict[str, Any]]]:
+        runner = app_runner(make_app(FlowExecutor(store), token=TOKEN, allow=[]))
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            before = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz")
+            with admin.connect() as c:
+                c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))  # ends the store's connections too
+            after = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/healthz")
+            return before, after
+        finally:
+            await runner.cleanup()
+
+    try:
+        before, after = asyncio.run(scenario())
+    finally:
+        store.close()
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    assert before == (200, {"status": "ok"})
+    status, body = after
+    assert (status, body["status"]) == (503, "unavailable")
+    assert name in body["error"]
+    assert url.password is not None and url.password not in body["error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import socket
 import uuid
 from decimal import Decimal
@@ -232,3 +233,123 @@ def test_key_pattern_limit_and_batches(rurl: str) -> None:
 def test_key_pattern_cannot_be_incremental(rurl: str) -> None:
     with pytest.raises(ConnectorError, match=r"^spec\.source\.incremental: only a stream can be read incrementally"):
         read(rurl, keyPattern="order:*", incremental=True)
+
+
+# --------------------------------------------------------------------------- error paths, on the real Redis
+
+
+@pytest.mark.redis
+def test_a_stream_replaced_by_a_string_after_open_fails_the_read_with_wrongtype(redis_url: str) -> None:
+    add_events(redis_url, 3)
+    source = open_source(redis_source(redis_url, stream="orders", batchSize=2), redis_url)
+    try:
+        assert source.open() == ("id", "status")
+        r = client(redis_url)
+        r.delete("orders")
+        r.set("orders", "no longer a stream")  # another client, between the sample and the first XRANGE
+        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        with pytest.raises(ConnectorError, match=rf"^spec\.source: reading Redis at 127\.0\.0\.1:{port}/0 failed: "
+                                                 r"WRONGTYPE Operation against a key holding the wrong kind of value"):
+            list(source.batches())
+    finally:
+        source.close()
+
+
+def _after_each_scan(source: Any, then: Any) -> None:
+    """Call ``then(keys)`` with the keys each real SCAN of ``source`` returned, before the source reads them."""
+    real_scan = source._client.scan
+
+    def scan(*args: Any, **kwargs: Any) -> Any:
+        cursor, keys = real_scan(*args, **kwargs)
+        then(keys)
+        return cursor, keys
+
+    source._client.scan = scan
+
+
+def _after_the_type_lookup(source: Any, then: Any) -> None:
+    """Call ``then()`` after each pipeline of TYPE lookups of ``source`` ran, before the values are read."""
+    real_pipeline = source._client.pipeline
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute, calls = pipe.execute, []
+
+        def execute(*a: Any, **k: Any) -> Any:
+            result = real_execute(*a, **k)
+            calls.append(1)
+            if len(calls) == 1:  # the TYPE lookups: the reads go in the pipeline's second round trip
+                then()
+            return result
+
+        pipe.execute = execute
+        return pipe
+
+    source._client.pipeline = pipeline
+
+
+@pytest.mark.redis
+def test_keys_deleted_between_scan_and_the_type_lookup_are_left_out(redis_url: str) -> None:
+    r = client(redis_url)
+    for i in range(6):
+        r.hset(f"order:{i}", mapping={"id": str(i)})
+    source = open_source(redis_source(redis_url, keyPattern="order:*", batchSize=100, columns=["_key", "id"]),
+                         redis_url)
+    deleted: list[str] = []
+    try:
+        source.open()
+
+        def delete_two(keys: list[str]) -> None:
+            if not deleted:
+                deleted.extend(sorted(keys)[:2])
+                r.delete(*deleted)
+
+        _after_each_scan(source, delete_two)
+        rows = [row for batch in source.batches() for row in batch.rows]
+    finally:
+        source.close()
+    assert len(deleted) == 2
+    assert sorted(rows) == sorted((f"order:{i}", str(i)) for i in range(6) if f"order:{i}" not in deleted)
+
+
+@pytest.mark.redis
+def test_keys_deleted_between_the_type_lookup_and_the_read_are_left_out(redis_url: str) -> None:
+    r = client(redis_url)
+    r.hset("order:1", mapping={"id": "1"})
+    r.hset("order:2", mapping={"id": "2"})
+    r.set("order:3", json.dumps({"id": 3}))
+    r.set("order:4", json.dumps({"id": 4}))
+    source = open_source(redis_source(redis_url, keyPattern="order:*", batchSize=100, columns=["_key", "id"]),
+                         redis_url)
+    try:
+        source.open()
+        _after_the_type_lookup(source, lambda: r.delete("order:2", "order:4"))  # one hash (HGETALL: {}), one GET (None)
+        rows = [row for batch in source.batches() for row in batch.rows]
+    finally:
+        source.close()
+    assert sorted(rows) == [("order:1", "1"), ("order:3", 3)]
+
+
+@pytest.mark.redis
+def test_a_pipeline_refused_mid_batch_fails_the_sink_and_writes_none_of_the_batch(redis_url: str) -> None:
+    """A user allowed only the keys order:1*: the batch's second row is refused (no permission) while MULTI queues it,
+    so EXEC discards the whole batch and the sink fails naming the address, not the password."""
+    user, password = f"w{uuid.uuid4().hex[:8]}", "s3cr3t-writer-pw"
+    admin = client(redis_url)
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~order:1*", "+@all")
+    try:
+        host_port = redis_url.split("://", 1)[1]
+        url = f"redis://{user}:{password}@{host_port}"
+        sink = open_sink(redis_sink(url, batchSize=10), url)
+        sink.open(COLUMNS)
+        sink.write([(1, 7, 1, "paid", T0), (2, 8, 2, "paid", T0), (10, 9, 3, "paid", T0)])
+        expected = (rf"^spec\.sink: writing to Redis at {re.escape(host_port)} failed: Command # 3 \(DEL order:2\) "
+                    r"of pipeline caused error: this user has no permissions to access one of the keys")
+        with pytest.raises(ConnectorError, match=expected) as err:
+            sink.commit()
+        sink.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+    assert password not in str(err.value)
+    assert admin.keys("order:*") == []  # order:1 and order:10 were allowed, and not written either
+    assert sink.stats.written == 0

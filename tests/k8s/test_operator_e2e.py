@@ -9,6 +9,7 @@ same API server (a kubeconfig standing in for the service-account token).
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import subprocess
@@ -284,6 +285,14 @@ def test_run_now_makes_a_job_whose_command_runs_the_flow_and_is_reflected(
     assert "Succeeded" in listed and "paid-orders" in listed
 
 
+def reconcile_retries(kube: Cluster, namespace: str, name: str) -> int:
+    """How many times kopf has retried the DataFlow's reconcile handler (its progress annotation)."""
+    annotations = kube.get("dataflow", name, "-n", namespace)["metadata"].get("annotations") or {}
+    progress = [json.loads(v) for k, v in annotations.items()
+                if k.startswith("kopf.activedataflow.io/reconcile") and v.startswith("{")]
+    return max((int(p.get("retries") or 0) for p in progress), default=0)
+
+
 def test_an_unreachable_store_is_ready_false_and_retried_without_crashing(
     kube_crds: Cluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -296,7 +305,8 @@ def test_an_unreachable_store_is_ready_false_and_retried_without_crashing(
         cond = ready_condition(ready(kube, namespace, "paid-orders", status="False"))
         assert cond["reason"] == "StorageUnavailable"
         assert address in cond["message"] and "hunter2" not in cond["message"]
-        time.sleep(6)  # past the first retry
+        kube.wait_for(lambda: reconcile_retries(kube, namespace, "paid-orders") >= 2, timeout=90,
+                      what="a second failed attempt of the reconcile (it was retried)")
         assert op.proc is not None and op.proc.poll() is None, op.output()
         assert cronjobs(kube, namespace) == []
     finally:
@@ -391,3 +401,191 @@ def test_operator_killed_mid_reconcile_converges_with_one_cronjob(
     ]
     secret_names = [s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]]
     assert secret_names.count(STORE_SECRET) == 1 and "df-paid-orders" not in secret_names
+
+
+# --------------------------------------------------------------------------- twins of the MemoryKube handler tests
+
+
+def patch_spec(kube: Cluster, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    kube.kubectl("patch", "dataflow", name, "-n", namespace, "--type=merge", "-p", json.dumps({"spec": spec}))
+
+
+def reconciled(kube: Cluster, namespace: str, name: str, generation: int, timeout: float = 60) -> dict[str, Any]:
+    """The DataFlow once the operator has reconciled ``generation`` of its spec."""
+    def check() -> dict[str, Any] | None:
+        obj = kube.get("dataflow", name, "-n", namespace)
+        status = obj.get("status") or {}
+        return obj if obj["metadata"]["generation"] == generation == status.get("observedGeneration") else None
+
+    return kube.wait_for(check, timeout=timeout, what=f"DataFlow {name} generation {generation} reconciled")
+
+
+def cronjob_names(kube: Cluster, namespace: str) -> list[str]:
+    return sorted(c["metadata"]["name"] for c in cronjobs(kube, namespace))
+
+
+def events_of(kube: Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    return kube.get("events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")["items"]
+
+
+def annotate_run_now(kube: Cluster, namespace: str, name: str, value: str) -> None:
+    kube.kubectl("annotate", "--overwrite", "dataflow", name, "-n", namespace, f"activedataflow.io/run-now={value}")
+
+
+def acknowledged(kube: Cluster, namespace: str, name: str, value: str) -> None:
+    kube.wait_for(
+        lambda: (kube.get("dataflow", name, "-n", namespace).get("status") or {}).get("lastHandledRunNow") == value,
+        timeout=60, what=f"run-now {value} acknowledged",
+    )
+
+
+def test_a_spec_update_patches_the_cronjob_and_suspend_suspends_it(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    ready(kube, namespace, "paid-orders")
+    uid = cronjobs(kube, namespace)[0]["metadata"]["uid"]
+
+    patch_spec(kube, namespace, "paid-orders", {"schedule": "0 3 * * *", "suspend": True})
+    obj = reconciled(kube, namespace, "paid-orders", 2)
+    (cj,) = cronjobs(kube, namespace)
+    assert (cj["metadata"]["name"], cj["metadata"]["uid"]) == ("df-paid-orders", uid)  # patched, not recreated
+    assert (cj["spec"]["schedule"], cj["spec"]["suspend"]) == ("0 3 * * *", True)
+    assert ready_condition(obj)["reason"] == "Suspended"
+    assert obj["status"].get("nextRunAt") is None
+    assert "Updated" in {e["reason"] for e in events_of(kube, namespace, "paid-orders")}
+    store = open_store(secrets)
+    try:
+        flow = store.get_flow("paid-orders", namespace)
+        assert flow is not None and (flow.enabled, flow.schedule) == (False, "0 3 * * *")
+    finally:
+        store.close()
+
+
+def test_switching_runtime_to_heartbeat_and_back_moves_the_flow_between_cronjobs(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    ready(kube, namespace, "paid-orders")
+    assert cronjob_names(kube, namespace) == ["df-paid-orders"]
+
+    patch_spec(kube, namespace, "paid-orders", {"runtime": {"type": "heartbeat"}})
+    reconciled(kube, namespace, "paid-orders", 2)
+    kube.wait_for(lambda: cronjob_names(kube, namespace) == ["adf-heartbeat"], timeout=60,
+                  what="the flow's own CronJob replaced by the heartbeat")
+    (hb,) = cronjobs(kube, namespace)
+    assert [o["name"] for o in hb["metadata"]["ownerReferences"]] == ["paid-orders"]
+
+    patch_spec(kube, namespace, "paid-orders", {"runtime": {"type": "cronjob"}})
+    reconciled(kube, namespace, "paid-orders", 3)
+    kube.wait_for(lambda: cronjob_names(kube, namespace) == ["df-paid-orders"], timeout=60,
+                  what="the heartbeat (no flow left on it) replaced by the flow's own CronJob")
+
+
+def test_deleting_the_last_heartbeat_flow_removes_the_shared_cronjob(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply([dataflow(n, namespace, runtime={"type": "heartbeat"}) for n in ("one", "two")])
+    ready(kube, namespace, "one")
+    ready(kube, namespace, "two")
+
+    def owners() -> list[str] | None:
+        items = cronjobs(kube, namespace)
+        return sorted(o["name"] for o in items[0]["metadata"]["ownerReferences"]) if items else None
+
+    kube.wait_for(lambda: owners() == ["one", "two"], timeout=60, what="the heartbeat owned by both flows")
+    kube.kubectl("delete", "dataflow", "one", "-n", namespace, "--timeout=60s")
+    assert owners() == ["two"]  # the finalizer ran before the delete returned
+    kube.kubectl("delete", "dataflow", "two", "-n", namespace, "--timeout=60s")
+    assert cronjobs(kube, namespace) == []  # deleted by the finalizer, not left to the garbage collector
+
+
+def test_one_run_now_value_makes_one_job_even_across_an_operator_restart(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    ready(kube, namespace, "paid-orders")
+    annotate_run_now(kube, namespace, "paid-orders", "1700000000")
+    acknowledged(kube, namespace, "paid-orders", "1700000000")
+    assert len(kube.get("jobs", "-n", namespace)["items"]) == 1
+
+    operator.stop()
+    operator.start()  # resumes every DataFlow: the run-now handler sees the annotation again
+    patch_spec(kube, namespace, "paid-orders", {"schedule": "*/20 * * * *"})
+    reconciled(kube, namespace, "paid-orders", 2)  # the new operator has handled the flow
+    assert len(kube.get("jobs", "-n", namespace)["items"]) == 1
+
+    annotate_run_now(kube, namespace, "paid-orders", "1700000100")
+    acknowledged(kube, namespace, "paid-orders", "1700000100")
+    values = sorted(j["metadata"]["annotations"]["activedataflow.io/run-now"]
+                    for j in kube.get("jobs", "-n", namespace)["items"])
+    assert values == ["1700000000", "1700000100"]
+
+
+def test_run_now_of_a_suspended_flow_is_refused_with_an_event_and_no_job(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace, suspend=True))
+    reconciled(kube, namespace, "paid-orders", 1)
+    annotate_run_now(kube, namespace, "paid-orders", "1")
+    acknowledged(kube, namespace, "paid-orders", "1")
+    assert kube.get("jobs", "-n", namespace)["items"] == []
+    refused = [e for e in events_of(kube, namespace, "paid-orders") if e["reason"] == "RunNowRefused"]
+    assert [(e["type"], e["message"]) for e in refused] == [("Warning", "the flow is suspended")]
+
+
+def test_dataflowruns_beyond_the_history_limit_are_pruned_and_every_run_is_counted(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    apply_with_orders(kube, namespace, secrets, "paid-orders", successfulRunsHistoryLimit=1)
+    names = []
+    for value in ("1700000000", "1700000100"):
+        annotate_run_now(kube, namespace, "paid-orders", value)
+        job = kube.wait_for(lambda v=value: next(  # type: ignore[misc]
+            (j for j in kube.get("jobs", "-n", namespace)["items"]
+             if j["metadata"]["annotations"].get("activedataflow.io/run-now") == v), None),
+            timeout=60, what=f"the Job of run-now {value}")
+        done = run_job_as_kubelet(kube, job)
+        assert done.returncode == 0, done.stderr
+        names.append(kube.get("dataflow", "paid-orders", "-n", namespace)["status"]["lastRunName"])
+    assert names[0] != names[1]
+    runs = kube.get("dataflowruns", "-n", namespace, "-l", "activedataflow.io/flow=paid-orders")["items"]
+    assert [r["metadata"]["name"] for r in runs] == [names[1]]  # the newest kept, the older pruned
+    status = kube.get("dataflow", "paid-orders", "-n", namespace)["status"]
+    assert (status["succeeded"], status.get("failed", 0), status["lastRunStatus"]) == (2, 0, "Succeeded")
+
+
+def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
+    kube_crds: Cluster, namespace: str, secrets: str
+) -> None:
+    """The resync timer's handler (kopf fires it every 600 s; called here directly) on the real API server."""
+    from activedataflow.kube.client import DATAFLOW, ApiClientTransport, RestKube
+    from activedataflow.operator.cronjob import RunnerSettings
+    from activedataflow.operator.handlers import Context, OperatorConfig, reconcile_flow
+
+    kube = kube_crds
+    api = RestKube(ApiClientTransport(kube.api_client()))
+    ctx = Context(OperatorConfig(store_url=secrets, runner=RunnerSettings(image="registry.example/adf:test")), api)
+    try:
+        kube.apply(dataflow("paid-orders", namespace))
+        reconcile_flow(api.get(DATAFLOW, namespace, "paid-orders") or {}, status={}, ctx=ctx)
+        (old,) = cronjobs(kube, namespace)
+        kube.kubectl("delete", "cronjob", "df-paid-orders", "-n", namespace, "--timeout=60s")
+        kube.wait_for(  # the Secret's only owner is gone: the garbage collector takes it too
+            lambda: STORE_SECRET not in {s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]},
+            timeout=60, what="the store Secret to be garbage-collected")
+
+        reconcile_flow(api.get(DATAFLOW, namespace, "paid-orders") or {}, status={}, ctx=ctx, resync=True)
+    finally:
+        ctx.close()
+        api.close()
+    (new,) = cronjobs(kube, namespace)
+    assert new["metadata"]["name"] == "df-paid-orders" and new["metadata"]["uid"] != old["metadata"]["uid"]
+    secret = kube.get("secret", STORE_SECRET, "-n", namespace)
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]
