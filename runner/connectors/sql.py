@@ -312,7 +312,9 @@ def _not_found(kind: str, name: str, where: str, existing: Sequence[str]) -> str
 def reflect_table(conn: sa.Connection, name: str, schema: str | None, *, field: str) -> sa.Table:
     """The reflected table, or ConnectorError listing the tables that exist (URL shown without password)."""
     try:
-        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+        # resolve_fks=False: the tables a foreign key refers to are not reflected too (nothing here reads them,
+        # and a chain of references multiplies the catalog queries of every run's start-up)
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
     except sa.exc.NoSuchTableError:
         pass
     insp = sa.inspect(conn)
