@@ -29,20 +29,21 @@ that could echo the URL (an exception message) is scrubbed of the URL, its host,
 
 from __future__ import annotations
 
-import http.client
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import redact
 from ..model import DataFlow, Notify, NotifyEvent
 from ..schedule import utcnow
 from ..store.base import FINAL_STATUSES, RunRecord, Store
+
+if TYPE_CHECKING:  # loaded by the first notification: most runs notify no one
+    import http.client
 
 __all__ = ["Notifier", "event_for", "payload"]
 
@@ -133,6 +134,7 @@ class Notifier:
 
         Plain :mod:`http.client`: unlike urllib3 it logs nothing (urllib3's DEBUG lines carry the
         request path, which is the webhook's secret); redirects are not followed."""
+        import http.client
         import json
 
         data = json.dumps(body).encode()
@@ -160,6 +162,9 @@ class Notifier:
         return False
 
     def _post_once(self, url: str, data: bytes) -> int:
+        import http.client
+        import ssl
+
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("not an http(s) URL")

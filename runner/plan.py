@@ -77,7 +77,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from ..errors import redact
@@ -469,6 +468,8 @@ def _between(flow: DataFlow, source_url: str, sink_url: str, src: URL, dst: URL,
         last = sa.select(*key_cols).order_by(*(c.desc() for c in key_cols)).limit(1)
     run = _Stream(source_url=source_url, sink_url=sink_url, select=select, count=count, last=last, keys=keys,
                   params=params, target=target, types=types)
+    from sqlalchemy.dialects import postgresql
+
     explained = run.statements(postgresql.psycopg.dialect())  # type: ignore[no-untyped-call]
     return Plan("stream", f"{why}; both are PostgreSQL", sql=f"{explained[1]}\n{explained[2]}",
                 count_sql=None if count is None else _sql_text(count, "postgresql", None),
@@ -651,8 +652,16 @@ def _sqlite_temporal_output(expr: sa.ColumnElement[Any], name: str, kind: type[s
 
 def _sql_text(stmt: sa.ClauseElement, dialect_name: str, translate: dict[str | None, str] | None) -> str:
     """The statement as the database receives it, bound parameters as placeholders (never their values)."""
-    # PGDialect_psycopg.__init__ is unannotated in SQLAlchemy
-    dialect = postgresql.psycopg.dialect() if dialect_name == "postgresql" else sqlite.pysqlite.dialect()  # type: ignore[no-untyped-call]
+    # imported here: a flow loads only its own databases' dialects
+    dialect: sa.Dialect
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]  # unannotated in SQLAlchemy
+    else:
+        from sqlalchemy.dialects import sqlite
+
+        dialect = sqlite.pysqlite.dialect()
     kwargs: dict[str, Any] = {"dialect": dialect}
     if translate:
         kwargs.update(schema_translate_map=translate, render_schema_translate=True)

@@ -26,19 +26,25 @@ def adf(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd
     return result
 
 
-def heartbeat_in_a_process(store: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
-    """``adf heartbeat`` in a fresh interpreter; also the top-level packages it had loaded when it exited."""
+def adf_in_a_process(args: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``adf ARGS`` in a fresh interpreter; also every module it had loaded when it exited."""
     probe = (
         "import atexit, sys\n"
-        "atexit.register(lambda: print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))))\n"
+        "atexit.register(lambda: print(' '.join(sorted(sys.modules))))\n"
         "from activedataflow.cli import main\n"
-        "main(['--store', sys.argv[1], 'heartbeat'])\n"
+        "main(sys.argv[1:])\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, store], capture_output=True, text=True, env=env, timeout=60)
-    seen("adf heartbeat stdout", result.stdout)
-    seen("adf heartbeat stderr", result.stderr)
+    result = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env, timeout=60)
+    seen(f"adf {' '.join(args)} stdout", result.stdout)
+    seen(f"adf {' '.join(args)} stderr", result.stderr)
     lines = result.stdout.split("\n")
     return result, set(lines[-2].split()) if len(lines) > 1 else set()
+
+
+def heartbeat_in_a_process(store: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``adf heartbeat`` in a fresh interpreter; also the top-level packages it had loaded when it exited."""
+    result, modules = adf_in_a_process(["--store", store, "heartbeat"], env)
+    return result, {m.split(".")[0] for m in modules}
 
 
 def sqlite_orders(path: Path, rows: list[tuple[int, int, str, str, str]]) -> None:

@@ -12,8 +12,18 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from tests.cli_helpers import EXPECTED_FACT, ORDERS, adf, heartbeat_in_a_process, manifest, sqlite_fact, sqlite_orders
+from tests.cli_helpers import (
+    EXPECTED_FACT,
+    ORDERS,
+    adf,
+    adf_in_a_process,
+    heartbeat_in_a_process,
+    manifest,
+    sqlite_fact,
+    sqlite_orders,
+)
 
 
 @pytest.fixture
@@ -351,6 +361,32 @@ def test_a_heartbeat_loads_only_what_running_sqlite_flows_needs(tmp_path: Path, 
     assert fact_rows(tmp_path) == EXPECTED_FACT  # the flow ran
     assert {"sqlalchemy", "pydantic", "activedataflow"} <= loaded
     unneeded = {"alembic", "mako", "yaml", "kubernetes", "kopf", "aiohttp", "rich", "psycopg", "pymysql", "redis"}
+    assert loaded & unneeded == set()
+
+
+@pytest.mark.parametrize("command", ["run", "heartbeat"])
+def test_a_postgresql_flow_loads_no_other_database_kubernetes_or_terminal_code(
+    tmp_path: Path, pg_url: str, command: str
+) -> None:
+    """Start-up of a PostgreSQL flow (``adf run``; ``adf heartbeat --flow`` as the runner Pod runs it):
+    no MySQL or SQLite dialect, Kubernetes client, terminal tables, HTTP client or migration tool."""
+    with sa.create_engine(pg_url).begin() as c:
+        c.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
+                          "status TEXT, updated_at TIMESTAMP)"))
+        c.execute(sa.text("INSERT INTO orders VALUES (1, 10, 12.50, 'paid', '2026-01-01 10:00:00')"))
+        c.execute(sa.text("CREATE TABLE fact_orders (id INTEGER PRIMARY KEY, customer INTEGER, status TEXT, "
+                          "updated_at TIMESTAMP, amount_cents INTEGER)"))
+    flow = str(manifest(tmp_path, source_url=pg_url, sink_url=pg_url))
+    assert adf("--store", pg_url, "apply", flow).returncode == 0  # the store's tables exist: no migration to run
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADF_", "KUBE"))}
+    args = ["run", flow] if command == "run" else ["heartbeat", "--flow", "paid-orders", "-n", "shop", "--force"]
+    result, loaded = adf_in_a_process(["--store", pg_url, *args], env)
+    assert result.returncode == 0, result.stderr
+    with sa.create_engine(pg_url).connect() as c:
+        assert c.execute(sa.text("SELECT id, customer, amount_cents FROM fact_orders")).all() == [(1, 10, 1250)]
+    assert {"sqlalchemy.dialects.postgresql", "psycopg"} <= loaded
+    unneeded = {"sqlalchemy.dialects.mysql", "sqlalchemy.dialects.sqlite", "pymysql", "kubernetes", "kopf",
+                "rich", "http.client", "alembic", "aiohttp", "redis"}
     assert loaded & unneeded == set()
 
 

@@ -49,11 +49,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from ...errors import ConfigError, ConnectorError, redact
@@ -62,6 +61,9 @@ from ..deadline import REFRESH_SECONDS, Deadline, current_deadline
 from . import codec
 from .base import Batch, Row
 from .common import BufferedSinkWriter, ClosingSourceReader
+
+if TYPE_CHECKING:  # the dialects' own modules load when a flow writes to that database
+    from sqlalchemy.dialects import postgresql, sqlite
 
 __all__ = [
     "ExecutemanyStrategy",
@@ -310,7 +312,9 @@ def _not_found(kind: str, name: str, where: str, existing: Sequence[str]) -> str
 def reflect_table(conn: sa.Connection, name: str, schema: str | None, *, field: str) -> sa.Table:
     """The reflected table, or ConnectorError listing the tables that exist (URL shown without password)."""
     try:
-        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn)
+        # resolve_fks=False: the tables a foreign key refers to are not reflected too (nothing here reads them,
+        # and a chain of references multiplies the catalog queries of every run's start-up)
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
     except sa.exc.NoSuchTableError:
         pass
     insp = sa.inspect(conn)
@@ -614,14 +618,23 @@ def build_write_statement(target: SinkTarget, *, table: sa.Table | None = None,
     if target.mode == "insert":
         return insert(sa.insert(table))
     if target.dialect in ("postgresql", "sqlite"):
-        ins: postgresql.Insert | sqlite.Insert = (
-            insert(postgresql.insert(table)) if target.dialect == "postgresql" else insert(sqlite.insert(table)))
+        ins: postgresql.Insert | sqlite.Insert
+        if target.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as pg
+
+            ins = insert(pg.insert(table))
+        else:
+            from sqlalchemy.dialects import sqlite as lite
+
+            ins = insert(lite.insert(table))
         if not target.update_columns:
             return ins.on_conflict_do_nothing(index_elements=list(target.unique_by))
         return ins.on_conflict_do_update(
             index_elements=list(target.unique_by), set_={c: ins.excluded[c] for c in target.update_columns}
         )
     if target.dialect in ("mysql", "mariadb"):
+        from sqlalchemy.dialects import mysql
+
         my = mysql.insert(table)
         if not target.update_columns:  # keep the row: assign a key column to itself
             return my.on_duplicate_key_update({target.unique_by[0]: table.c[target.unique_by[0]]})
