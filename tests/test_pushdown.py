@@ -472,14 +472,18 @@ DECS = st.recursive(LEAF_DECS, lambda inner: st.one_of(  # NUMERIC(7,2): exact i
     inner.map(lambda e: f"abs({e})"), inner.map(lambda e: f"-{e}"), inner.map(lambda e: f"round({e}, 1)"),
     st.tuples(inner, inner).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
 ), max_leaves=3)
+def _compare(operands: st.SearchStrategy[str], ops: list[str]) -> st.SearchStrategy[str]:
+    # `x == None` is refused by the checker ("use 'is None'"): only valid flows are compared.
+    return (st.tuples(operands, st.sampled_from(ops), operands)
+            .filter(lambda t: not (t[1] in ("==", "!=") and "None" in (t[0], t[2])))
+            .map(lambda t: " ".join(t)))
+
+
 CONDS = st.recursive(
     st.one_of(
-        # `x == None` is refused by the checker ("use 'is None'"): only valid flows are compared.
-        st.tuples(DECS, st.sampled_from(["<", "<=", "==", "!=", ">"]), DECS)
-        .filter(lambda t: not (t[1] in ("==", "!=") and "None" in (t[0], t[2])))
-        .map(lambda t: " ".join(t)),
-        st.tuples(INTS, st.sampled_from(["<", "<=", "==", "!=", ">"]), INTS).map(lambda t: " ".join(t)),
-        st.tuples(STRS, st.sampled_from(["<", "=="]), STRS).map(lambda t: " ".join(t)),
+        _compare(DECS, ["<", "<=", "==", "!=", ">"]),
+        _compare(INTS, ["<", "<=", "==", "!=", ">"]),
+        _compare(STRS, ["<", "=="]),
         st.sampled_from(["row.s is None", "row.a is not None", "row.a in (1, 2, 3)", "row.x > 1.0"]),
     ),
     lambda inner: st.one_of(
