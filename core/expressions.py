@@ -317,77 +317,84 @@ class _Checker:
     def visit(self, node: ast.expr, depth: int) -> Node:
         if depth > MAX_DEPTH:
             raise self.fail(f"expression nested more than {MAX_DEPTH} levels deep", node)
-        d = depth + 1
-        pos = getattr(node, "col_offset", 0) + 1
-        if isinstance(node, ast.Constant):
-            if type(node.value) not in (int, float, str, bool, type(None)):
-                raise self.fail(f"{type(node.value).__name__} literals are not allowed", node)
-            if type(node.value) is int and node.value >= _INT_LIMIT:  # 0x/0b literals escape Python's own limit
-                raise self.fail(f"integer literal of more than {MAX_INT_DIGITS} digits", node)
-            return Lit(node.value, pos)
-        if isinstance(node, ast.Name):
-            if node.id in _CONSTANTS:
-                return Lit(_CONSTANTS[node.id], pos)
-            if node.id == "row":
-                raise self.fail("'row' alone is not a value; write row.<column>", node)
-            maybe_column = self.known is None or node.id in self.known
-            hint = f"; did you mean row.{node.id}?" if maybe_column else "; columns are written row.<name>"
-            raise self.fail(f"unknown name '{node.id}'{hint}", node)
-        if isinstance(node, ast.Attribute):
-            if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
-                raise self.fail("attribute access is not allowed (only row.<column>)", node)
-            if node.attr.startswith("__"):
-                raise self.fail(f"attribute access is not allowed: row.{node.attr}", node)
-            return self.column(node.attr, node)
-        if isinstance(node, ast.Subscript):
-            key = node.slice
-            if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
-                raise self.fail("subscripts are not allowed (only row['column'])", node)
-            if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
-                raise self.fail("row[...] takes a column name in quotes", node)
-            return self.column(key.value, node)
-        if isinstance(node, ast.BinOp):
-            op = _ARITH.get(type(node.op))
-            if op is None:
-                raise self.fail(f"operator {_op_text(node.op)} is not allowed", node)
-            left, right = self.visit(node.left, d), self.visit(node.right, d)
-            for side in (left, right):
-                if isinstance(side, Compare | IsNull | InList | BoolOp | Not):
-                    raise self.fail(f"arithmetic ({op}) on a condition", node)
-            return Arith(op, left, right, pos)
-        if isinstance(node, ast.UnaryOp):
-            operand = self.visit(node.operand, d)
-            if isinstance(node.op, ast.Not):
-                self.condition(operand, node, "not")
-                return Not(operand, pos)
-            if isinstance(node.op, ast.USub | ast.UAdd):
-                if isinstance(operand, Lit) and type(operand.value) in (int, float):
-                    return Lit(-operand.value if isinstance(node.op, ast.USub) else operand.value, pos)
-                if isinstance(node.op, ast.USub):
-                    return Neg(operand, pos)
-            raise self.fail(f"unary operator {_op_text(node.op)} is not allowed", node)
-        if isinstance(node, ast.BoolOp):
-            op = "and" if isinstance(node.op, ast.And) else "or"
-            d = self.chain(node, depth, len(node.values) - 1)  # a and b and c is and(and(a, b), c)
-            items = [self.visit(v, d) for v in node.values]
-            for item, v in zip(items, node.values, strict=True):
-                self.condition(item, v, op)
-            out = items[0]
-            for item in items[1:]:
-                out = BoolOp(op, out, item, pos)
-            return out
-        if isinstance(node, ast.Compare):
-            return self.compare(node, d)
-        if isinstance(node, ast.IfExp):
-            test = self.visit(node.test, d)
-            self.condition(test, node.test, "if")
-            return IfElse(test, self.visit(node.body, d), self.visit(node.orelse, d), pos)
-        if isinstance(node, ast.Call):
-            return self.call(node, d)
-        if isinstance(node, ast.List | ast.Tuple):
-            raise self.fail("lists and tuples are only allowed after 'in'", node)
-        what = next((v for k, v in _FORBIDDEN_NAMES.items() if isinstance(node, k)), type(node).__name__)
-        raise self.fail(f"{what} not allowed", node)
+        handler = _CHECKS.get(type(node))
+        if handler is None:
+            what = next((v for k, v in _FORBIDDEN_NAMES.items() if isinstance(node, k)), type(node).__name__)
+            raise self.fail(f"{what} not allowed", node)
+        return handler(self, node, depth + 1)
+
+    def constant(self, node: ast.Constant, d: int) -> Node:
+        if type(node.value) not in (int, float, str, bool, type(None)):
+            raise self.fail(f"{type(node.value).__name__} literals are not allowed", node)
+        if type(node.value) is int and node.value >= _INT_LIMIT:  # 0x/0b literals escape Python's own limit
+            raise self.fail(f"integer literal of more than {MAX_INT_DIGITS} digits", node)
+        return Lit(node.value, node.col_offset + 1)
+
+    def name(self, node: ast.Name, d: int) -> Node:
+        if node.id in _CONSTANTS:
+            return Lit(_CONSTANTS[node.id], node.col_offset + 1)
+        if node.id == "row":
+            raise self.fail("'row' alone is not a value; write row.<column>", node)
+        maybe_column = self.known is None or node.id in self.known
+        hint = f"; did you mean row.{node.id}?" if maybe_column else "; columns are written row.<name>"
+        raise self.fail(f"unknown name '{node.id}'{hint}", node)
+
+    def attribute(self, node: ast.Attribute, d: int) -> Node:
+        if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
+            raise self.fail("attribute access is not allowed (only row.<column>)", node)
+        if node.attr.startswith("__"):
+            raise self.fail(f"attribute access is not allowed: row.{node.attr}", node)
+        return self.column(node.attr, node)
+
+    def subscript(self, node: ast.Subscript, d: int) -> Node:
+        key = node.slice
+        if not (isinstance(node.value, ast.Name) and node.value.id == "row"):
+            raise self.fail("subscripts are not allowed (only row['column'])", node)
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            raise self.fail("row[...] takes a column name in quotes", node)
+        return self.column(key.value, node)
+
+    def binop(self, node: ast.BinOp, d: int) -> Node:
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            raise self.fail(f"operator {_op_text(node.op)} is not allowed", node)
+        left, right = self.visit(node.left, d), self.visit(node.right, d)
+        for side in (left, right):
+            if isinstance(side, Compare | IsNull | InList | BoolOp | Not):
+                raise self.fail(f"arithmetic ({op}) on a condition", node)
+        return Arith(op, left, right, node.col_offset + 1)
+
+    def unaryop(self, node: ast.UnaryOp, d: int) -> Node:
+        pos = node.col_offset + 1
+        operand = self.visit(node.operand, d)
+        if isinstance(node.op, ast.Not):
+            self.condition(operand, node, "not")
+            return Not(operand, pos)
+        if isinstance(node.op, ast.USub | ast.UAdd):
+            if isinstance(operand, Lit) and type(operand.value) in (int, float):
+                return Lit(-operand.value if isinstance(node.op, ast.USub) else operand.value, pos)
+            if isinstance(node.op, ast.USub):
+                return Neg(operand, pos)
+        raise self.fail(f"unary operator {_op_text(node.op)} is not allowed", node)
+
+    def boolop(self, node: ast.BoolOp, d: int) -> Node:
+        op = "and" if isinstance(node.op, ast.And) else "or"
+        d = self.chain(node, d - 1, len(node.values) - 1)  # a and b and c is and(and(a, b), c)
+        items = [self.visit(v, d) for v in node.values]
+        for item, v in zip(items, node.values, strict=True):
+            self.condition(item, v, op)
+        out = items[0]
+        for item in items[1:]:
+            out = BoolOp(op, out, item, node.col_offset + 1)
+        return out
+
+    def ifexp(self, node: ast.IfExp, d: int) -> Node:
+        test = self.visit(node.test, d)
+        self.condition(test, node.test, "if")
+        return IfElse(test, self.visit(node.body, d), self.visit(node.orelse, d), node.col_offset + 1)
+
+    def sequence(self, node: ast.List | ast.Tuple, d: int) -> Node:
+        raise self.fail("lists and tuples are only allowed after 'in'", node)
 
     def column(self, name: str, node: ast.AST) -> Col:
         if self.known is not None and name not in self.known:
@@ -460,6 +467,23 @@ class _Checker:
             raise self.fail(f"{name}() takes {want} arguments, got {len(node.args)}", node)
         args = tuple(self.visit(a, d) for a in node.args)
         return Call(name, args, node.col_offset + 1)
+
+
+# ast node type -> the _Checker method that checks it (children at depth + 1); any other type is refused
+_CHECKS: dict[type[ast.AST], Callable[[_Checker, Any, int], Node]] = {
+    ast.Constant: _Checker.constant,
+    ast.Name: _Checker.name,
+    ast.Attribute: _Checker.attribute,
+    ast.Subscript: _Checker.subscript,
+    ast.BinOp: _Checker.binop,
+    ast.UnaryOp: _Checker.unaryop,
+    ast.BoolOp: _Checker.boolop,
+    ast.Compare: _Checker.compare,
+    ast.IfExp: _Checker.ifexp,
+    ast.Call: _Checker.call,
+    ast.List: _Checker.sequence,
+    ast.Tuple: _Checker.sequence,
+}
 
 
 def _op_text(op: ast.AST) -> str:
@@ -965,38 +989,39 @@ class CodeGen:
         return code if _boolish(node) is True else _call("_truth", code)
 
     def expr(self, node: Node, column: Callable[[str], ast.expr]) -> ast.expr:
-        e = self.expr
-        if isinstance(node, Col):
-            return column(node.name)
-        if isinstance(node, Lit):
-            return ast.Constant(node.value)
-        if isinstance(node, Arith):
-            if node.op in ("+", "-", "*"):
-                return self.arith(node, column)
-            return _call(_ARITH_HELPER[node.op], e(node.left, column), e(node.right, column))
-        if isinstance(node, Neg):
-            return _call("_neg", e(node.operand, column))
-        if isinstance(node, Compare):
-            return self.compare(node, column)
-        if isinstance(node, IsNull):
-            return _is(e(node.operand, column), None, negate=node.negate)
-        if isinstance(node, InList):
-            values = frozenset(node.values) if all(type(v) is str for v in node.values) else node.values
-            decimals = tuple(_to_decimal(v) if type(v) in (int, float) else v for v in node.values)
-            return _call(
-                "_in", e(node.operand, column), self.const(values), self.const(decimals), ast.Constant(node.negate)
-            )
-        if isinstance(node, Not):
-            bind, t = self._walrus(self.condition(node.operand, column))
-            return _ifexp(_is(bind, None), ast.Constant(None), ast.UnaryOp(op=ast.Not(), operand=t))
-        if isinstance(node, BoolOp):
-            return self.boolop(node, column)
-        if isinstance(node, IfElse):
-            test = _is(self.condition(node.test, column), True)
-            return _ifexp(test, e(node.body, column), e(node.orelse, column))
-        if isinstance(node, Call):
-            return self.call(node, column)
-        raise AssertionError(node)  # pragma: no cover
+        return _GENERATE[type(node)](self, node, column)
+
+    def col(self, node: Col, column: Callable[[str], ast.expr]) -> ast.expr:
+        return column(node.name)
+
+    def lit(self, node: Lit, column: Callable[[str], ast.expr]) -> ast.expr:
+        return ast.Constant(node.value)
+
+    def binary(self, node: Arith, column: Callable[[str], ast.expr]) -> ast.expr:
+        if node.op in ("+", "-", "*"):
+            return self.arith(node, column)
+        return _call(_ARITH_HELPER[node.op], self.expr(node.left, column), self.expr(node.right, column))
+
+    def neg(self, node: Neg, column: Callable[[str], ast.expr]) -> ast.expr:
+        return _call("_neg", self.expr(node.operand, column))
+
+    def is_null(self, node: IsNull, column: Callable[[str], ast.expr]) -> ast.expr:
+        return _is(self.expr(node.operand, column), None, negate=node.negate)
+
+    def in_list(self, node: InList, column: Callable[[str], ast.expr]) -> ast.expr:
+        values = frozenset(node.values) if all(type(v) is str for v in node.values) else node.values
+        decimals = tuple(_to_decimal(v) if type(v) in (int, float) else v for v in node.values)
+        return _call(
+            "_in", self.expr(node.operand, column), self.const(values), self.const(decimals), ast.Constant(node.negate)
+        )
+
+    def not_(self, node: Not, column: Callable[[str], ast.expr]) -> ast.expr:
+        bind, t = self._walrus(self.condition(node.operand, column))
+        return _ifexp(_is(bind, None), ast.Constant(None), ast.UnaryOp(op=ast.Not(), operand=t))
+
+    def if_else(self, node: IfElse, column: Callable[[str], ast.expr]) -> ast.expr:
+        test = _is(self.condition(node.test, column), True)
+        return _ifexp(test, self.expr(node.body, column), self.expr(node.orelse, column))
 
     def _is_number(self, kind: ast.expr, *, with_int: bool = True) -> ast.BoolOp:
         """``kind is _Decimal or kind is int or kind is float`` (kind: a loaded temporary)."""
@@ -1111,6 +1136,22 @@ class CodeGen:
         namespace = dict(self.namespace)
         exec(compile(module, filename, "exec"), namespace)  # a generated, vetted AST; never user text
         return namespace[name]  # type: ignore[no-any-return]
+
+
+# checked-tree node type -> the CodeGen method that generates its Python code
+_GENERATE: dict[type[Node], Callable[[CodeGen, Any, Callable[[str], ast.expr]], ast.expr]] = {
+    Col: CodeGen.col,
+    Lit: CodeGen.lit,
+    Arith: CodeGen.binary,
+    Neg: CodeGen.neg,
+    Compare: CodeGen.compare,
+    IsNull: CodeGen.is_null,
+    InList: CodeGen.in_list,
+    Not: CodeGen.not_,
+    BoolOp: CodeGen.boolop,
+    IfElse: CodeGen.if_else,
+    Call: CodeGen.call,
+}
 
 
 def in_row_context(body: list[ast.stmt]) -> ast.With:
@@ -1292,51 +1333,53 @@ class _Sql:
         return (sa.null(), NULL) if kind == NULL else (expr, kind)  # an untyped NULL fits every context
 
     def _visit(self, node: Node) -> tuple[ColumnElement[Any], Kind]:
-        if isinstance(node, Col):
-            if node.name not in self.cols:
-                raise self.refuse(node, f"column '{node.name}' is not available in SQL")
-            col = self.cols[node.name]
-            kind = sql_kind(col.type, self.dialect)
-            if isinstance(kind, Scaled):
-                return self.scaled_column(col, kind), kind
-            return col, kind
-        if isinstance(node, Lit):
-            kind = NULL if node.value is None else {bool: BOOL, int: INT, float: FLOAT, str: STR}[type(node.value)]
-            return self.literal(node.value), kind
-        if isinstance(node, Arith):
-            return self.arith(node)
-        if isinstance(node, Neg):
-            x, k = self.visit(node.operand)
-            if k == NULL:
-                return sa.null(), NULL
-            if isinstance(k, Scaled):
-                return self.typed(-x, k), k
-            self.need(node, k, _NUMERIC, "unary -")
-            return self.typed(-self.wide(x, k), k), k
-        if isinstance(node, Compare):
-            return self.compare(node.op, node.left, node.right, node)
-        if isinstance(node, IsNull):
-            x, _ = self.visit(node.operand)
-            return (x.is_not(None) if node.negate else x.is_(None)), BOOL
-        if isinstance(node, InList):
-            return self.in_list(node)
-        if isinstance(node, BoolOp):
-            (a, ka), (b, kb) = self.visit(node.left), self.visit(node.right)
-            self.need(node, ka, (BOOL, NULL), node.op)
-            self.need(node, kb, (BOOL, NULL), node.op)
-            return (sa.and_(a, b) if node.op == "and" else sa.or_(a, b)), BOOL
-        if isinstance(node, Not):
-            x, k = self.visit(node.operand)
-            self.need(node, k, (BOOL, NULL), "not")
-            return sa.not_(x), BOOL
-        if isinstance(node, IfElse):
-            t, kt = self.visit(node.test)
-            self.need(node, kt, (BOOL, NULL), "if")
-            (a, b), kind = self.common(node, [node.body, node.orelse])
-            return self.typed(sa.case((t, a), else_=b), kind), kind
-        if isinstance(node, Call):
-            return self.call(node)
-        raise AssertionError(node)  # pragma: no cover
+        return _TO_SQL[type(node)](self, node)
+
+    def col(self, node: Col) -> tuple[ColumnElement[Any], Kind]:
+        if node.name not in self.cols:
+            raise self.refuse(node, f"column '{node.name}' is not available in SQL")
+        col = self.cols[node.name]
+        kind = sql_kind(col.type, self.dialect)
+        if isinstance(kind, Scaled):
+            return self.scaled_column(col, kind), kind
+        return col, kind
+
+    def lit(self, node: Lit) -> tuple[ColumnElement[Any], Kind]:
+        kind = NULL if node.value is None else {bool: BOOL, int: INT, float: FLOAT, str: STR}[type(node.value)]
+        return self.literal(node.value), kind
+
+    def neg(self, node: Neg) -> tuple[ColumnElement[Any], Kind]:
+        x, k = self.visit(node.operand)
+        if k == NULL:
+            return sa.null(), NULL
+        if isinstance(k, Scaled):
+            return self.typed(-x, k), k
+        self.need(node, k, _NUMERIC, "unary -")
+        return self.typed(-self.wide(x, k), k), k
+
+    def comparison(self, node: Compare) -> tuple[ColumnElement[Any], Kind]:
+        return self.compare(node.op, node.left, node.right, node)
+
+    def is_null(self, node: IsNull) -> tuple[ColumnElement[Any], Kind]:
+        x, _ = self.visit(node.operand)
+        return (x.is_not(None) if node.negate else x.is_(None)), BOOL
+
+    def boolop(self, node: BoolOp) -> tuple[ColumnElement[Any], Kind]:
+        (a, ka), (b, kb) = self.visit(node.left), self.visit(node.right)
+        self.need(node, ka, (BOOL, NULL), node.op)
+        self.need(node, kb, (BOOL, NULL), node.op)
+        return (sa.and_(a, b) if node.op == "and" else sa.or_(a, b)), BOOL
+
+    def not_(self, node: Not) -> tuple[ColumnElement[Any], Kind]:
+        x, k = self.visit(node.operand)
+        self.need(node, k, (BOOL, NULL), "not")
+        return sa.not_(x), BOOL
+
+    def if_else(self, node: IfElse) -> tuple[ColumnElement[Any], Kind]:
+        t, kt = self.visit(node.test)
+        self.need(node, kt, (BOOL, NULL), "if")
+        (a, b), kind = self.common(node, [node.body, node.orelse])
+        return self.typed(sa.case((t, a), else_=b), kind), kind
 
     def need(self, node: Node, kind: Kind, allowed: tuple[str, ...], what: str) -> None:
         if kind not in allowed:
@@ -1607,77 +1650,136 @@ class _Sql:
         return sa.literal(node.value, sa.Integer())
 
     def call(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
-        fn = node.fn
-        if fn == "coalesce":
-            exprs, kind = self.common(node, node.args)
-            return self.typed(sa.func.coalesce(*exprs), kind), kind
-        if fn == "nullif":
-            (a, _), kind = self.common(node, node.args)
-            eq, _ = self.compare("==", node.args[0], node.args[1], node)
-            return self.typed(sa.case((eq, sa.null()), else_=a), kind), kind
-        if fn == "concat":
-            parts = [self.visit(a) for a in node.args]
-            if any(k == NULL for _, k in parts):
-                return sa.null(), NULL
-            for _, k in parts:
-                self.need(node, k, (STR,), "concat()")
-            out: ColumnElement[Any] = sa.type_coerce(parts[0][0], sa.String())
-            for e, _ in parts[1:]:
-                out = out.concat(e)
-            return self.typed(out, STR), STR
+        whole = _SQL_CALLS.get(node.fn)
+        if whole is not None:  # functions of all their arguments, NULL included
+            return whole(self, node)
         x, k = self.visit(node.args[0])
         if k == NULL:
             return sa.null(), NULL
         if isinstance(k, Scaled):
             return self.scaled_call(node, x, k)
-        if fn == "int":
-            self.need(node, k, _NUMERIC, "int()")
-            if k != INT and self.pg:
-                x = sa.func.trunc(x)
-            return self.typed(sa.cast(x, sa.BigInteger), INT), INT
-        if fn == "float":
-            self.need(node, k, _NUMERIC, "float()")
-            return sa.cast(x, sa.Double), FLOAT
-        if fn == "decimal":
-            if not self.pg:
-                raise self.refuse(node, "SQLite has no decimal type")
-            self.need(node, k, (INT, DEC), "decimal()")
-            return sa.cast(x, sa.Numeric), DEC
-        if fn == "str":
-            self.need(node, k, (INT, STR), "str()")
-            return (x if k == STR else sa.cast(x, sa.Text)), STR
-        if fn == "abs":
-            self.need(node, k, _NUMERIC, "abs()")
-            return self.typed(sa.func.abs(self.wide(x, k)), k), k
-        if fn == "round":
-            if k != DEC:
-                raise self.refuse(node, "round() is pushed down for NUMERIC only")
-            digits = [self.int_literal(node.args[1], -1000)] if len(node.args) > 1 else []
-            return self.typed(sa.func.round(x, *digits), DEC), DEC
-        self.need(node, k, (STR,), f"{fn}()")
-        if fn in ("lower", "upper"):
-            return self.typed(getattr(sa.func, fn)(self.text(x) if self.pg else x), STR), STR
-        if fn == "trim":
-            return self.typed(sa.func.btrim(x) if self.pg else sa.func.trim(x), STR), STR
-        if fn == "length":
-            return self.typed(sa.func.char_length(x) if self.pg else sa.func.length(x), INT), INT
-        if fn == "substr":
-            args = [self.int_literal(node.args[1], 1)]
-            if len(node.args) == 3:
-                args.append(self.int_literal(node.args[2], 0))
-            return self.typed(sa.func.substr(x, *args), STR), STR
-        if fn == "replace":
-            rest = [self.visit(a) for a in node.args[1:]]
-            if any(rk == NULL for _, rk in rest):
-                return sa.null(), NULL
-            for _, rk in rest:
-                self.need(node, rk, (STR,), "replace()")
-            old, new = node.args[1:]
-            if not (isinstance(old, Lit) and isinstance(new, Lit) and len(new.value) <= len(old.value)):
-                raise self.refuse(node, "replace() that may lengthen the text is not pushed down (the row path "
-                                  f"fails a row whose result would pass {MAX_TEXT_LENGTH} characters)")
-            return self.typed(sa.func.replace(x, *(e for e, _ in rest)), STR), STR
-        raise AssertionError(fn)  # pragma: no cover
+        if node.fn in _SQL_TEXT_CALLS:
+            self.need(node, k, (STR,), f"{node.fn}()")
+            return _SQL_TEXT_CALLS[node.fn](self, node, x)
+        return _SQL_VALUE_CALLS[node.fn](self, node, x, k)
+
+    def f_coalesce(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
+        exprs, kind = self.common(node, node.args)
+        return self.typed(sa.func.coalesce(*exprs), kind), kind
+
+    def f_nullif(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
+        (a, _), kind = self.common(node, node.args)
+        eq, _ = self.compare("==", node.args[0], node.args[1], node)
+        return self.typed(sa.case((eq, sa.null()), else_=a), kind), kind
+
+    def f_concat(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
+        parts = [self.visit(a) for a in node.args]
+        if any(k == NULL for _, k in parts):
+            return sa.null(), NULL
+        for _, k in parts:
+            self.need(node, k, (STR,), "concat()")
+        out: ColumnElement[Any] = sa.type_coerce(parts[0][0], sa.String())
+        for e, _ in parts[1:]:
+            out = out.concat(e)
+        return self.typed(out, STR), STR
+
+    def f_int(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        self.need(node, k, _NUMERIC, "int()")
+        if k != INT and self.pg:
+            x = sa.func.trunc(x)
+        return self.typed(sa.cast(x, sa.BigInteger), INT), INT
+
+    def f_float(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        self.need(node, k, _NUMERIC, "float()")
+        return sa.cast(x, sa.Double), FLOAT
+
+    def f_decimal(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        if not self.pg:
+            raise self.refuse(node, "SQLite has no decimal type")
+        self.need(node, k, (INT, DEC), "decimal()")
+        return sa.cast(x, sa.Numeric), DEC
+
+    def f_str(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        self.need(node, k, (INT, STR), "str()")
+        return (x if k == STR else sa.cast(x, sa.Text)), STR
+
+    def f_abs(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        self.need(node, k, _NUMERIC, "abs()")
+        return self.typed(sa.func.abs(self.wide(x, k)), k), k
+
+    def f_round(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
+        if k != DEC:
+            raise self.refuse(node, "round() is pushed down for NUMERIC only")
+        digits = [self.int_literal(node.args[1], -1000)] if len(node.args) > 1 else []
+        return self.typed(sa.func.round(x, *digits), DEC), DEC
+
+    def f_case(self, node: Call, x: ColumnElement[Any]) -> tuple[ColumnElement[Any], Kind]:
+        return self.typed(getattr(sa.func, node.fn)(self.text(x) if self.pg else x), STR), STR
+
+    def f_trim(self, node: Call, x: ColumnElement[Any]) -> tuple[ColumnElement[Any], Kind]:
+        return self.typed(sa.func.btrim(x) if self.pg else sa.func.trim(x), STR), STR
+
+    def f_length(self, node: Call, x: ColumnElement[Any]) -> tuple[ColumnElement[Any], Kind]:
+        return self.typed(sa.func.char_length(x) if self.pg else sa.func.length(x), INT), INT
+
+    def f_substr(self, node: Call, x: ColumnElement[Any]) -> tuple[ColumnElement[Any], Kind]:
+        args = [self.int_literal(node.args[1], 1)]
+        if len(node.args) == 3:
+            args.append(self.int_literal(node.args[2], 0))
+        return self.typed(sa.func.substr(x, *args), STR), STR
+
+    def f_replace(self, node: Call, x: ColumnElement[Any]) -> tuple[ColumnElement[Any], Kind]:
+        rest = [self.visit(a) for a in node.args[1:]]
+        if any(rk == NULL for _, rk in rest):
+            return sa.null(), NULL
+        for _, rk in rest:
+            self.need(node, rk, (STR,), "replace()")
+        old, new = node.args[1:]
+        if not (isinstance(old, Lit) and isinstance(new, Lit) and len(new.value) <= len(old.value)):
+            raise self.refuse(node, "replace() that may lengthen the text is not pushed down (the row path "
+                              f"fails a row whose result would pass {MAX_TEXT_LENGTH} characters)")
+        return self.typed(sa.func.replace(x, *(e for e, _ in rest)), STR), STR
+
+
+_SqlResult = tuple[ColumnElement[Any], Kind]
+# checked-tree node type -> the _Sql method that compiles it
+_TO_SQL: dict[type[Node], Callable[[_Sql, Any], _SqlResult]] = {
+    Col: _Sql.col,
+    Lit: _Sql.lit,
+    Arith: _Sql.arith,
+    Neg: _Sql.neg,
+    Compare: _Sql.comparison,
+    IsNull: _Sql.is_null,
+    InList: _Sql.in_list,
+    BoolOp: _Sql.boolop,
+    Not: _Sql.not_,
+    IfElse: _Sql.if_else,
+    Call: _Sql.call,
+}
+# function name -> its SQL: of all the arguments (NULL handled by each) ...
+_SQL_CALLS: dict[str, Callable[[_Sql, Call], _SqlResult]] = {
+    "coalesce": _Sql.f_coalesce,
+    "nullif": _Sql.f_nullif,
+    "concat": _Sql.f_concat,
+}
+# ... of a first argument that is not NULL nor scaled ...
+_SQL_VALUE_CALLS: dict[str, Callable[[_Sql, Call, ColumnElement[Any], Kind], _SqlResult]] = {
+    "int": _Sql.f_int,
+    "float": _Sql.f_float,
+    "decimal": _Sql.f_decimal,
+    "str": _Sql.f_str,
+    "abs": _Sql.f_abs,
+    "round": _Sql.f_round,
+}
+# ... and of a first argument that must be text
+_SQL_TEXT_CALLS: dict[str, Callable[[_Sql, Call, ColumnElement[Any]], _SqlResult]] = {
+    "lower": _Sql.f_case,
+    "upper": _Sql.f_case,
+    "trim": _Sql.f_trim,
+    "length": _Sql.f_length,
+    "substr": _Sql.f_substr,
+    "replace": _Sql.f_replace,
+}
 
 
 # --------------------------------------------------------------------------- the compiled expression

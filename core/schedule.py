@@ -242,39 +242,47 @@ def _go_parse_duration(text: str) -> int | None:
         return None
     total = 0
     while s:
-        if not (s[:1] == b"." or s[:1].isdigit()):
+        term = _duration_term(s)
+        if term is None:
             return None
-        digits = len(s) - len(s.lstrip(b"0123456789"))
-        significant = s[:digits].lstrip(b"0")
-        if len(significant) > 19 or (whole := int(significant or b"0")) > _LIMIT:
-            return None
-        s = s[digits:]
-        frac, scale, post = 0, 1.0, False
-        if s[:1] == b".":
-            s = s[1:]
-            n = len(s) - len(s.lstrip(b"0123456789"))
-            post = n > 0
-            frac, scale = _leading_fraction(s[:n])
-            s = s[n:]
-        if not digits and not post:
-            return None
-        i = next((k for k, c in enumerate(s) if c == ord(".") or 48 <= c <= 57), len(s))
-        if i == 0 or (unit := _UNITS.get(s[:i])) is None:
-            return None
-        s = s[i:]
-        if whole > _LIMIT // unit:
-            return None
-        value = whole * unit
-        if frac > 0:
-            value += int(float(frac) * (float(unit) / scale))
-            if value > _LIMIT:
-                return None
+        value, s = term
         total += value
         if total > _LIMIT:
             return None
     if neg:
         return -total
     return None if total > _INT64_MAX else total
+
+
+def _duration_term(s: bytes) -> tuple[int, bytes] | None:
+    """The nanoseconds of the leading ``[0-9]*(\\.[0-9]*)?[a-z]+`` of ``s`` and the rest, None where Go errs."""
+    if not (s[:1] == b"." or s[:1].isdigit()):
+        return None
+    digits = len(s) - len(s.lstrip(b"0123456789"))
+    significant = s[:digits].lstrip(b"0")
+    if len(significant) > 19 or (whole := int(significant or b"0")) > _LIMIT:
+        return None
+    s = s[digits:]
+    frac, scale, post = 0, 1.0, False
+    if s[:1] == b".":
+        s = s[1:]
+        n = len(s) - len(s.lstrip(b"0123456789"))
+        post = n > 0
+        frac, scale = _leading_fraction(s[:n])
+        s = s[n:]
+    if not digits and not post:
+        return None
+    i = next((k for k, c in enumerate(s) if c == ord(".") or 48 <= c <= 57), len(s))
+    if i == 0 or (unit := _UNITS.get(s[:i])) is None:
+        return None
+    if whole > _LIMIT // unit:
+        return None
+    value = whole * unit
+    if frac > 0:
+        value += int(float(frac) * (float(unit) / scale))
+        if value > _LIMIT:
+            return None
+    return value, s[i:]
 
 
 def _leading_fraction(digits: bytes) -> tuple[int, float]:

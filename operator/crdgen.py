@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,31 @@ def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _Converter(defs).convert(schema, def_name=model.__name__)
 
 
+# keywords that the structural schema spells differently (the value -> its keywords there); the nested ones
+# (properties, items, additionalProperties, required) are converted by _Converter, const becomes an enum
+_KEYWORDS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "default": lambda value: {} if value is None else {"default": value},
+    "exclusiveMinimum": lambda value: {"minimum": value, "exclusiveMinimum": True},
+    "exclusiveMaximum": lambda value: {"maximum": value, "exclusiveMaximum": True},
+    "uniqueItems": lambda value: {"x-kubernetes-list-type": "set"} if value else {},
+}
+_NESTED = {"properties", "items", "additionalProperties", "required", "const"}
+
+
+def _keywords(node: dict[str, Any]) -> dict[str, Any]:
+    """The scalar keywords of a JSON schema ``node`` as a structural schema has them."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP or key in _NESTED:
+            continue
+        translate = _KEYWORDS.get(key)
+        out.update(translate(value) if translate else {key: value})
+    if "const" in node:
+        out["enum"] = [node["const"]]
+        out.setdefault("type", _json_type(node["const"]))
+    return out
+
+
 class _Converter:
     def __init__(self, defs: dict[str, Any]) -> None:
         self.defs = defs
@@ -216,47 +242,33 @@ class _Converter:
         if "anyOf" in node:
             return self._any_of(node)
 
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in _DROP or key in ("properties", "items", "additionalProperties", "required", "const"):
-                continue
-            if key == "default":
-                if value is not None:
-                    out[key] = value
-            elif key == "exclusiveMinimum":
-                out.update(minimum=value, exclusiveMinimum=True)
-            elif key == "exclusiveMaximum":
-                out.update(maximum=value, exclusiveMaximum=True)
-            elif key == "uniqueItems":
-                if value:
-                    out["x-kubernetes-list-type"] = "set"
-            else:
-                out[key] = value
-        if "const" in node:
-            out["enum"] = [node["const"]]
-            out.setdefault("type", _json_type(node["const"]))
+        out = _keywords(node)
         kind = node.get("type")
         if kind is None and "enum" not in out:
             # Any: a free value (scalar, list or mapping), kept as written.
             return {**out, "x-kubernetes-preserve-unknown-fields": True}
         if kind == "object":
-            if "properties" in node:
-                out["properties"] = {
-                    k: _deep_merge(self.convert(v), BOUNDS.get((def_name or "", k), {}))
-                    for k, v in node["properties"].items()
-                }
-                if node.get("required"):
-                    out["required"] = list(node["required"])
-            extra = node.get("additionalProperties")
-            if isinstance(extra, dict):
-                out["additionalProperties"] = self.convert(extra)
-            elif "properties" not in node and extra is not False:
-                out["x-kubernetes-preserve-unknown-fields"] = True
+            self._object(node, out, def_name)
         elif kind == "array":
             out["items"] = self.convert(node.get("items", {}))
         if def_name and (rules := RULES.get(def_name)):
             out["x-kubernetes-validations"] = [r.as_dict() for r in rules]
         return out
+
+    def _object(self, node: dict[str, Any], out: dict[str, Any], def_name: str | None) -> None:
+        """Add to ``out`` the properties (with their BOUNDS), required and additionalProperties of ``node``."""
+        if "properties" in node:
+            out["properties"] = {
+                k: _deep_merge(self.convert(v), BOUNDS.get((def_name or "", k), {}))
+                for k, v in node["properties"].items()
+            }
+            if node.get("required"):
+                out["required"] = list(node["required"])
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            out["additionalProperties"] = self.convert(extra)
+        elif "properties" not in node and extra is not False:
+            out["x-kubernetes-preserve-unknown-fields"] = True
 
     def _any_of(self, node: dict[str, Any]) -> dict[str, Any]:
         branches = [b for b in node["anyOf"] if b.get("type") != "null"]

@@ -48,9 +48,10 @@ from .deadline import Deadline, RunTimedOut, current_deadline, run_deadline
 from .notify import Notifier
 
 if TYPE_CHECKING:
-    from .connectors.base import SinkWriter
+    from .connectors.base import Batch, SinkWriter
     from .plan import Plan
     from .reflect import Reflector
+    from .transforms import Pipeline
 
 log = logging.getLogger("activedataflow.runner")
 
@@ -556,92 +557,17 @@ class FlowExecutor:
         """Source pages through the compiled transforms into the sink; the cursor committed once durable.
 
         ``pushed`` (a "source" plan): the source query computes the first steps, the pipeline the rest."""
-        from .connectors import open_sink, open_source
-        from .transforms import compile_transforms
-
-        spec = flow.spec
-        read = written = failed = 0
-        row_errors: list[str] = []
-        source = open_source(spec.source, src_url) if pushed is None else pushed.source_reader(flow, src_url)
-        first = 0 if pushed is None else pushed.pushed_steps
-        sink: SinkWriter | None = None
-        deadline = current_deadline()
-        reading = f"reading {address_of(spec.source, src_url)}" if deadline else None
-        writing = f"writing to {address_of(spec.sink, sink_url)}" if deadline else None
-
-        def step(activity: str | None) -> None:
-            """Between batches: fail the run once its time is up (the watchdog for what has no timeout)."""
-            if deadline is not None:
-                deadline.check(activity)
-
-        def check_failures() -> int:
-            """Rows refused by a transform or by the sink so far; raises past maxFailedRecords."""
-            assert sink is not None
-            failed = sink.stats.failed + len(row_errors)
-            self._check_failures(spec, failed, (row_errors + sink.stats.errors)[:5])
-            return failed
-
+        path = _RowPath(self, flow, run, src_url, sink_url, cursor, progress, lease, pushed)
         try:
-            step(reading)
-            columns = source.open(cursor)
-            pipeline = compile_transforms(spec.transform[first:], columns, first=first)
-            sink = open_sink(spec.sink, sink_url)
-            sink_open = False
-            if pipeline.columns_known:  # else a python step names its columns with its first row
-                step(writing)
-                sink.open(pipeline.columns)
-                sink_open = True
-            step(reading)
-
-            def on_row_error(row: tuple[Any, ...], err: Exception) -> None:
-                row_errors.append(str(err))
-
-            if pushed is not None:  # a page the source database failed to compute runs the steps in Python
-                source.on_row_error = on_row_error  # type: ignore[attr-defined]
-
-            for batch in source.batches():
-                if lease.lost.is_set():
-                    raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
-                read += len(batch.rows) if batch.read is None else batch.read
-                step(f"transforming rows read from {address_of(spec.source, src_url)}" if deadline else None)
-                rows = pipeline.apply(batch.rows, on_error=on_row_error)
-                step(writing)
-                if not sink_open and pipeline.columns_known:
-                    sink.open(pipeline.columns)
-                    sink_open = True
-                if sink_open:
-                    sink.write(rows)
-                    durable = sink.checkpoint()
-                else:  # nothing came out of the pipeline yet: nothing to make durable
-                    durable = True
-                if batch.cursor is not None and _incremental(flow):
-                    cursor = batch.cursor
-                    if durable:
-                        self.store.commit_cursor(flow.name, flow.namespace, cursor)
-                failed = check_failures()
-                written = sink.stats.written
-                progress.advanced(read, written, failed)
-                self.store.update_counts(run.id, Counts(read, written, failed))
-                step(reading)
-            if sink_open:
-                step(writing)
-                sink.commit()
-            written = sink.stats.written
-            failed = check_failures()  # the last flush may have refused rows too
-            return Counts(read, written, failed), cursor
+            pipeline = path.open()
+            for batch in path.source.batches():
+                path.batch(pipeline, batch)
+            return path.finish()
         except BaseException as err:
-            if sink is not None:
-                with contextlib.suppress(Exception):
-                    sink.rollback()
-                failed = sink.stats.failed + len(row_errors)  # the rows refused so far, the one past the limit too
-            err.counts = Counts(read, sink.stats.written if sink else written, failed)  # type: ignore[attr-defined]
+            err.counts = path.abort()  # type: ignore[attr-defined]
             raise
         finally:
-            if sink is not None:
-                with contextlib.suppress(Exception):
-                    sink.close()
-            with contextlib.suppress(Exception):
-                source.close()
+            path.close()
 
     @staticmethod
     def _check_failures(spec: Any, failed: int, errors: list[str]) -> None:
@@ -651,6 +577,118 @@ class FlowExecutor:
             raise ConnectorError(
                 f"{failed} record(s) failed, more than spec.sink.maxFailedRecords ({limit}): {first}"
             )
+
+
+class _RowPath:
+    """One run of :meth:`FlowExecutor._row_path`: its source, pipeline and sink, and the counts so far."""
+
+    def __init__(
+        self, executor: FlowExecutor, flow: DataFlow, run: RunRecord, src_url: str, sink_url: str, cursor: Any,
+        progress: Progress, lease: _Lease, pushed: Plan | None,
+    ) -> None:
+        from .connectors import open_source
+
+        self.executor, self.flow, self.spec, self.run = executor, flow, flow.spec, run
+        self.sink_url, self.cursor, self.progress, self.lease, self.pushed = sink_url, cursor, progress, lease, pushed
+        self.read = self.written = self.failed = 0
+        self.row_errors: list[str] = []
+        self.source = open_source(self.spec.source, src_url) if pushed is None else pushed.source_reader(flow, src_url)
+        self.first = 0 if pushed is None else pushed.pushed_steps
+        self.sink: SinkWriter | None = None
+        self.sink_open = False
+        self.deadline = current_deadline()
+        source_address = address_of(self.spec.source, src_url) if self.deadline else ""
+        self.reading = f"reading {source_address}"
+        self.transforming = f"transforming rows read from {source_address}"
+        self.writing = f"writing to {address_of(self.spec.sink, sink_url)}" if self.deadline else ""
+
+    def step(self, activity: str) -> None:
+        """Between batches: fail the run once its time is up (the watchdog for what has no timeout)."""
+        if self.deadline is not None:
+            self.deadline.check(activity)
+
+    def on_row_error(self, row: tuple[Any, ...], err: Exception) -> None:
+        self.row_errors.append(str(err))
+
+    def open(self) -> Pipeline:
+        """Open the source at the cursor, compile the transforms for its columns, open the sink if it can be."""
+        from .connectors import open_sink
+        from .transforms import compile_transforms
+
+        self.step(self.reading)
+        columns = self.source.open(self.cursor)
+        pipeline = compile_transforms(self.spec.transform[self.first:], columns, first=self.first)
+        self.sink = open_sink(self.spec.sink, self.sink_url)
+        if pipeline.columns_known:  # else a python step names its columns with its first row
+            self.step(self.writing)
+            self.sink.open(pipeline.columns)
+            self.sink_open = True
+        self.step(self.reading)
+        if self.pushed is not None:  # a page the source database failed to compute runs the steps in Python
+            self.source.on_row_error = self.on_row_error  # type: ignore[attr-defined]
+        return pipeline
+
+    def batch(self, pipeline: Pipeline, batch: Batch) -> None:
+        """Transform and write one page; commit its cursor once the sink made it durable."""
+        assert self.sink is not None
+        if self.lease.lost.is_set():
+            raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
+        self.read += len(batch.rows) if batch.read is None else batch.read
+        self.step(self.transforming)
+        rows = pipeline.apply(batch.rows, on_error=self.on_row_error)
+        self.step(self.writing)
+        if not self.sink_open and pipeline.columns_known:
+            self.sink.open(pipeline.columns)
+            self.sink_open = True
+        durable = self.write(rows)
+        if batch.cursor is not None and _incremental(self.flow):
+            self.cursor = batch.cursor
+            if durable:
+                self.executor.store.commit_cursor(self.flow.name, self.flow.namespace, self.cursor)
+        self.failed = self.check_failures()
+        self.written = self.sink.stats.written
+        self.progress.advanced(self.read, self.written, self.failed)
+        self.executor.store.update_counts(self.run.id, Counts(self.read, self.written, self.failed))
+        self.step(self.reading)
+
+    def write(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Whether the rows written so far are durable (nothing came out of the pipeline yet: trivially)."""
+        assert self.sink is not None
+        if not self.sink_open:
+            return True
+        self.sink.write(rows)
+        return self.sink.checkpoint()
+
+    def check_failures(self) -> int:
+        """Rows refused by a transform or by the sink so far; raises past maxFailedRecords."""
+        assert self.sink is not None
+        failed = self.sink.stats.failed + len(self.row_errors)
+        self.executor._check_failures(self.spec, failed, (self.row_errors + self.sink.stats.errors)[:5])
+        return failed
+
+    def finish(self) -> tuple[Counts, Any]:
+        assert self.sink is not None
+        if self.sink_open:
+            self.step(self.writing)
+            self.sink.commit()
+        self.written = self.sink.stats.written
+        self.failed = self.check_failures()  # the last flush may have refused rows too
+        return Counts(self.read, self.written, self.failed), self.cursor
+
+    def abort(self) -> Counts:
+        """Roll the sink back; the counts of the failed run (the rows refused so far, the one past the limit too)."""
+        if self.sink is None:
+            return Counts(self.read, self.written, self.failed)
+        with contextlib.suppress(Exception):
+            self.sink.rollback()
+        return Counts(self.read, self.sink.stats.written, self.sink.stats.failed + len(self.row_errors))
+
+    def close(self) -> None:
+        if self.sink is not None:
+            with contextlib.suppress(Exception):
+                self.sink.close()
+        with contextlib.suppress(Exception):
+            self.source.close()
 
 
 def _describe(run: RunRecord) -> str:

@@ -364,10 +364,8 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     src, dst = _db_url(source_url), _db_url(sink_url)
     if src is None or dst is None:
         return _rows("a connection URL is not a SQLAlchemy database URL")
-    for i, step in enumerate(spec.transform):
-        if step.python is not None:
-            reason = f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL"
-            return _source_prefix(flow, source_url, src, cursor, reason)
+    if (reason := _python_step(flow)) is not None:
+        return _source_prefix(flow, source_url, src, cursor, reason)
     placement, why = _placement(src, dst)
     if placement is None:
         return _between(flow, source_url, sink_url, src, dst, cursor, why)
@@ -414,6 +412,14 @@ def plan_flow(flow: DataFlow, source_url: str, sink_url: str, *, cursor: Any = N
     )
     return Plan("pushdown", why, sql=_sql_text(insert, dialect, run.translate),
                 count_sql=None if count is None else _sql_text(count, dialect, run.translate), _run=run)
+
+
+def _python_step(flow: DataFlow) -> str | None:
+    """Why the first python step of ``flow`` cannot be pushed down, None without one."""
+    for i, step in enumerate(flow.spec.transform):
+        if step.python is not None:
+            return f"spec.transform.{i}.python: python steps run in the runner and cannot be pushed down to SQL"
+    return None
 
 
 # --------------------------------------------------------------------------- between two databases

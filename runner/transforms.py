@@ -131,43 +131,57 @@ def _unknown(field: str, name: str, columns: Sequence[str]) -> ConfigError:
 
 def _compile_step(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
     kind = step.kind
-    field = f"{field}.{kind}"
-    if step.rename is not None:
-        for old in step.rename:
-            if old not in columns:
-                raise _unknown(f"{field}.{old}", old, columns)
-        outputs = tuple(step.rename.get(c, c) for c in columns)
-        for old, new in step.rename.items():
-            if not new:
-                raise ConfigError("the new name must not be empty", field=f"{field}.{old}")
-            if outputs.count(new) > 1:
-                raise ConfigError(f"column '{new}' would exist twice", field=f"{field}.{old}")
-        return _Reshape(field, kind, columns, outputs, sources=columns)
-    if step.select is not None or step.drop is not None:
-        names = step.select if step.select is not None else step.drop
-        assert names is not None
-        for i, name in enumerate(names):
-            if name not in columns:
-                raise _unknown(f"{field}.{i}", name, columns)
-            if names.index(name) != i:
-                raise ConfigError(f"column '{name}' is listed twice", field=f"{field}.{i}")
-        keep = tuple(names) if step.select is not None else tuple(c for c in columns if c not in names)
-        if not keep:
-            raise ConfigError("no column would be left", field=field)
-        return _Reshape(field, kind, columns, keep, sources=keep)
-    if step.set is not None:
-        exprs = {}
-        for name, text in step.set.items():
-            if not name:
-                raise ConfigError("the column name must not be empty", field=field)
-            exprs[name] = compile_expression(text, columns, field=f"{field}.{name}")
-        outputs = columns + tuple(n for n in step.set if n not in columns)
-        return _Set(field, kind, columns, outputs, exprs=exprs)
-    if step.filter is not None:
-        expr = compile_expression(step.filter, columns, field=field)
-        if expr.is_condition is False:
-            raise ConfigError(f"must be a condition (true/false), like row.amount > 0: {step.filter!r}", field=field)
-        return _Filter(field, kind, columns, columns, expr=expr)
+    return _STEP_COMPILERS[kind](step, columns, f"{field}.{kind}")
+
+
+def _compile_rename(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
+    assert step.rename is not None
+    for old in step.rename:
+        if old not in columns:
+            raise _unknown(f"{field}.{old}", old, columns)
+    outputs = tuple(step.rename.get(c, c) for c in columns)
+    for old, new in step.rename.items():
+        if not new:
+            raise ConfigError("the new name must not be empty", field=f"{field}.{old}")
+        if outputs.count(new) > 1:
+            raise ConfigError(f"column '{new}' would exist twice", field=f"{field}.{old}")
+    return _Reshape(field, step.kind, columns, outputs, sources=columns)
+
+
+def _compile_select_or_drop(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
+    names = step.select if step.select is not None else step.drop
+    assert names is not None
+    for i, name in enumerate(names):
+        if name not in columns:
+            raise _unknown(f"{field}.{i}", name, columns)
+        if names.index(name) != i:
+            raise ConfigError(f"column '{name}' is listed twice", field=f"{field}.{i}")
+    keep = tuple(names) if step.select is not None else tuple(c for c in columns if c not in names)
+    if not keep:
+        raise ConfigError("no column would be left", field=field)
+    return _Reshape(field, step.kind, columns, keep, sources=keep)
+
+
+def _compile_set(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
+    assert step.set is not None
+    exprs = {}
+    for name, text in step.set.items():
+        if not name:
+            raise ConfigError("the column name must not be empty", field=field)
+        exprs[name] = compile_expression(text, columns, field=f"{field}.{name}")
+    outputs = columns + tuple(n for n in step.set if n not in columns)
+    return _Set(field, step.kind, columns, outputs, exprs=exprs)
+
+
+def _compile_filter(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
+    assert step.filter is not None
+    expr = compile_expression(step.filter, columns, field=field)
+    if expr.is_condition is False:
+        raise ConfigError(f"must be a condition (true/false), like row.amount > 0: {step.filter!r}", field=field)
+    return _Filter(field, step.kind, columns, columns, expr=expr)
+
+
+def _compile_python(step: TransformStep, columns: tuple[str, ...], field: str) -> _Step:
     assert step.python is not None
     fn = _import_callable(step.python, field)
     declared = getattr(fn, "columns", None)
@@ -177,7 +191,18 @@ def _compile_step(step: TransformStep, columns: tuple[str, ...], field: str) -> 
         if len(set(declared)) != len(declared):
             raise ConfigError(f"{step.python}.columns lists a column twice", field=field)
     outputs = tuple(declared) if declared is not None else ()
-    return _Python(field, kind, columns, outputs, spec=step.python, fn=fn, declared=declared is not None)
+    return _Python(field, step.kind, columns, outputs, spec=step.python, fn=fn, declared=declared is not None)
+
+
+# step kind (TransformStep.kind) -> its compiler; the field passed on already ends in the kind
+_STEP_COMPILERS: dict[str, Callable[[TransformStep, tuple[str, ...], str], _Step]] = {
+    "rename": _compile_rename,
+    "select": _compile_select_or_drop,
+    "drop": _compile_select_or_drop,
+    "set": _compile_set,
+    "filter": _compile_filter,
+    "python": _compile_python,
+}
 
 
 def _import_callable(spec: str, field: str) -> Callable[[dict[str, Any]], Any]:

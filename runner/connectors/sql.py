@@ -180,18 +180,8 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
     """
     parsed = _parse_url(url, field)
     deadline = current_deadline()
-    backend = parsed.get_backend_name()
-    connect_args: dict[str, Any] = {}
-    if backend == "sqlite":
-        db = parsed.database
-        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
-            raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
-        busy = deadline.statement_seconds() if deadline else math.inf  # waiting for another writer's lock
-        connect_args["timeout"] = min(SQLITE_BUSY_TIMEOUT_SECONDS, busy)
-    elif "connect_timeout" not in parsed.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
     try:
-        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=False)
+        engine = sa.create_engine(parsed, connect_args=_connect_args(parsed, deadline, field), pool_pre_ping=False)
     except sa.exc.NoSuchModuleError:
         raise ConnectorError(
             f"unsupported database URL scheme {parsed.drivername!r} "
@@ -202,7 +192,27 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
         raise ConnectorError(f"the driver for {parsed.drivername!r} is not installed ({err.name})",
                              field=field) from None
     engine.update_execution_options(adf_display_url=display_url(parsed), adf_address=_address(parsed))
+    _set_up_sessions(engine, parsed.get_backend_name(), readonly=readonly)
+    if deadline is not None:
+        _obey_deadline(engine, deadline)
+    return engine
 
+
+def _connect_args(parsed: URL, deadline: Deadline | None, field: str) -> dict[str, Any]:
+    """The DBAPI connect() arguments: SQLite's busy timeout (the file must exist), else a connect timeout."""
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
+            raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
+        busy = deadline.statement_seconds() if deadline else math.inf  # waiting for another writer's lock
+        return {"timeout": min(SQLITE_BUSY_TIMEOUT_SECONDS, busy)}
+    if "connect_timeout" not in parsed.query:
+        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return {}
+
+
+def _set_up_sessions(engine: sa.Engine, backend: str, *, readonly: bool) -> None:
+    """SQLite: explicit BEGIN (so SAVEPOINTs work with pysqlite) and query_only; MySQL: read-only sessions."""
     if backend == "sqlite":
 
         @sa.event.listens_for(engine, "connect")
@@ -221,10 +231,6 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
         def _mysql_readonly(dbapi_conn: Any, _record: Any) -> None:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SET SESSION TRANSACTION READ ONLY")
-
-    if deadline is not None:
-        _obey_deadline(engine, deadline)
-    return engine
 
 
 def _obey_deadline(engine: sa.Engine, deadline: Deadline) -> None:

@@ -230,11 +230,9 @@ class _Network:
 
 
 def _containerd_config(work: Path, sandbox_image: str) -> Path:
+    """``containerd config default`` with the settings of :func:`_containerd_settings` written in."""
     text = _run("containerd", "config", "default").stdout
-    config = {
-        "root": str(work / "containerd" / "root"),
-        "state": str(work / "containerd" / "state"),
-    }
+    settings = _containerd_settings(work, sandbox_image)
     lines = []
     section = ""
     for line in text.splitlines():
@@ -242,39 +240,38 @@ def _containerd_config(work: Path, sandbox_image: str) -> Path:
         if stripped.startswith("["):
             section = stripped
         key = stripped.split("=", 1)[0].strip() if "=" in stripped else ""
-        indent = line[: len(line) - len(line.lstrip())]
-        if section == "" and key in config:
-            line = f'{indent}{key} = "{config[key]}"'
-        elif section == "[grpc]" and key == "address":
-            line = f'{indent}address = "{work / "containerd" / "containerd.sock"}"'
-        elif section == "[ttrpc]" and key == "address":
-            line = f'{indent}address = "{work / "containerd" / "ttrpc.sock"}"'
-        elif section in ("[debug]", "[metrics]") and key == "address":
-            line = f'{indent}address = ""'
-        elif section == '[plugins."io.containerd.grpc.v1.cri"]':
-            if key == "sandbox_image":
-                line = f'{indent}sandbox_image = "{sandbox_image}"'
-            elif key == "netns_mounts_under_state_dir":
-                line = f"{indent}netns_mounts_under_state_dir = true"
-            elif key == "restrict_oom_score_adj":
-                # The VM lacks CAP_SYS_RESOURCE: without it runc fails every sandbox (REAL_NODE.md).
-                line = f"{indent}restrict_oom_score_adj = true"
-            elif key == "enable_selinux":
-                line = f"{indent}enable_selinux = false"
-        elif section == '[plugins."io.containerd.grpc.v1.cri".cni]':
-            if key == "bin_dir":
-                line = f'{indent}bin_dir = "{CNI_BIN}"'
-            elif key == "conf_dir":
-                line = f'{indent}conf_dir = "{work / "cni" / "net.d"}"'
-        elif section.endswith('.runtimes.runc.options]') and key == "SystemdCgroup":
-            line = f"{indent}SystemdCgroup = false"
-        elif section == '[plugins."io.containerd.internal.v1.opt"]' and key == "path":
-            line = f'{indent}path = "{work / "containerd" / "opt"}"'
+        value = settings.get((section, key))
+        if value is None and section.endswith(".runtimes.runc.options]") and key == "SystemdCgroup":
+            value = "false"
+        if value is not None:
+            line = f"{line[: len(line) - len(line.lstrip())]}{key} = {value}"
         lines.append(line)
     path = work / "containerd" / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _containerd_settings(work: Path, sandbox_image: str) -> dict[tuple[str, str], str]:
+    """(TOML section, key) -> the value (as TOML) this node's containerd runs with."""
+    cri = '[plugins."io.containerd.grpc.v1.cri"]'
+    cni = '[plugins."io.containerd.grpc.v1.cri".cni]'
+    return {
+        ("", "root"): f'"{work / "containerd" / "root"}"',
+        ("", "state"): f'"{work / "containerd" / "state"}"',
+        ("[grpc]", "address"): f'"{work / "containerd" / "containerd.sock"}"',
+        ("[ttrpc]", "address"): f'"{work / "containerd" / "ttrpc.sock"}"',
+        ("[debug]", "address"): '""',
+        ("[metrics]", "address"): '""',
+        (cri, "sandbox_image"): f'"{sandbox_image}"',
+        (cri, "netns_mounts_under_state_dir"): "true",
+        # The VM lacks CAP_SYS_RESOURCE: without it runc fails every sandbox (REAL_NODE.md).
+        (cri, "restrict_oom_score_adj"): "true",
+        (cri, "enable_selinux"): "false",
+        (cni, "bin_dir"): f'"{CNI_BIN}"',
+        (cni, "conf_dir"): f'"{work / "cni" / "net.d"}"',
+        ('[plugins."io.containerd.internal.v1.opt"]', "path"): f'"{work / "containerd" / "opt"}"',
+    }
 
 
 def _cni_config(work: Path, node_ip: str) -> None:
