@@ -91,25 +91,32 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
     ctx = Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",
                                  runner=RunnerSettings(image="registry.example/adf:test")), api)
     first, second = _cronjob(kube, api, namespace, "df-one"), _cronjob(kube, api, namespace, "df-two")
-    ensure_store_secret(ctx, first)
+    ensure_store_secret(ctx, first)  # the operator now remembers the Secret it wrote
+    remembered = kube.get("secret", STORE_SECRET, "-n", namespace)["metadata"]["resourceVersion"]
+    kube.kubectl("label", "secret", STORE_SECRET, "-n", namespace, "touched-by=another-writer")
 
-    real_get, reads = api.get, []
+    real_get, real_patch, reads, patches = api.get, api.patch, [], []
 
-    def get_then_another_writer(kind: Any, ns: str, name: str) -> Any:
+    def recorded_get(kind: Any, ns: str, name: str) -> Any:
         found = real_get(kind, ns, name)
-        if kind == SECRET and not reads:  # after the loop's first read, before its write
-            kube.kubectl("label", "secret", STORE_SECRET, "-n", namespace, "touched-by=another-writer")
         if kind == SECRET:
             reads.append(found["metadata"]["resourceVersion"] if found else None)
         return found
 
-    api.get = get_then_another_writer  # type: ignore[method-assign]
+    def recorded_patch(kind: Any, ns: str, name: str, body: Any, *args: Any, **kwargs: Any) -> Any:
+        if kind == SECRET:
+            patches.append(body["metadata"]["resourceVersion"])
+        return real_patch(kind, ns, name, body, *args, **kwargs)
+
+    api.get, api.patch = recorded_get, recorded_patch  # type: ignore[method-assign]
     try:
         ensure_store_secret(ctx, second)
     finally:
-        api.get = real_get  # type: ignore[method-assign]
+        api.get, api.patch = real_get, real_patch  # type: ignore[method-assign]
         ctx.close()
-    assert len(reads) == 2 and reads[0] != reads[1]  # the first write was refused (409): read again
+    # The write against the remembered version was refused (409); the Secret was read again and written.
+    assert patches[0] == remembered and len(patches) == 2 and len(reads) == 1
+    assert reads[0] != remembered and patches[1] == reads[0]
     secret = kube.get("secret", STORE_SECRET, "-n", namespace)
     owners = {o["uid"] for o in secret["metadata"]["ownerReferences"]}
     assert owners == {first["metadata"]["uid"], second["metadata"]["uid"]}
@@ -146,7 +153,6 @@ def test_the_heartbeat_cronjob_is_recomputed_when_another_writer_changed_it_betw
         api.get = real_get  # type: ignore[method-assign]
         ctx.close()
     assert change == "updated"
-    assert len(reads) == 2 and reads[0] != reads[1]  # the first write was refused (409): read again
     cj = kube.get("cronjob", "adf-heartbeat", "-n", namespace)
     assert sorted(o["name"] for o in cj["metadata"]["ownerReferences"]) == ["one", "two"]
     assert cj["metadata"]["labels"]["touched-by"] == "another-writer"
