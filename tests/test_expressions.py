@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import decimal
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -26,6 +25,8 @@ from activedataflow.expressions import (
 )
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+
+from tests.bounded import bounded as guarded
 
 COLS = ["id", "amount", "status", "note", "qty", "flag"]
 
@@ -271,27 +272,10 @@ def test_a_bad_value_is_a_row_error_naming_the_field(text: str, row: tuple[Any, 
 # Hostile values and texts finish: the row fails with the reason, or the text is refused naming the field.
 # A thread with a generous deadline only guards against a hang; the assertions are on the outcome.
 
-GUARD_SECONDS = 60
 
 
 def bounded(fn: Callable[[], Any]) -> Any:
-    """fn() in a thread; its result or its exception, failing the test if it has not finished by the guard."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["value"] = fn()
-        except BaseException as err:  # handed to the test, which asserts on it
-            outcome["error"] = err
-        finally:
-            done.set()
-
-    threading.Thread(target=target, daemon=True).start()
-    assert done.wait(GUARD_SECONDS), "did not finish: the expression's cost is not bounded"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return guarded(fn, hang="did not finish: the expression's cost is not bounded")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import copy
 import json
 import re
 import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,31 +27,15 @@ from activedataflow.operator.crdgen import dataflow_crd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.bounded import bounded as guarded
 from tests.cli_helpers import adf, sqlite_fact, sqlite_orders
 
 SCHEMA: dict[str, Any] = dataflow_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 FIELD_PATH = re.compile(r"(apiVersion|kind|metadata|spec)(\.[^\s]+)?")
-GUARD_SECONDS = 60
 
 
 def bounded(fn: Callable[[], Any]) -> Any:
-    """fn() in a thread: its result or exception; the test fails if it has not finished by the guard."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-
-    def target() -> None:
-        try:
-            outcome["value"] = fn()
-        except BaseException as err:  # handed to the test, which asserts on it
-            outcome["error"] = err
-        finally:
-            done.set()
-
-    threading.Thread(target=target, daemon=True).start()
-    assert done.wait(GUARD_SECONDS), "validation did not finish"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    return guarded(fn, hang='validation did not finish')
 
 
 # --------------------------------------------------------------------------- valid manifests from the schema
