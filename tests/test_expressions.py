@@ -778,7 +778,10 @@ def equal(py: Any, db: Any) -> bool:
     return py == db  # int/float/Decimal by value, text exactly
 
 
-def check_agreement(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]], texts: list[str]) -> int:
+def check_agreement(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any]], texts: list[str],
+                    *, overflow: bool = False) -> int:
+    """How many of ``texts`` are pushed down, each equal to the row path on every row. ``overflow``: or
+    failing the statement with SQLite's "integer overflow" (the run then continues on the row path)."""
     names = [c.name for c in table.columns if c.name != "id"]
     pushed = 0
     with engine.begin() as conn:
@@ -795,10 +798,18 @@ def check_agreement(engine: sa.Engine, table: sa.Table, rows: list[dict[str, Any
                         expr.python(tuple(values))
                 continue
             pushed += 1
-            got = [v for _, v in conn.execute(sa.select(table.c.id, sql).order_by(table.c.id))]
+            try:
+                with conn.begin_nested():
+                    got = [v for _, v in conn.execute(sa.select(table.c.id, sql).order_by(table.c.id))]
+            except sa.exc.OperationalError as err:
+                if overflow and SQLITE_GUARD_ERROR in str(err.orig):
+                    continue
+                raise
             for values, db in zip(stored, got, strict=True):
                 py = expr.python(tuple(values))  # a pushable expression never fails on stored values
                 assert equal(py, db), f"{text} on {tuple(values)}: python {py!r}, sql {db!r}"
+                # an int stays an int (a REAL equal to it by value is the rounding of one that left 64 bits)
+                assert not overflow or type(py) is not int or type(db) is int, f"{text}: sql {db!r}"
     return pushed
 
 
@@ -890,6 +901,56 @@ def test_most_generated_expressions_are_pushed_down(sqlite_agreement: tuple[sa.E
     ]
     row = {"i": 7, "f": 0.29, "s": "Ab", "b": True, "d": Decimal("0.29"), "e": Decimal("-1.005")}
     assert check_agreement(engine, table, [row], texts) == len(texts)
+
+
+# SQLite computes + - * of integers in 64 bits and gives a REAL where the exact result leaves them (the row
+# path keeps Python's exact int): the statement fails instead, as PostgreSQL's "bigint out of range" does.
+BIG_INT = st.sampled_from([2**62, -(2**62), 2**63 - 1, -(2**63), 3037000500, 2**53 + 1])
+
+
+@given(
+    rows=st.lists(st.fixed_dictionaries({"i": st.one_of(st.none(), BIG_INT, SMALL_INT),
+                                         "f": st.one_of(st.none(), st.sampled_from([9.3e18, -9.3e18, 1e300, 0.5]))}),
+                  min_size=1, max_size=6),
+    texts=st.lists(st.sampled_from(("int", "bool")).flatmap(lambda k: expressions(k, 3, False)).filter(short),
+                   min_size=1, max_size=4),
+)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_sqlite_integers_beyond_64_bits_agree_or_fail_the_statement(
+    sqlite_agreement: tuple[sa.Engine, sa.Table], rows: list[dict[str, Any]], texts: list[str]
+) -> None:
+    engine, table = sqlite_agreement
+    check_agreement(engine, table, rows, texts, overflow=True)
+
+
+@pytest.mark.parametrize("text", [
+    "row.i * 4", "row.i * 4 + 1 - row.i * 4", "row.i * 4 + 1 > row.i * 4", "-row.i", "abs(row.i) * 2",
+    "str(row.i + row.i)", "float(row.i * 3)", "coalesce(row.i * 3, 0) // 2", "(row.i - 1 if row.b else 0) in (1,)",
+    "int(row.f)",
+])
+def test_sqlite_integer_beyond_64_bits_fails_the_statement_instead_of_becoming_a_real(
+    sqlite_agreement: tuple[sa.Engine, sa.Table], text: str
+) -> None:
+    engine, table = sqlite_agreement
+    names = [c.name for c in table.columns if c.name != "id"]
+    row = {"id": 0, "i": -(2**63), "f": 1e19, "b": True}
+    expr = compile_expression(text, names, field="f")
+    sql = expr.to_sql(table.c, "sqlite")  # pushed down, with the check
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert(), [row])
+        with pytest.raises(sa.exc.OperationalError, match=SQLITE_GUARD_ERROR):
+            conn.execute(sa.select(sql)).all()
+        conn.execute(table.update().values(i=2**31, f=1e18))  # within 64 bits: SQL gives the row path's value
+        stored = conn.execute(sa.select(*[table.c[c] for c in names])).one()
+        assert conn.execute(sa.select(sql)).scalar_one() == expr.python(tuple(stored))
+
+
+def test_sqlite_integer_literal_beyond_64_bits_is_not_pushed_down() -> None:
+    expr = compile_expression("row.i + 99999999999999999999", ["i"], field="f")
+    cols = {"i": sa.column("i", sa.BigInteger)}
+    with pytest.raises(NotPushable, match="99999999999999999999 does not fit SQLite's 64-bit integers"):
+        expr.to_sql(cols, "sqlite")
 
 
 @pytest.mark.parametrize(("text", "expected"), [("1 is not None", True), ("'a' is None", False),

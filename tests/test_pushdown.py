@@ -548,6 +548,45 @@ def test_pushdown_equals_row_path_on_postgresql(pg_url: str, rows: list[dict[str
     check_property(pg_url, rows, cond, i1, f1, s1, n1)
 
 
+# SQLite computes + - * of integers in 64 bits and gives a REAL where the exact result leaves them
+# (2**62 * 4 is 1.8446744073709552e+19); the row path keeps the exact int. Values at the edges:
+BIG_INTS = st.sampled_from([2**62, -(2**62), 2**63 - 1, -(2**63), 3037000500, -3037000500, 2**53 + 1])
+BIG_ROWS = st.lists(
+    st.fixed_dictionaries({
+        "a": st.none() | BIG_INTS | st.integers(-999, 999), "b": st.none() | BIG_INTS | st.integers(-999, 999),
+        "x": st.none() | st.sampled_from([0.5, -2.75, 9.3e18, -9.3e18, 1e300]), "s": st.just("s"),
+        "amount": st.just("1.25"),
+    }),
+    min_size=1, max_size=8,
+)
+BIG_EXPRS = st.recursive(LEAF_INTS | st.just("int(row.x)"), _ints, max_leaves=5)
+
+
+def _ran(done: Any) -> tuple[Any, ...]:
+    return done.status, done.records_read, done.records_written, done.records_failed
+
+
+@pytest.mark.timeout(600)
+@settings(PROPERTY, max_examples=25)  # two runs per example
+@given(rows=BIG_ROWS, cond=_compare(BIG_EXPRS, ["<", "<=", "==", "!=", ">"]), i1=BIG_EXPRS)
+def test_sqlite_pushdown_of_integers_beyond_64_bits_ends_as_the_row_path(
+        sqlite_url: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch, rows: list[dict[str, Any]],
+        cond: str, i1: str) -> None:
+    """A pushed-down run whose integers leave 64 bits continues on the row path, as on PostgreSQL: the
+    sink, the counts and the status are the row path's, never those of a REAL's rounding."""
+    sqlite3.connect(sqlite_url.removeprefix("sqlite:///")).close()
+    setup_db(sqlite_url, [{"id": n, **r} for n, r in enumerate(rows, 1)], "dst", "dst_rows")
+    transform = [{"filter": cond}, {"set": {"i1": i1}}, {"select": ["id", "i1"]}]
+    pushed = flow(sqlite_url, sqlite_url, transform=transform)
+    assume(plan_flow(pushed, sqlite_url, sqlite_url).kind == "pushdown")
+    done = run(executor, pushed)
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    reference = run(executor, flow(sqlite_url, sqlite_url, transform=transform, table="dst_rows", name="rows"))
+    monkeypatch.delenv("ADF_PUSHDOWN")
+    assert rows_of(sqlite_url, "dst") == rows_of(sqlite_url, "dst_rows")
+    assert _ran(done) == _ran(reference)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_without_filters_rowcount_counts_reads_also_on_updates(backend: str, sqlite_files: tuple[str, str],
                                                               pg_url: str, executor: FlowExecutor) -> None:

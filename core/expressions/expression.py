@@ -50,8 +50,8 @@ class Expression:
         sql = _Sql(cols, dialect_name, self.field)
         expr, kind = sql.visit(self.tree)
         if isinstance(kind, Scaled):  # the SQLite NUMERIC's value, not its scaled integer
-            return sql.decimal_value(expr, kind), kind
-        return sql.typed(expr, kind), kind
+            return sql.checked(sql.decimal_value(expr, kind)), kind
+        return sql.checked(sql.typed(expr, kind)), kind
 
     def __repr__(self) -> str:
         return f"Expression({self.text!r}, field={self.field!r})"

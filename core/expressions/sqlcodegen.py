@@ -81,6 +81,7 @@ class _Sql(SqliteNumeric):
         self.pg = dialect == "postgresql"
         self.dialect = dialect
         self.field = field
+        self.checks = []
 
     def refuse(self, node: Node, reason: str) -> NotPushable:
         return NotPushable(f"{self.field}: {reason} (at position {node.pos})")
@@ -99,6 +100,12 @@ class _Sql(SqliteNumeric):
         return sa.literal(value, sa.String())
 
     def visit(self, node: Node) -> tuple[ColumnElement[Any], Kind]:
+        """The value of ``node`` as it is used (an integer SQLite may have made a REAL is checked)."""
+        expr, kind = self.visit_open(node)
+        return self.used(expr), kind
+
+    def visit_open(self, node: Node) -> tuple[ColumnElement[Any], Kind]:
+        """The value of ``node`` for more integer arithmetic (nothing checked yet)."""
         expr, kind = self._visit(node)
         return (sa.null(), NULL) if kind == NULL else (expr, kind)  # an untyped NULL fits every context
 
@@ -108,7 +115,7 @@ class _Sql(SqliteNumeric):
     def col(self, node: Col) -> tuple[ColumnElement[Any], Kind]:
         if node.name not in self.cols:
             raise self.refuse(node, f"column '{node.name}' is not available in SQL")
-        col = self.cols[node.name]
+        col = self.unchecked(self.cols[node.name])
         kind = sql_kind(col.type, self.dialect)
         if isinstance(kind, Scaled):
             return self.scaled_column(col, kind), kind
@@ -116,22 +123,25 @@ class _Sql(SqliteNumeric):
 
     def lit(self, node: Lit) -> tuple[ColumnElement[Any], Kind]:
         kind = NULL if node.value is None else {bool: BOOL, int: INT, float: FLOAT, str: STR}[type(node.value)]
+        if kind == INT:
+            self.int64(node, node.value)
         return self.literal(node.value), kind
 
     def neg(self, node: Neg) -> tuple[ColumnElement[Any], Kind]:
-        x, k = self.visit(node.operand)
+        x, k = self.visit_open(node.operand)
         if k == NULL:
             return sa.null(), NULL
         if isinstance(k, Scaled):
             return self.typed(-x, k), k
         self.need(node, k, _NUMERIC, "unary -")
-        return self.typed(-self.wide(x, k), k), k
+        out = self.typed(-self.wide(x, k), k)
+        return (self.int_arith(out) if k == INT else out), k
 
     def comparison(self, node: Compare) -> tuple[ColumnElement[Any], Kind]:
         return self.compare(node.op, node.left, node.right, node)
 
     def is_null(self, node: IsNull) -> tuple[ColumnElement[Any], Kind]:
-        x, _ = self.visit(node.operand)
+        x, _ = self.visit_open(node.operand)  # a REAL for an integer is not NULL either
         return (x.is_not(None) if node.negate else x.is_(None)), BOOL
 
     def boolop(self, node: BoolOp) -> tuple[ColumnElement[Any], Kind]:
@@ -149,7 +159,7 @@ class _Sql(SqliteNumeric):
         t, kt = self.visit(node.test)
         self.need(node, kt, (BOOL, NULL), "if")
         (a, b), kind = self.common(node, [node.body, node.orelse])
-        return self.typed(sa.case((t, a), else_=b), kind), kind
+        return self.int_result(self.typed(sa.case((t, a), else_=b), kind), kind, [a, b]), kind
 
     def need(self, node: Node, kind: Kind, allowed: tuple[str, ...], what: str) -> None:
         if kind not in allowed:
@@ -193,13 +203,16 @@ class _Sql(SqliteNumeric):
     # ------------------------------------------------ the operators
 
     def arith(self, node: Arith) -> tuple[ColumnElement[Any], Kind]:
-        visited = [self.visit(node.left), self.visit(node.right)]
+        visited = [self.visit_open(node.left), self.visit_open(node.right)]
         if any(k == NULL for _, k in visited):
             return sa.null(), NULL
         if any(isinstance(k, Scaled) for _, k in visited):
-            return self.scaled_arith(node, visited)
+            return self.scaled_arith(node, [(self.used(e), k) for e, k in visited])
         (a, *rest), kind = self.numbers(node, [node.left, node.right], node.op, visited)
         b = rest[0]
+        if kind != INT or node.op == "/":  # integers used by float or Decimal arithmetic
+            for e, _ in visited:
+                self.used(e)
         divisor = node.right.value if isinstance(node.right, Lit) else None
         if node.op in ("/", "//", "%") and (type(divisor) not in (int, float) or divisor == 0):
             raise self.refuse(node, f"'{node.op}' by a non-literal could divide by zero, a row error SQL cannot report")
@@ -213,11 +226,11 @@ class _Sql(SqliteNumeric):
                 raise self.refuse(node, f"'{node.op}' is pushed down for integers only")
             a, b = sa.type_coerce(a, sa.BigInteger), sa.type_coerce(b, sa.BigInteger)
             floor_mod = (a % b + b) % b  # SQL's % truncates; Python's floors
-            return self.typed(floor_mod if node.op == "%" else (a - floor_mod) // b, INT), INT
+            return self.int_arith(self.typed(floor_mod if node.op == "%" else (a - floor_mod) // b, INT)), INT
         # SQLAlchemy takes + and * as associative and drops the parentheses of a + (b + c); floats are not
         a, b = self.typed(a, kind), Grouping(self.typed(b, kind))
         out = a + b if node.op == "+" else a - b if node.op == "-" else a * b
-        return self.typed(out, kind), kind
+        return (self.int_arith(self.typed(out, kind)) if kind == INT else self.typed(out, kind)), kind
 
     def text(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
         return sa.collate(expr, "C" if self.pg else "BINARY")
@@ -253,6 +266,9 @@ class _Sql(SqliteNumeric):
                 x = x * _int_sql(10 ** (scale - k.scale))
             values = [sa.literal(lit[0] * 10 ** (scale - lit[1].scale), sa.BigInteger()) for lit in lits if lit]
         elif k in _NUMERIC and kinds <= {int, float}:
+            for v in node.values:
+                if type(v) is int:
+                    self.int64(node, v)
             values = [self.literal(v, DEC) for v in node.values] if k == DEC else [self.literal(v) for v in node.values]
         elif k == STR and kinds == {str}:
             x, values = self.text(x), [self.literal(v) for v in node.values]
@@ -264,7 +280,7 @@ class _Sql(SqliteNumeric):
 
     def common(self, node: Node, parts: Sequence[Node]) -> tuple[list[ColumnElement[Any]], Kind]:
         """Operands that SQL gives one type (CASE, COALESCE) without changing any value."""
-        visited = [self.visit(p) for p in parts]
+        visited = [self.visit_open(p) for p in parts]
         kinds = {k for _, k in visited} - {NULL}
         if not kinds:
             return [e for e, _ in visited], NULL
@@ -282,19 +298,23 @@ class _Sql(SqliteNumeric):
             return [e for e, _ in visited], kinds.pop()
         else:
             raise self.refuse(node, f"values of kinds {', '.join(sorted(map(str, kinds)))} mixed")
+        if kind != INT:  # integers mixed with floats or Decimals
+            for e, _ in visited:
+                self.used(e)
         it = iter(exprs)
         return [sa.null() if k == NULL else next(it) for _, k in visited], kind
 
     def int_literal(self, node: Node, minimum: int) -> ColumnElement[Any]:
         if not (isinstance(node, Lit) and type(node.value) is int and node.value >= minimum):
             raise self.refuse(node, f"pushed down only with an integer literal >= {minimum} here")
+        self.int64(node, node.value)
         return sa.literal(node.value, sa.Integer())
 
     def call(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
         whole = _SQL_CALLS.get(node.fn)
         if whole is not None:  # functions of all their arguments, NULL included
             return whole(self, node)
-        x, k = self.visit(node.args[0])
+        x, k = self.visit_open(node.args[0]) if node.fn == "abs" else self.visit(node.args[0])
         if k == NULL:
             return sa.null(), NULL
         if isinstance(k, Scaled):
@@ -306,12 +326,12 @@ class _Sql(SqliteNumeric):
 
     def f_coalesce(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
         exprs, kind = self.common(node, node.args)
-        return self.typed(sa.func.coalesce(*exprs), kind), kind
+        return self.int_result(self.typed(sa.func.coalesce(*exprs), kind), kind, exprs), kind
 
     def f_nullif(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
         (a, _), kind = self.common(node, node.args)
         eq, _ = self.compare("==", node.args[0], node.args[1], node)
-        return self.typed(sa.case((eq, sa.null()), else_=a), kind), kind
+        return self.int_result(self.typed(sa.case((eq, sa.null()), else_=a), kind), kind, [a]), kind
 
     def f_concat(self, node: Call) -> tuple[ColumnElement[Any], Kind]:
         parts = [self.visit(a) for a in node.args]
@@ -326,6 +346,8 @@ class _Sql(SqliteNumeric):
 
     def f_int(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
         self.need(node, k, _NUMERIC, "int()")
+        if k == FLOAT:
+            self.int_of_float(x)
         if k != INT and self.pg:
             x = sa.func.trunc(x)
         return self.typed(sa.cast(x, sa.BigInteger), INT), INT
@@ -346,7 +368,8 @@ class _Sql(SqliteNumeric):
 
     def f_abs(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
         self.need(node, k, _NUMERIC, "abs()")
-        return self.typed(sa.func.abs(self.wide(x, k)), k), k
+        out = self.typed(sa.func.abs(self.wide(x, k)), k)  # SQLite raises for the smallest 64-bit integer
+        return (self.int_arith(out) if k == INT else out), k
 
     def f_round(self, node: Call, x: ColumnElement[Any], k: Kind) -> tuple[ColumnElement[Any], Kind]:
         if k != DEC:

@@ -26,6 +26,22 @@ on ``|K|`` at compile time):
   NUMERIC(12,2), which the row path rounds half-even on the binary value), more digits, or text
   makes the statement fail with SQLite's "integer overflow" (:data:`SQLITE_GUARD_ERROR`), and the
   run continues on the row path. The check costs ~0.1 s per million values.
+
+Integers beyond 64 bits
+-----------------------
+SQLite computes ``+ - *`` (and unary ``-``, ``//``, ``%``) of integers in 64 bits and, where the exact
+result does not fit, silently gives a REAL instead (``2**62 * 4`` is 1.8446744073709552e+19); the row
+path keeps Python's exact int, and PostgreSQL raises ("bigint out of range"), so that the run continues
+on the row path. On SQLite such a result is marked (:class:`SqliteIntArith`) and checked where it is
+used other than by more integer arithmetic (a comparison, ``in``, ``int()``, ``str()``, ``float()``,
+float arithmetic, the output column): a REAL there fails the statement with "integer overflow" and the
+run continues on the row path, as on PostgreSQL. A REAL stays a REAL through integer arithmetic (and
+through ``if``/``coalesce``), so one check where a value is used covers every operation that made it.
+The checks of an expression are evaluated before it (:class:`IntChecked`, taken over by the steps
+computing from its column), never inside one another: each costs one more evaluation of the
+arithmetic it checks, however deep (~0.1 s of CPU per million values). ``int()`` of a float outside
+the 64-bit range is checked alike (SQLite's CAST saturates, ``int()`` does not), and an integer
+literal beyond 64 bits is not pushed down on SQLite (it cannot be bound).
 """
 
 from __future__ import annotations
@@ -37,7 +53,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql import operators as sql_operators
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, TypeCoerce
 
 from .runtime import _EXACT, _to_decimal
 from .sqltypes import FLOAT, INT, SQLITE_DIGITS, Kind, Scaled, SqliteDecimal, SqliteDecimalOrInt
@@ -66,6 +82,30 @@ def sqlite_fail(col: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.func.abs(sa.literal_column("(-9223372036854775807 - 1)") + _int_sql(0) * sa.cast(col, sa.BigInteger))
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+Check = tuple[ColumnElement[bool], ColumnElement[Any]]  # (the row is wrong, what fails the statement then)
+
+
+class SqliteIntArith(sa.BigInteger):
+    """An integer SQLite computed by integer arithmetic: a REAL where the exact result leaves 64 bits."""
+
+    cache_ok = True
+
+
+class IntChecked(TypeCoerce[Any]):
+    """``value``, computed once none of ``checks`` found a row the row path computes otherwise.
+
+    A later step computing from this column takes its checks over (:meth:`SqliteNumeric.unchecked`).
+    """
+
+    inherit_cache = True
+
+    def __init__(self, value: ColumnElement[Any], checks: Sequence[Check]) -> None:
+        super().__init__(sa.case(*checks, else_=value), value.type)
+        self.value = value
+        self.checks = tuple(checks)
+
+
 def _scaled_literal(value: Any) -> tuple[int, Scaled] | None:
     """An int or float literal as the row path's Decimal, scaled: (K, kind); None if not finite."""
     if type(value) is int:
@@ -82,6 +122,9 @@ def _scaled_literal(value: Any) -> tuple[int, Scaled] | None:
 
 class SqliteNumeric(ABC):
     """The SQL compiler's methods for SQLite NUMERIC(p,s) values (mixed into it, see :mod:`.sqlcodegen`)."""
+
+    pg: bool  # the dialect is PostgreSQL (SQLite otherwise)
+    checks: list[Check]  # what the expression's value waits for (integers beyond 64 bits), in order
 
     @abstractmethod
     def refuse(self, node: Node, reason: str) -> NotPushable:
@@ -219,3 +262,50 @@ class SqliteNumeric(ABC):
         if fn == "str":
             raise self.refuse(node, "str() of a SQLite NUMERIC formats differently in SQL")
         raise self.refuse(node, f"{fn}() on {k} values is not pushed down")
+
+    # ------------------------------------------------ integers beyond 64 bits (see the module docstring)
+
+    def int_arith(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The integer result of integer arithmetic: marked on SQLite, where it may be a REAL."""
+        return expr if self.pg else sa.type_coerce(expr, SqliteIntArith())
+
+    @staticmethod
+    def marked(expr: ColumnElement[Any]) -> bool:
+        return isinstance(expr.type, SqliteIntArith)
+
+    def int_result(self, expr: ColumnElement[Any], kind: Kind,
+                   parts: Sequence[ColumnElement[Any]]) -> ColumnElement[Any]:
+        """``expr`` (a CASE or COALESCE of ``parts``) marked if an integer part is: a REAL passes through."""
+        return self.int_arith(expr) if kind == INT and any(self.marked(p) for p in parts) else expr
+
+    def used(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """``expr`` used other than by integer arithmetic: checked if SQLite may have made it a REAL."""
+        if self.marked(expr):
+            self.check((sa.func.typeof(expr) == sa.literal_column("'real'"), sqlite_fail(expr)))
+        return expr
+
+    def int_of_float(self, x: ColumnElement[Any]) -> None:
+        """int() of a float on SQLite: CAST saturates at the 64-bit bounds, int() does not."""
+        if not self.pg:
+            ok = sa.and_(x >= _real_sql(float(INT64_MIN)), x < _real_sql(-float(INT64_MIN)))
+            self.check((sa.not_(ok), sqlite_fail(x)))  # NULL stays NULL: no check fails
+
+    def int64(self, node: Node, value: int) -> None:
+        if not self.pg and not INT64_MIN <= value <= INT64_MAX:
+            raise self.refuse(node, f"the integer {value} does not fit SQLite's 64-bit integers")
+
+    def check(self, check: Check) -> None:
+        if not any(c is check for c in self.checks):
+            self.checks.append(check)
+
+    def unchecked(self, col: ColumnElement[Any]) -> ColumnElement[Any]:
+        """A column an earlier step computed: its value, whose checks this expression's value waits for."""
+        if not isinstance(col, IntChecked):
+            return col
+        for check in col.checks:
+            self.check(check)
+        return col.value
+
+    def checked(self, expr: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The expression's value, after its checks."""
+        return IntChecked(expr, self.checks) if self.checks else expr
