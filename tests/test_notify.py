@@ -22,6 +22,7 @@ from activedataflow.runner.notify import Notifier
 from activedataflow.schedule import utcnow
 from activedataflow.store import FlowRecord, RunRecord, Store, open_store
 
+from tests.flows import dataflow, sql_sink, sql_source
 from tests.secrets_scan import register_secret
 
 TOKEN = "XyZzYSeCrEtToKeN0123"  # the credential part of a Slack-style webhook URL
@@ -91,17 +92,9 @@ def make_flow(tmp_path: Path, on: list[str] | None = None, *, retries: int = 0) 
     if on is not None:
         notify["on"] = on
     sqlite3.connect(tmp_path / "dst.db").close()
-    return parse_dataflow({
-        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
-        "metadata": {"name": "orders", "namespace": "shop"},
-        "spec": {
-            "interval": "5m",
-            "runtime": {"retries": {"limit": retries, "backoffSeconds": 0}},
-            "source": {"type": "sql", "connection": {"url": f"sqlite:///{tmp_path}/src.db"}, "table": "src"},
-            "sink": {"type": "sql", "connection": {"url": f"sqlite:///{tmp_path}/dst.db"}, "table": "dst"},
-            "notify": [notify],
-        },
-    })
+    return dataflow(name="orders", namespace="shop", runtime={"retries": {"limit": retries, "backoffSeconds": 0}},
+                    source=sql_source(f"sqlite:///{tmp_path}/src.db"), sink=sql_sink(f"sqlite:///{tmp_path}/dst.db"),
+                    notify=[notify])
 
 
 def make_source(tmp_path: Path, rows: int = 3) -> None:
