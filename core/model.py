@@ -41,6 +41,18 @@ MAX_ROWS = 2**53 - 1  # a row count or LIMIT: fits every database's 64-bit integ
 MAX_SECONDS = MAX_INTERVAL_SECONDS  # any duration given in seconds
 MAX_HISTORY = 2**31 - 1  # runs kept: an int32, as a CronJob's history limits are
 MAX_BACKOFF_SECONDS = 24 * 3600  # one wait between attempts at most, however many retries double it
+# Lengths the API server needs to estimate the cost of the CRD's CEL rules (it refuses a rule over an unbounded
+# list of unbounded strings). The CRD schema is generated from these fields, and the model enforces the same
+# bounds, so `adf run` refuses what `kubectl apply` refuses, naming the field.
+MAX_STEPS = 256  # spec.transform
+MAX_WEBHOOKS = 32  # spec.notify
+MAX_COLUMNS = 256  # spec.sink.uniqueBy / updateOnly, each column name at most MAX_COLUMN_NAME characters
+MAX_COLUMN_NAME = 256
+MAX_INTERVAL_TEXT = 32  # spec.interval, characters
+MAX_PYTHON_TEXT = 512  # a python step's module:function
+MAX_KEY_TEMPLATE = 1024  # spec.sink.keyTemplate (redis)
+MAX_URL = 2048  # a webhook's url
+WEBHOOK_URL = r"^https?://[^/\s]+"
 
 
 def field_error(field: str, message: str) -> PydanticCustomError:
@@ -175,7 +187,8 @@ class TransformStep(Model):
     drop: list[str] | None = None
     set: dict[str, str] | None = Field(default=None, description="column: expression")
     filter: str | None = Field(default=None, description="keep rows where the expression is true")
-    python: str | None = Field(default=None, description="module:function shipped in the image")
+    python: str | None = Field(default=None, max_length=MAX_PYTHON_TEXT,
+                               description="module:function shipped in the image")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> TransformStep:
@@ -202,14 +215,18 @@ class TransformStep(Model):
 # --------------------------------------------------------------------------- sinks
 
 
+Columns = list[Annotated[str, Field(max_length=MAX_COLUMN_NAME)]]
+
+
 class SqlSink(Model):
     type: Literal["sql"]
     connection: Connection
     table: str = Field(min_length=1)
     schema_: str | None = Field(default=None, alias="schema")
     mode: Literal["insert", "upsert"] = "insert"
-    uniqueBy: list[str] = Field(default_factory=list)
-    updateOnly: list[str] | None = Field(default=None, description="columns updated on conflict (default: all)")
+    uniqueBy: Columns = Field(default_factory=list, max_length=MAX_COLUMNS)
+    updateOnly: Columns | None = Field(default=None, max_length=MAX_COLUMNS,
+                                       description="columns updated on conflict (default: all)")
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
     transaction: Literal["batch", "run", "none"] = "batch"
     maxFailedRecords: int = Field(
@@ -232,7 +249,8 @@ class SqlSink(Model):
 class RedisSink(Model):
     type: Literal["redis"]
     connection: Connection
-    keyTemplate: str = Field(description="for example 'order:{id}'; placeholders are column names")
+    keyTemplate: str = Field(max_length=MAX_KEY_TEMPLATE,
+                             description="for example 'order:{id}'; placeholders are column names")
     format: Literal["hash", "json"] = "hash"
     ttlSeconds: int | None = Field(default=None, ge=1, le=MAX_SECONDS)
     batchSize: int = Field(default=5000, ge=1, le=1_000_000)
@@ -261,12 +279,13 @@ DEFAULT_NOTIFY_ON: tuple[NotifyEvent, ...] = ("failure", "recovery")
 class Webhook(Connection):
     """Where a notification is POSTed: a plain URL, or a Secret holding it (as webhook URLs are secrets)."""
 
-    url: str | None = Field(default=None, description="http(s) URL of the webhook (prefer secretRef)")
+    url: str | None = Field(default=None, max_length=MAX_URL, json_schema_extra={"pattern": WEBHOOK_URL},
+                            description="http(s) URL of the webhook (prefer secretRef)")
 
     @field_validator("url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+        if v is not None and not re.match(WEBHOOK_URL, v):
             raise ValueError("must be an http:// or https:// URL")
         return v
 
@@ -335,7 +354,7 @@ class Runtime(Model):
 class DataFlowSpec(Model):
     description: str = ""
     schedule: str | None = None
-    interval: str | None = None
+    interval: str | None = Field(default=None, max_length=MAX_INTERVAL_TEXT)
     timeZone: str | None = None
     suspend: bool = False
     concurrencyPolicy: Literal["Forbid", "Allow", "Replace"] = "Forbid"
@@ -344,9 +363,10 @@ class DataFlowSpec(Model):
     failedRunsHistoryLimit: int = Field(default=FAILED_RUNS_HISTORY_LIMIT, ge=0, le=MAX_HISTORY)
     runtime: Runtime = Field(default_factory=Runtime)
     source: Source
-    transform: list[TransformStep] = Field(default_factory=list)
+    transform: list[TransformStep] = Field(default_factory=list, max_length=MAX_STEPS)
     sink: Sink
-    notify: list[Notify] = Field(default_factory=list, description="webhooks told about finished runs")
+    notify: list[Notify] = Field(default_factory=list, max_length=MAX_WEBHOOKS,
+                                 description="webhooks told about finished runs")
 
     @field_validator("schedule")
     @classmethod

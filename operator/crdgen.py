@@ -175,21 +175,6 @@ RULES: dict[str, list[Rule]] = {
 }
 
 
-# Bounds the API server needs to estimate the cost of the CEL rules (a rule over an unbounded list of
-# unbounded strings is refused); keyed by (model class, field), merged into the field's schema.
-_COLUMN_LIST = {"maxItems": 256, "items": {"maxLength": 256}}
-BOUNDS: dict[tuple[str, str], dict[str, Any]] = {
-    ("DataFlowSpec", "interval"): {"maxLength": 32},
-    ("DataFlowSpec", "transform"): {"maxItems": 256},
-    ("TransformStep", "python"): {"maxLength": 512},
-    ("SqlSink", "uniqueBy"): _COLUMN_LIST,
-    ("SqlSink", "updateOnly"): _COLUMN_LIST,
-    ("RedisSink", "keyTemplate"): {"maxLength": 1024},
-    ("DataFlowSpec", "notify"): {"maxItems": 32},
-    ("Webhook", "url"): {"pattern": "^https?://[^/\\s]+", "maxLength": 2048},
-}
-
-
 # --------------------------------------------------------------------------- JSON schema -> structural schema
 
 _DROP = {"title", "discriminator", "$defs", "examples"}
@@ -248,20 +233,17 @@ class _Converter:
             # Any: a free value (scalar, list or mapping), kept as written.
             return {**out, "x-kubernetes-preserve-unknown-fields": True}
         if kind == "object":
-            self._object(node, out, def_name)
+            self._object(node, out)
         elif kind == "array":
             out["items"] = self.convert(node.get("items", {}))
         if def_name and (rules := RULES.get(def_name)):
             out["x-kubernetes-validations"] = [r.as_dict() for r in rules]
         return out
 
-    def _object(self, node: dict[str, Any], out: dict[str, Any], def_name: str | None) -> None:
-        """Add to ``out`` the properties (with their BOUNDS), required and additionalProperties of ``node``."""
+    def _object(self, node: dict[str, Any], out: dict[str, Any]) -> None:
+        """Add to ``out`` the properties, required and additionalProperties of ``node``."""
         if "properties" in node:
-            out["properties"] = {
-                k: _deep_merge(self.convert(v), BOUNDS.get((def_name or "", k), {}))
-                for k, v in node["properties"].items()
-            }
+            out["properties"] = {k: self.convert(v) for k, v in node["properties"].items()}
             if node.get("required"):
                 out["required"] = list(node["required"])
         extra = node.get("additionalProperties")
@@ -342,13 +324,6 @@ class _Converter:
         out["required"] = [tag, *sorted(required_everywhere - {tag}, key=list(properties).index)]
         out["x-kubernetes-validations"] = [r.as_dict() for r in rules]
         return out
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _deep_merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def _from_dict(d: dict[str, str]) -> Rule:

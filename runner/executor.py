@@ -337,6 +337,22 @@ class FlowExecutor:
             return previous.attempt + 1
         return None
 
+    def notify_lost(self, flow: DataFlow) -> int:
+        """Send ``spec.notify``'s failure notifications about the flow's recent runs that failed as lost (their
+        runner died: reaped by a heartbeat, or failed by the next claim), as for any run that failed for good.
+        A lost run that a later attempt of its slot continues (a take-over) is not told of: as for a retried
+        attempt, that attempt's outcome is. Once per run, whichever runner looks first and however many look
+        at once (the store's mark); a runner killed before it looked leaves it to the flow's next heartbeat
+        or run. Returns how many webhooks accepted one."""
+        if not flow.spec.notify:
+            return 0
+        try:
+            recent = self.store.list_runs(flow.name, flow.namespace, limit=CATCH_UP_RUNS)
+        except Exception as err:  # a notification never fails a run
+            log.warning("could not list the runs of %s/%s to notify: %s", flow.namespace, flow.name, redact(str(err)))
+            return 0
+        return sum(self.notify(flow, run) for run in recent if is_lease_lost(run) and not _continued(run, recent))
+
     def notify(self, flow: DataFlow, run: RunRecord) -> int:
         """Send ``spec.notify``'s notifications about the finished ``run``: at most once per run, whichever
         runner asks (the store's mark decides, :mod:`activedataflow.runner.notify`); bounded in time, never
@@ -470,6 +486,7 @@ class FlowExecutor:
         progress.finished(final)
         record = self.store.get_flow(flow.name, flow.namespace) or record
         self._reflect("run_finished", record, final, cursor=record.cursor, next_run_at=record.next_run_at)
+        self.notify_lost(flow)  # an earlier run whose runner died, first (a reaper that died never told of it)
         if final.status == "success" or final.attempt > flow.spec.runtime.retries.limit:  # not a retried attempt
             self.notify(flow, final)
         with contextlib.suppress(Exception):
@@ -689,6 +706,12 @@ class _RowPath:
                 self.sink.close()
         with contextlib.suppress(Exception):
             self.source.close()
+
+
+def _continued(run: RunRecord, runs: list[RunRecord]) -> bool:
+    """Whether a later attempt of ``run``'s slot is among ``runs``."""
+    return any(r.scheduled_for == run.scheduled_for and r.trigger == run.trigger and r.attempt > run.attempt
+               and r.flow_name == run.flow_name and r.namespace == run.namespace for r in runs)
 
 
 def _describe(run: RunRecord) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ..errors import UnknownFlow
+from ..errors import UnknownFlow, redact
 from ..store.base import FlowRecord, RunRecord, Store, Trigger
 from ..store.common import is_lease_lapsed
 from ..store.probe import nothing_due
@@ -89,7 +89,7 @@ def heartbeat(
             raise UnknownFlow(f"flow '{flow}' not found in namespace '{ns}' of the store {store.url_for_display}")
         # (before reaping makes a dead runner's flow due)
         due_before = force or tick is not None or _is_due(store, record, now)
-    lost = _reap(executor, result, now)
+    lost = reaped = _reap(executor, result, now)
     if record is None:
         due = store.due_flows(now, namespace)
     elif due_before:
@@ -104,6 +104,7 @@ def heartbeat(
             outcome = executor.take_over(store.get_flow(record.name, record.namespace) or record, slot_run)
             _log_skip(outcome)
             result.outcomes.append(outcome)
+        _notify_lost(executor, reaped)
         return result
     result.flows_due = len(due)
     for record in due:
@@ -113,6 +114,7 @@ def heartbeat(
         )
         _log_skip(outcome)
         result.outcomes.append(outcome)
+    _notify_lost(executor, reaped)
     return result
 
 
@@ -132,6 +134,21 @@ def _reap(executor: FlowExecutor, result: HeartbeatResult, now: datetime) -> lis
         log.warning("run %s of %s/%s failed: %s", run.run_name, run.namespace, run.flow_name, run.error_message)
         executor.reflect_lost(run)
     return reaped
+
+
+def _notify_lost(executor: FlowExecutor, reaped: list[RunRecord]) -> None:
+    """Once the runs of this heartbeat are done (a take-over continues a lost run's slot, so it is not told of
+    as a failure): the notifications of the flows whose runs were reaped."""
+    if not reaped:
+        return
+    from .executor import dataflow_from_record
+
+    for name, namespace in sorted({(r.flow_name, r.namespace) for r in reaped}):
+        try:
+            if (record := executor.store.get_flow(name, namespace)) is not None:
+                executor.notify_lost(dataflow_from_record(record))
+        except Exception as err:  # a notification never fails a heartbeat
+            log.warning("notifications of the lost runs of %s/%s not sent: %s", namespace, name, redact(str(err)))
 
 
 def _log_skip(outcome: RunOutcome) -> None:

@@ -3,7 +3,10 @@
 Called by the :class:`~activedataflow.runner.executor.FlowExecutor` once the run's final state is
 recorded in the store (and reflected). Events:
 
-* ``failure``: the run failed for good (an attempt that will be retried is not a failure yet);
+* ``failure``: the run failed for good (an attempt that will be retried is not a failure yet), a run
+  whose runner died included: once it is failed as lost (its lease lapsed), the heartbeat that reaped
+  it or else the flow's next run tells of it, unless the slot's next attempt takes it over
+  (:meth:`~activedataflow.runner.executor.FlowExecutor.notify_lost`);
 * ``recovery``: the run succeeded and the flow's previous finished run (an earlier attempt of the
   same slot aside) had failed;
 * ``success``: every success (a recovery is reported as ``recovery`` to a webhook that asks for

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,14 +16,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
-from activedataflow.model import DataFlow, parse_dataflow
+from activedataflow.model import DataFlow
 from activedataflow.runner.connectors.sql import create_sql_engine
 from activedataflow.runner.deadline import CLEANUP_SECONDS, run_deadline
 from activedataflow.runner.executor import FlowExecutor
 from activedataflow.store import open_store
 
 from tests import services
+from tests.flows import dataflow, sql_sink, sql_source
 
 TIMEOUT = 3  # runtime.timeoutSeconds of the stuck runs: ample for planning and a batch on a busy machine
 GUARD_SECONDS = 30.0  # a stuck run ends long before this (without the timeout: never)
@@ -33,27 +32,9 @@ ROWS = 20
 
 def flow(src: str, dst: str, *, timeout: int | None, transaction: str = "batch", name: str = "stuck",
          batch: int = 5) -> DataFlow:
-    runtime = f"runtime: {{timeoutSeconds: {timeout}}}" if timeout else "runtime: {}"
-    text = textwrap.dedent(
-        f"""\
-        apiVersion: activedataflow.io/v1alpha1
-        kind: DataFlow
-        metadata: {{name: {name}, namespace: test}}
-        spec:
-          interval: 5m
-          {runtime}
-          source: {{type: sql, connection: {{url: "{src}"}}, table: src, batchSize: {batch}}}
-          sink:
-            type: sql
-            connection: {{url: "{dst}"}}
-            table: dst
-            mode: upsert
-            uniqueBy: [id]
-            batchSize: {batch}
-            transaction: {transaction}
-        """
-    )
-    return parse_dataflow(yaml.safe_load(text))
+    return dataflow(name=name, namespace="test", runtime={"timeoutSeconds": timeout} if timeout else {},
+                    source=sql_source(src, batchSize=batch),
+                    sink=sql_sink(dst, mode="upsert", batchSize=batch, transaction=transaction))
 
 
 def run(executor: FlowExecutor, df: DataFlow) -> tuple[Any, float]:
@@ -260,20 +241,13 @@ def test_a_redis_source_that_never_answers_fails_the_run_at_the_timeout(
     dst = tmp_path / "dst.db"
     with sqlite3.connect(dst) as db:
         db.execute("CREATE TABLE dst (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    text = textwrap.dedent(
-        f"""\
-        apiVersion: activedataflow.io/v1alpha1
-        kind: DataFlow
-        metadata: {{name: silent-redis, namespace: test}}
-        spec:
-          interval: 5m
-          runtime: {{timeoutSeconds: {TIMEOUT}}}
-          source: {{type: redis, connection: {{url: "redis://127.0.0.1:{port}/0"}}, keyPattern: "order:*"}}
-          sink: {{type: sql, connection: {{url: "sqlite:///{dst}"}}, table: dst}}
-        """
+    silent_redis = dataflow(
+        name="silent-redis", namespace="test", runtime={"timeoutSeconds": TIMEOUT},
+        source={"type": "redis", "connection": {"url": f"redis://127.0.0.1:{port}/0"}, "keyPattern": "order:*"},
+        sink=sql_sink(f"sqlite:///{dst}"),
     )
     try:
-        failed, elapsed = run(executor, parse_dataflow(yaml.safe_load(text)))
+        failed, elapsed = run(executor, silent_redis)
     finally:
         stop.set()
         for conn in accepted:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import tempfile
-import textwrap
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from activedataflow.kube.names import manual_run_name, run_name_for
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner import connectors
@@ -19,6 +17,8 @@ from activedataflow.runner.executor import FlowExecutor, dataflow_from_record
 from activedataflow.store import open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.flows import paid_cents, paid_cents_rows
 
 
 class InjectedFault(RuntimeError):
@@ -42,37 +42,8 @@ class FaultySink:
         self.inner.write(rows)
 
 
-def flow_doc(src: str, sink: str, *, mode: str, transaction: str, src_batch: int, sink_batch: int,
-             incremental: bool, retries: int = 0) -> DataFlow:
-    unique = "\n            uniqueBy: [id]" if mode == "upsert" else ""
-    inc = "\n            incremental: {cursorColumn: updated_at}" if incremental else ""
-    text = textwrap.dedent(
-        f"""\
-        apiVersion: activedataflow.io/v1alpha1
-        kind: DataFlow
-        metadata: {{name: prop-flow, namespace: test}}
-        spec:
-          interval: 5m
-          runtime: {{retries: {{limit: {retries}, backoffSeconds: 0}}}}
-          source:
-            type: sql
-            connection: {{url: "{src}"}}
-            table: src
-            batchSize: {src_batch}{inc}
-          transform:
-            - filter: "row.status == 'paid'"
-            - set: {{cents: "row.amount * 2"}}
-            - drop: [amount]
-          sink:
-            type: sql
-            connection: {{url: "{sink}"}}
-            table: dst
-            mode: {mode}{unique}
-            batchSize: {sink_batch}
-            transaction: {transaction}
-        """
-    )
-    return parse_dataflow(yaml.safe_load(text))
+def flow_doc(src: str, sink: str, **kw: Any) -> DataFlow:
+    return paid_cents(src, sink, name="prop-flow", namespace="test", **kw)
 
 
 def make_dbs(tmp: Path, *, pk: bool) -> tuple[str, str]:
@@ -87,12 +58,10 @@ def make_dbs(tmp: Path, *, pk: bool) -> tuple[str, str]:
     return f"sqlite:///{src}", f"sqlite:///{dst}"
 
 
-def expected_sink(src_path: Path) -> list[tuple[int, str, int, int]]:
+def expected_sink(src_path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(src_path) as db:
-        return sorted(
-            (i, s, u, a * 2) for i, a, s, u in db.execute("SELECT id, amount, status, updated_at FROM src")
-            if s == "paid"
-        )
+        db.row_factory = sqlite3.Row
+        return paid_cents_rows(map(dict, db.execute("SELECT id, amount, status, updated_at FROM src")))
 
 
 def actual_sink(dst_path: Path) -> list[tuple[int, str, int, int]]:

@@ -12,6 +12,14 @@ import yaml
 from activedataflow.errors import ConfigError
 from activedataflow.model import (
     MAX_BACKOFF_SECONDS,
+    MAX_COLUMN_NAME,
+    MAX_COLUMNS,
+    MAX_INTERVAL_TEXT,
+    MAX_KEY_TEMPLATE,
+    MAX_PYTHON_TEXT,
+    MAX_STEPS,
+    MAX_URL,
+    MAX_WEBHOOKS,
     DataFlow,
     DataFlowSpec,
     Retries,
@@ -439,3 +447,58 @@ def test_the_wait_between_attempts_doubles_up_to_a_day() -> None:
     assert retries.delay(100) == MAX_BACKOFF_SECONDS == 86_400
     runtime = Runtime(timeoutSeconds=60, retries=retries)
     assert runtime.all_attempts_seconds() is not None and runtime.all_attempts_seconds() < 2**63  # an activeDeadline
+
+
+# Each length bound of the model (the CRD has it too: tests/k8s/test_crds.py): the field as an error names it,
+# the bound, and the changes to the example's spec (dotted paths under spec; None removes) that pass it by one.
+_REDIS_SINK = {"type": "redis", "connection": {"url": "redis://r"}, "keyTemplate": "{id}"}
+_WEBHOOK = {"webhook": {"url": "https://h.example/x"}}
+BOUND_CASES: list[tuple[str, int, dict[str, Any]]] = [
+    ("spec.interval", MAX_INTERVAL_TEXT, {"schedule": None, "interval": "0" * (MAX_INTERVAL_TEXT - 1) + "5m"}),
+    ("spec.transform", MAX_STEPS, {"transform": [{"drop": ["x"]}] * (MAX_STEPS + 1)}),
+    ("spec.transform.0.python", MAX_PYTHON_TEXT, {"transform": [{"python": "m:" + "f" * (MAX_PYTHON_TEXT - 1)}]}),
+    ("spec.sink.uniqueBy", MAX_COLUMNS, {"sink.uniqueBy": [f"c{i}" for i in range(MAX_COLUMNS + 1)]}),
+    ("spec.sink.uniqueBy.0", MAX_COLUMN_NAME, {"sink.uniqueBy": ["c" * (MAX_COLUMN_NAME + 1)]}),
+    ("spec.sink.updateOnly", MAX_COLUMNS, {"sink.updateOnly": [f"u{i}" for i in range(MAX_COLUMNS + 1)]}),
+    ("spec.sink.updateOnly.0", MAX_COLUMN_NAME, {"sink.updateOnly": ["u" * (MAX_COLUMN_NAME + 1)]}),
+    ("spec.sink.keyTemplate", MAX_KEY_TEMPLATE,
+     {"sink": {**_REDIS_SINK, "keyTemplate": "{id}" + "x" * (MAX_KEY_TEMPLATE - 3)}}),
+    ("spec.notify", MAX_WEBHOOKS, {"notify": [_WEBHOOK] * (MAX_WEBHOOKS + 1)}),
+    ("spec.notify.0.webhook.url", MAX_URL,
+     {"notify": [{"webhook": {"url": "https://h.example/" + "x" * (MAX_URL - 17)}}]}),
+]
+
+
+def change_spec(spec: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Apply BOUND_CASES changes to ``spec`` (a copy of the caller's)."""
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        node = spec
+        for part in parents:
+            node = node[part]
+        if value is None:
+            del node[last]
+        else:
+            node[last] = copy.deepcopy(value)
+
+
+@pytest.mark.parametrize(("field", "bound", "changes"), BOUND_CASES, ids=[c[0] for c in BOUND_CASES])
+def test_a_value_past_a_length_bound_is_refused_naming_the_field_and_the_bound(
+    field: str, bound: int, changes: dict[str, Any]
+) -> None:
+    message = error_of(lambda d: change_spec(d["spec"], changes))
+    assert message.startswith(f"{field}: ") and f"at most {bound} " in message
+
+
+def test_the_values_at_the_length_bounds_are_accepted() -> None:
+    doc = copy.deepcopy(BASE)
+    change_spec(doc["spec"], {
+        "transform": [{"python": "m:" + "f" * (MAX_PYTHON_TEXT - 2)}] + [{"drop": ["x"]}] * (MAX_STEPS - 1),
+        "sink.uniqueBy": ["c" * MAX_COLUMN_NAME] + [f"c{i}" for i in range(MAX_COLUMNS - 1)],
+        "sink.updateOnly": ["u" * MAX_COLUMN_NAME] + [f"u{i}" for i in range(MAX_COLUMNS - 1)],
+        "notify": [{"webhook": {"url": "https://h.example/" + "x" * (MAX_URL - 18)}}] * MAX_WEBHOOKS,
+    })
+    spec = parse_dataflow(doc).spec
+    assert (len(spec.transform), len(spec.sink.uniqueBy), len(spec.notify)) == (MAX_STEPS, MAX_COLUMNS, MAX_WEBHOOKS)
+    assert len(spec.transform[0].python or "") == MAX_PYTHON_TEXT
+    assert len(spec.notify[0].webhook.url or "") == MAX_URL

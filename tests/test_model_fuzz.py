@@ -299,7 +299,7 @@ BASE: dict[str, Any] = yaml.safe_load((Path(__file__).parent.parent / "examples"
                                                                 runtime={"type": "heartbeat"})),
          "spec.interval", "must be at most 87600h (ten years)"),
         (lambda d: (d["spec"].pop("schedule"), d["spec"].update(interval="9" * 5000 + "h")),
-         "spec.interval", "must be at most 87600h"),
+         "spec.interval", "at most 32 characters"),  # MAX_INTERVAL_TEXT, as the CRD's maxLength
         # the kind was named in the message only: the error had no field
         (lambda d: d.update(kind="Foo"), "kind", "expected DataFlow, got 'Foo'"),
         (lambda d: d.pop("kind"), "kind", "expected DataFlow, got None"),

@@ -8,6 +8,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,9 +17,12 @@ from typing import Any
 import pytest
 from activedataflow.model import DataFlow, parse_dataflow
 from activedataflow.runner.executor import FlowExecutor
+from activedataflow.runner.heartbeat import heartbeat
 from activedataflow.runner.notify import Notifier
-from activedataflow.store import FlowRecord, Store, open_store
+from activedataflow.schedule import utcnow
+from activedataflow.store import FlowRecord, RunRecord, Store, open_store
 
+from tests.flows import dataflow, sql_sink, sql_source
 from tests.secrets_scan import register_secret
 
 TOKEN = "XyZzYSeCrEtToKeN0123"  # the credential part of a Slack-style webhook URL
@@ -87,17 +92,9 @@ def make_flow(tmp_path: Path, on: list[str] | None = None, *, retries: int = 0) 
     if on is not None:
         notify["on"] = on
     sqlite3.connect(tmp_path / "dst.db").close()
-    return parse_dataflow({
-        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
-        "metadata": {"name": "orders", "namespace": "shop"},
-        "spec": {
-            "interval": "5m",
-            "runtime": {"retries": {"limit": retries, "backoffSeconds": 0}},
-            "source": {"type": "sql", "connection": {"url": f"sqlite:///{tmp_path}/src.db"}, "table": "src"},
-            "sink": {"type": "sql", "connection": {"url": f"sqlite:///{tmp_path}/dst.db"}, "table": "dst"},
-            "notify": [notify],
-        },
-    })
+    return dataflow(name="orders", namespace="shop", runtime={"retries": {"limit": retries, "backoffSeconds": 0}},
+                    source=sql_source(f"sqlite:///{tmp_path}/src.db"), sink=sql_sink(f"sqlite:///{tmp_path}/dst.db"),
+                    notify=[notify])
 
 
 def make_source(tmp_path: Path, rows: int = 3) -> None:
@@ -210,6 +207,89 @@ def test_no_duplicate_when_a_second_runner_handles_the_same_finished_run(
     finally:
         again.close()
     assert len(receiver.bodies) == 1
+
+
+def run_of_a_dead_runner(store: Store, flow: DataFlow, *, next_run_at: datetime | None = None) -> RunRecord:
+    """A run whose runner died ten minutes ago: claimed and started with a 60 s lease, never renewed."""
+    then = utcnow() - timedelta(minutes=10)
+    run = store.claim(flow.name, flow.namespace, now=then, runner_id="dead", lease_seconds=60, run_name="orders-dead",
+                      scheduled_for=then, next_run_at=next_run_at, require_due=False)
+    assert run is not None
+    return store.start_run(run.id, now=then, lease_seconds=60)
+
+
+def told(receiver: Receiver) -> list[tuple[str, str]]:
+    return [(b["event"], b["runId"]) for b in receiver.bodies]
+
+
+def test_a_run_whose_runner_died_is_told_of_once_when_a_heartbeat_reaps_it(
+    tmp_path: Path, store: Store, receiver: Receiver
+) -> None:
+    make_source(tmp_path)
+    flow = make_flow(tmp_path)
+    executor = FlowExecutor(store, notifier=FAST)
+    executor.register(flow)
+    lost = run_of_a_dead_runner(store, flow)
+    result = heartbeat(executor)
+    (outcome,) = result.outcomes
+    assert result.reaped == 1 and outcome.run is not None and outcome.run.status == "success"
+    assert told(receiver) == [("failure", lost.id), ("recovery", outcome.run.id)]
+    assert receiver.bodies[0]["error"].startswith("runner lost")
+    heartbeat(executor)  # nothing due, nothing reaped
+    heartbeat(FlowExecutor(store, notifier=FAST))  # another runner
+    assert len(receiver.bodies) == 2
+
+
+def test_two_runners_reaping_a_lost_run_at_once_tell_of_it_once(
+    tmp_path: Path, store: Store, store_url: str, receiver: Receiver
+) -> None:
+    make_source(tmp_path)
+    flow = make_flow(tmp_path)
+    FlowExecutor(store, notifier=FAST).register(flow)
+    lost = run_of_a_dead_runner(store, flow)
+    other = open_store(store_url)
+    barrier = threading.Barrier(2)
+
+    def beat(on: Store) -> int:
+        barrier.wait(timeout=30)
+        return heartbeat(FlowExecutor(on, notifier=FAST)).reaped
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            reaped = [f.result(timeout=120) for f in [pool.submit(beat, s) for s in (store, other)]]
+    finally:
+        other.close()
+    assert sorted(reaped) == [0, 1]
+    assert [event for event, run_id in told(receiver) if run_id == lost.id] == ["failure"]
+
+
+def test_a_lost_run_reaped_by_a_runner_that_died_is_told_of_by_the_next_run(
+    tmp_path: Path, store: Store, receiver: Receiver
+) -> None:
+    flow = make_flow(tmp_path)
+    executor = FlowExecutor(store, notifier=FAST)
+    executor.register(flow)
+    lost = run_of_a_dead_runner(store, flow)
+    assert [r.id for r in store.reap_expired(utcnow())] == [lost.id]  # its reaper died before it told anyone
+    assert receiver.bodies == []
+    make_source(tmp_path)
+    run = run_now(executor, flow)
+    assert told(receiver) == [("failure", lost.id), ("recovery", run.id)]
+    run_now(executor, flow)
+    assert len(receiver.bodies) == 2
+
+
+def test_a_lost_run_its_slots_next_attempt_takes_over_is_told_of_by_that_attempt_only(
+    tmp_path: Path, store: Store, receiver: Receiver
+) -> None:
+    flow = make_flow(tmp_path)  # no source table: the take-over fails too
+    executor = FlowExecutor(store, notifier=FAST)
+    executor.register(flow)
+    lost = run_of_a_dead_runner(store, flow, next_run_at=utcnow() + timedelta(hours=1))  # not due: a Job's Pod died
+    (outcome,) = heartbeat(executor, flow="orders", namespace="shop").outcomes  # its replacement Pod
+    assert outcome.run is not None and (outcome.run.attempt, outcome.run.status) == (2, "failed")
+    assert told(receiver) == [("failure", outcome.run.id)]
+    assert store.get_run(lost.id).status == "failed"  # type: ignore[union-attr]
 
 
 def test_a_receiver_failing_twice_gets_it_on_the_third_try(tmp_path: Path, store: Store, receiver: Receiver) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from activedataflow.cli import cli
-from activedataflow.model import DataFlow, parse_dataflow
+from activedataflow.model import DataFlow
 from activedataflow.runner.connectors import open_sink, open_source
 from activedataflow.runner.executor import FlowExecutor
 from activedataflow.runner.plan import plan_flow
@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.flows import dataflow, dataflow_of, manifest_of, sql_sink, sql_source
 from tests.test_fastpath import rows_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,14 +38,8 @@ DST_DDL = ("CREATE TABLE {name} (id BIGINT PRIMARY KEY, i1 BIGINT, f1 DOUBLE PRE
 
 def flow(src: str, dst: str, *, transform: list[dict[str, Any]], table: str = "dst", mode: str = "upsert",
          name: str = "f", **source: Any) -> DataFlow:
-    sink: dict[str, Any] = {"type": "sql", "connection": {"url": dst}, "table": table, "mode": mode}
-    if mode == "upsert":
-        sink["uniqueBy"] = ["id"]
-    return parse_dataflow({
-        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
-        "spec": {"interval": "5m", "transform": transform, "sink": sink,
-                 "source": {"type": "sql", "connection": {"url": src}, "table": "src", "batchSize": 7, **source}},
-    })
+    return dataflow(name=name, transform=transform, sink=sql_sink(dst, table, mode=mode),
+                    source=sql_source(src, **{"batchSize": 7, **source}))
 
 
 def execute(url: str, *statements: str, params: list[dict[str, Any]] | None = None) -> None:
@@ -153,8 +148,7 @@ def test_explain_prints_the_statement_or_the_reason(pg_url: str, pg_other: str, 
     docs = []
     for name, dst in (("same", pg_url), ("cross", other)):
         f = flow(pg_url, dst, transform=TRANSFORM, name=name, where=[{"column": "b", "op": ">", "value": 3}])
-        docs.append(json.dumps({"apiVersion": f.apiVersion, "kind": "DataFlow",
-                                        "metadata": {"name": name}, "spec": f.spec_dict()}))
+        docs.append(json.dumps(manifest_of(f.spec_dict(), name=name)))
     manifest.write_text("\n---\n".join(docs))
     result = CliRunner().invoke(cli, ["--store", "memory://", "run", "--explain", str(manifest)])
     assert result.exit_code == 0, result.output
@@ -228,15 +222,9 @@ AMOUNTS = ["0.29", "-0.29", "1.15", "0.05", "-7.35", "0", "10.00", "12345.67", "
 
 def orders_flow(src: str, dst: str, table: str, name: str) -> DataFlow:
     """The benchmark's flow (bench/approaches.py), on table ``table`` of ``dst``."""
-    return parse_dataflow({
-        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
-        "spec": {"interval": "5m",
-                 "source": {"type": "sql", "connection": {"url": src}, "table": "orders", "batchSize": 4},
-                 "transform": [{"filter": "row.status == 'paid'"}, {"rename": {"customer_id": "customer"}},
-                               {"set": {"amount_cents": "int(row.amount * 100)"}}, {"drop": ["amount"]}],
-                 "sink": {"type": "sql", "connection": {"url": dst}, "table": table, "mode": "upsert",
-                          "uniqueBy": ["id"]}},
-    })
+    return dataflow(name=name, source=sql_source(src, "orders", batchSize=4), sink=sql_sink(dst, table, mode="upsert"),
+                    transform=[{"filter": "row.status == 'paid'"}, {"rename": {"customer_id": "customer"}},
+                               {"set": {"amount_cents": "int(row.amount * 100)"}}, {"drop": ["amount"]}])
 
 
 def setup_orders(src: str, dst: str, amounts: list[str]) -> None:
@@ -430,8 +418,7 @@ def test_a_failing_statement_falls_back_to_the_row_path(pg_url: str, executor: F
     transform = [{"set": {"c": "row.b - 6"}}, {"select": ["id", "c"]}]  # id 1: c = -3 violates c >= 0
     spec = flow(pg_url, pg_url, transform=transform).spec_dict()
     spec["sink"]["maxFailedRecords"] = 1
-    f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": "f"},
-                        "spec": spec})
+    f = dataflow_of(spec)
     assert plan_flow(f, pg_url, pg_url).kind == "pushdown"
     done = run(executor, f)
     assert (done.status, done.records_read, done.records_written, done.records_failed) == ("success", 10, 9, 1)
@@ -713,8 +700,7 @@ def test_a_stream_that_fails_on_a_row_falls_back_to_the_row_path(
     def allowing_one(table: str, name: str) -> DataFlow:
         spec = flow(pg_url, pg_other, transform=transform, table=table, name=name).spec_dict()
         spec["sink"]["maxFailedRecords"] = 1
-        return parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
-                               "metadata": {"name": name}, "spec": spec})
+        return dataflow_of(spec, name=name)
 
     f = allowing_one("dst", "f")
     assert plan_flow(f, pg_url, pg_other).kind == "stream"
@@ -796,8 +782,7 @@ def test_incremental_stream_resumes_after_the_committed_cursor(pg_url: str, pg_o
     spec = flow(pg_url, pg_other, transform=TRANSFORM, incremental={"cursorColumn": "b"}).spec_dict()
     spec["sink"]["transaction"] = transaction
     name = f"inc-{transaction}"  # the memory:// store is the process's: one flow record per case
-    f = parse_dataflow({"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
-                        "spec": spec})
+    f = dataflow_of(spec, name=name)
     assert plan_flow(f, pg_url, pg_other).kind == "stream"
     first = run(executor, f)
     assert (first.status, first.records_read, first.records_written) == ("success", 20, 16)

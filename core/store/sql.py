@@ -10,6 +10,7 @@ and a busy timeout.
 from __future__ import annotations
 
 import functools
+import logging
 import random
 import threading
 import time
@@ -56,6 +57,7 @@ CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, never waited 
 SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
 _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
+log = logging.getLogger("activedataflow.store")
 
 
 DEADLOCK_ATTEMPTS = 5
@@ -90,6 +92,8 @@ def retry_deadlocks(method: Callable[_P, _T]) -> Callable[_P, _T]:
             except sa.exc.DBAPIError as err:
                 if not is_deadlock(err):
                     raise
+                log.debug("store %s lost a deadlock (attempt %d of %d), running it again: %s", method.__name__,
+                          attempt + 1, DEADLOCK_ATTEMPTS, redact(str(err.orig).strip().split("\n")[0]))
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))  # let the winner finish first
         return method(*args, **kwargs)  # the last attempt: its error, whatever it is, is the caller's
 

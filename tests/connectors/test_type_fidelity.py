@@ -25,11 +25,12 @@ from typing import Any
 import pytest
 import redis
 import sqlalchemy as sa
-from activedataflow.model import parse_dataflow
 from activedataflow.runner.connectors import sql as sqlmod
 from activedataflow.runner.executor import FlowExecutor
 from activedataflow.runner.plan import plan_flow
 from activedataflow.store import open_store
+
+from tests.flows import dataflow, sql_sink, sql_source
 
 pytestmark = [pytest.mark.postgres, pytest.mark.mysql, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -262,16 +263,10 @@ def flow_for(src_url: str, sink_url: str, sink: str, table: str, *, max_failed: 
         sink_spec: dict[str, Any] = {"type": "redis", "connection": {"url": sink_url}, "keyTemplate": table + ":{id}",
                                      "format": "hash" if sink == RHASH else "json", "maxFailedRecords": max_failed}
     else:
-        sink_spec = {"type": "sql", "connection": {"url": sink_url}, "table": table, "mode": "insert",
-                     "maxFailedRecords": max_failed}
-    return parse_dataflow({
-        "apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow", "metadata": {"name": name},
-        "spec": {"interval": "5m", "sink": sink_spec,
-                 # through the generated row loop (each value through an expression) / a WHERE and SELECT in SQL
-                 "transform": [{"filter": "row.id >= 0"}, {"set": {c: f"row.{c}" for c in columns}}],
-                 "source": {"type": "sql", "connection": {"url": src_url}, "table": source_table,
-                            "batchSize": 50}},
-    })
+        sink_spec = sql_sink(sink_url, table, maxFailedRecords=max_failed)
+    return dataflow(name=name, sink=sink_spec, source=sql_source(src_url, source_table, batchSize=50),
+                    # through the generated row loop (each value through an expression) / a WHERE and SELECT in SQL
+                    transform=[{"filter": "row.id >= 0"}, {"set": {c: f"row.{c}" for c in columns}}])
 
 
 def sql_text(db: str, column: str, ddl: str) -> str:

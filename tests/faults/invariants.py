@@ -8,14 +8,12 @@ the checker reads them directly, never through a proxy.
 
 from __future__ import annotations
 
-import textwrap
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-import yaml
-from activedataflow.model import DataFlow, parse_dataflow
+from activedataflow.model import DataFlow
 from activedataflow.runner.connectors.sql import decode_cursor_value
 from activedataflow.runner.executor import FlowExecutor, RunOutcome
 from activedataflow.schedule import utcnow
@@ -23,6 +21,7 @@ from activedataflow.store import Store
 from activedataflow.store.base import ACTIVE_STATUSES
 from activedataflow.store.common import is_lease_lost
 
+from tests.flows import paid_cents, paid_cents_rows
 from tests.services import PG_PASSWORD
 
 SECRETS = (PG_PASSWORD,)
@@ -32,10 +31,6 @@ ROWS = 90
 def source_rows(n: int = ROWS) -> list[dict[str, Any]]:
     return [{"id": i, "amount": i * 7 % 23 - 3, "status": "paid" if i % 3 else "pending", "updated_at": 1000 + i}
             for i in range(1, n + 1)]
-
-
-def transformed(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return sorted((r["id"], r["status"], r["updated_at"], r["amount"] * 2) for r in rows if r["status"] == "paid")
 
 
 def create_tables(src_url: str, sink_url: str, rows: list[dict[str, Any]]) -> None:
@@ -67,37 +62,8 @@ def sink_rows(sink_url: str) -> list[tuple[Any, ...]]:
     return got
 
 
-def manifest(name: str, src_url: str, sink_url: str, *, transaction: str = "batch", src_batch: int = 7,
-             sink_batch: int = 5, mode: str = "upsert", namespace: str = "faults") -> DataFlow:
-    unique = "\n            uniqueBy: [id]" if mode == "upsert" else ""
-    text = textwrap.dedent(
-        f"""\
-        apiVersion: activedataflow.io/v1alpha1
-        kind: DataFlow
-        metadata: {{name: {name}, namespace: {namespace}}}
-        spec:
-          interval: 5m
-          runtime: {{retries: {{limit: 0, backoffSeconds: 0}}}}
-          source:
-            type: sql
-            connection: {{url: "{src_url}"}}
-            table: src
-            batchSize: {src_batch}
-            incremental: {{cursorColumn: updated_at}}
-          transform:
-            - filter: "row.status == 'paid'"
-            - set: {{cents: "row.amount * 2"}}
-            - drop: [amount]
-          sink:
-            type: sql
-            connection: {{url: "{sink_url}"}}
-            table: dst
-            mode: {mode}{unique}
-            batchSize: {sink_batch}
-            transaction: {transaction}
-        """
-    )
-    return parse_dataflow(yaml.safe_load(text))
+def manifest(name: str, src_url: str, sink_url: str, *, namespace: str = "faults", **kw: Any) -> DataFlow:
+    return paid_cents(src_url, sink_url, name=name, namespace=namespace, **kw)
 
 
 @dataclass
@@ -120,7 +86,7 @@ class Cell:
         got = sink_rows(self.sink_url)
         ids = [r[0] for r in got]
         assert len(ids) == len(set(ids)), f"duplicated rows in the sink: {sorted(ids)}"
-        want = transformed(self.rows)
+        want = paid_cents_rows(self.rows)
         assert set(got) <= set(want), f"rows in the sink the source does not have: {set(got) - set(want)}"
         flow = self.flow
         record = self.store.get_flow(flow.name, flow.namespace)

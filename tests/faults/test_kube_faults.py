@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tests.faults.inject import MODES, Injector
 from tests.faults.invariants import Cell, create_tables, manifest, source_rows
 from tests.faults.toxiproxy import Proxy, Toxiproxy
+from tests.flows import manifest_of_flow
 from tests.k8s.cluster import Cluster
 
 pytestmark = [pytest.mark.k8s, pytest.mark.postgres]
@@ -58,9 +59,7 @@ def test_api_server_unreachable_while_the_runner_reflects(
     sink = f"sqlite:///{tmp_path / f'sink{n}.db'}"
     create_tables(pg_url, sink, rows)
     flow = manifest(f"f{n}", pg_url, sink, namespace=namespace)
-    body = {"apiVersion": "activedataflow.io/v1alpha1", "kind": "DataFlow",
-            "metadata": {"name": flow.name, "namespace": namespace},
-            "spec": flow.spec_dict()}
+    body = manifest_of_flow(flow)
     kube_crds.apply(body)
     store = open_store(f"sqlite:///{tmp_path / f'store{n}.db'}")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -14,11 +15,12 @@ import pytest
 import yaml
 from activedataflow.errors import ConfigError
 from activedataflow.kube.status import BACKTRACE_LIMIT
-from activedataflow.model import DataFlowSpec, parse_dataflow
+from activedataflow.model import WEBHOOK_URL, DataFlowSpec, parse_dataflow
 from activedataflow.operator import crdgen
 from pydantic import BaseModel
 
 from tests.k8s.cluster import Cluster
+from tests.test_model import BOUND_CASES, change_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "paid-orders.yaml"
@@ -127,6 +129,24 @@ def test_free_values_alone_keep_unknown_fields() -> None:
     walk(_schema("dataflowruns.activedataflow.io"), "run")
     # source.incremental: an object for sql, a boolean for redis: no one structural type.
     assert sorted(preserved) == [".spec.source.incremental", ".spec.source.where[].value", ".status.cursor"]
+
+
+def _schema_node(field: str) -> dict[str, Any]:
+    """The CRD schema of ``field`` as an error names it (``spec.sink.uniqueBy.0``: an item of that list)."""
+    node = _schema("dataflows.activedataflow.io")
+    for part in field.split("."):
+        node = node["items"] if part.isdigit() else node["properties"][part]
+    return node
+
+
+@pytest.mark.parametrize(("field", "bound"), [c[:2] for c in BOUND_CASES], ids=[c[0] for c in BOUND_CASES])
+def test_the_crd_holds_each_length_bound_the_model_enforces(field: str, bound: int) -> None:
+    node = _schema_node(field)
+    assert node["maxItems" if node["type"] == "array" else "maxLength"] == bound
+
+
+def test_the_crd_requires_a_webhook_url_of_the_models_pattern() -> None:
+    assert _schema_node("spec.notify.0.webhook.url")["pattern"] == WEBHOOK_URL
 
 
 def test_the_schema_is_structural_without_titles_refs_or_anyof() -> None:
@@ -283,6 +303,22 @@ def test_a_manifest_breaking_a_rule_is_refused_by_the_api_server_and_the_model(
     assert result.returncode != 0
     assert message in result.stderr
     assert kube_crds.kubectl("get", "dataflow", "broken", "-n", namespace, check=False).returncode != 0
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize(("field", "bound", "changes"), BOUND_CASES, ids=[c[0] for c in BOUND_CASES])
+def test_a_value_past_a_length_bound_is_refused_by_the_api_server_as_by_the_model(
+    kube_crds: Cluster, namespace: str, field: str, bound: int, changes: dict[str, Any]
+) -> None:
+    doc = _flow(namespace, name="too-long")
+    change_spec(doc["spec"], changes)
+    with pytest.raises(ConfigError, match=f"^{re.escape(field)}: .*at most {bound} "):
+        parse_dataflow(doc)
+    result = kube_crds.apply(doc, check=False)
+    assert result.returncode != 0
+    kube_field = re.sub(r"\.(\d+)", r"[\1]", field)  # spec.transform[0].python, as the API server names it
+    (line,) = [line for line in result.stderr.splitlines() if f"{kube_field}: Too " in line] or [result.stderr]
+    assert re.search(rf"\b{bound}\b", line), result.stderr  # "Too long: may not be more than 32 bytes"...
 
 
 @pytest.mark.k8s

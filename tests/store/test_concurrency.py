@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import threading
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -235,48 +237,111 @@ def test_claimers_finishers_and_reapers_racing_over_expiring_leases_never_deadlo
 # --------------------------------------------------------------------------- deadlock victims run again
 
 
-@pytest.mark.mysql
-def test_a_store_transaction_chosen_as_deadlock_victim_runs_again(request: pytest.FixtureRequest) -> None:
-    """A real InnoDB deadlock: another transaction holds the run row and then asks for the flow row that
-    finish_run holds. InnoDB rolls back the smaller transaction (finish_run's, the other one has written
-    200 rows first); finish_run is issued again once the other commits, and the run ends exactly once."""
+@dataclass(frozen=True)
+class LockProbe:
+    """What a server tells about its own locks: who waits for whom, and how many deadlocks it resolved."""
+
+    session_id: str  # the id of the calling session, as the views below name sessions
+    other_setup: tuple[str, ...]  # statements for the transaction that closes the cycle
+    waits_for: str  # how many transactions wait for a lock on a run row held by session :other
+    poll: float  # seconds between two looks at ``waits_for``
+    deadlocks: str  # the server's count of deadlocks it detected
+
+
+LOCK_PROBES = {
+    # INNODB_LOCK_WAITS is served from a cache that InnoDB refreshes only when nobody read it for 0.1 s
+    # (CACHE_MIN_IDLE_TIME_NS in trx0i_s.cc): a faster poll would read its first snapshot forever.
+    # InnoDB detects the cycle the moment it closes and rolls back the lighter transaction.
+    "mysql": LockProbe(
+        session_id="SELECT CONNECTION_ID()",
+        other_setup=(),
+        waits_for="SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS w "
+                  "JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
+                  "JOIN information_schema.INNODB_LOCKS l ON l.lock_id = w.requested_lock_id "
+                  "WHERE b.trx_mysql_thread_id = :other AND l.lock_table LIKE '%.`runs`'",
+        poll=0.15,
+        deadlocks="SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'",
+    ),
+    # pg_locks is live. PostgreSQL looks for a cycle once per wait, deadlock_timeout (1 s) after a session
+    # began to wait, and aborts the session that finds it: the other transaction's look is put off by a
+    # minute, so finish_run's (which began to wait first, and sees the cycle closed within milliseconds)
+    # is the one that finds it. The victim's count reaches pg_stat_database when its session next idles.
+    "postgresql": LockProbe(
+        session_id="SELECT pg_backend_pid()",
+        other_setup=("SET LOCAL deadlock_timeout = '60s'",),
+        waits_for="SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                  "AND CAST(:other AS integer) = ANY(pg_blocking_pids(pid))",
+        poll=0.01,
+        deadlocks="SELECT 'deadlocks', deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", [pytest.param("mysql", marks=pytest.mark.mysql),
+                                     pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_a_store_transaction_chosen_as_deadlock_victim_runs_again(
+    request: pytest.FixtureRequest, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A real deadlock: another transaction locks the run row, finish_run locks the flow row and waits
+    for the run row (seen in the server's lock views), then the other asks for the flow row. The server
+    counts one deadlock and rolls finish_run's transaction back (on InnoDB the lighter one: the other
+    wrote 200 rows first); the store runs finish_run again, once, and the run ends exactly once."""
     import sqlalchemy as sa
 
-    url = url_of(request, "mysql")
+    probe = LOCK_PROBES[backend]
+    url = url_of(request, backend)
     store = open_store(url)
     engine = sa.create_engine(url)
+    watch = sa.create_engine(url, isolation_level="AUTOCOMMIT").connect()  # every look sees the server now
+    caplog.set_level(logging.DEBUG, logger="activedataflow.store")
+
+    def deadlocks() -> int:
+        return int(watch.execute(sa.text(probe.deadlocks)).one()[1])
+
     try:
         store.upsert_flow(FlowUpsert(name="dl", namespace="race", spec=SPEC, schedule="* * * * *"))
         run = store.claim("dl", "race", now=utcnow(), runner_id="r1", lease_seconds=60, require_due=False)
         assert run is not None
         store.start_run(run.id, now=utcnow(), lease_seconds=60)
-        flow_id_sql = "SELECT flow_id FROM runs WHERE id = :id"
         with engine.connect() as c:
-            flow_id = c.execute(sa.text(flow_id_sql), {"id": int(run.id)}).scalar_one()
+            flow_id = c.execute(sa.text("SELECT flow_id FROM runs WHERE id = :id"), {"id": int(run.id)}).scalar_one()
             c.execute(sa.text("CREATE TABLE IF NOT EXISTS dl_weight (n INT)"))
             c.commit()
-        victim_tried = threading.Event()
-        other_done: list[str] = []
+        before = deadlocks()
+        finished: dict[str, Any] = {}
+        returned = threading.Event()
 
-        def other() -> None:  # run row first, then flow row: the opposite of the store's order
-            with engine.connect() as c, c.begin():
-                c.execute(sa.text("INSERT INTO dl_weight VALUES " + ",".join(f"({i})" for i in range(200))))
-                c.execute(sa.text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": int(run.id)})
-                victim_tried.wait(10)  # finish_run holds the flow row and waits for the run row
-                time.sleep(0.3)
-                c.execute(sa.text("SELECT id FROM flows WHERE id = :id FOR UPDATE"), {"id": flow_id})
-                other_done.append("committed")
+        def finish() -> None:
+            try:
+                finished["run"] = store.finish_run(run.id, status="success", now=utcnow(), counts=Counts(3, 3, 0))
+            except Exception as err:
+                finished["error"] = err
+            finally:
+                returned.set()
 
-        thread = threading.Thread(target=other)
-        thread.start()
-        time.sleep(0.3)  # the other transaction holds the run row
-        victim_tried.set()
-        done = store.finish_run(run.id, status="success", now=utcnow(), counts=Counts(3, 3, 0))
-        thread.join(20)
-        assert other_done == ["committed"]  # the other transaction won the deadlock
-        assert done.status == "success" and done.records_written == 3
-        assert [r.status for r in store.list_runs("dl", "race")] == ["success"]
+        finisher = threading.Thread(target=finish)
+        with engine.connect() as other, other.begin():  # run row first, then flow row: the store's order reversed
+            session = other.execute(sa.text(probe.session_id)).scalar_one()
+            for statement in probe.other_setup:
+                other.execute(sa.text(statement))
+            other.execute(sa.text("INSERT INTO dl_weight VALUES " + ",".join(f"({i})" for i in range(200))))
+            other.execute(sa.text("SELECT id FROM runs WHERE id = :id FOR UPDATE"), {"id": int(run.id)})
+            finisher.start()
+            while watch.execute(sa.text(probe.waits_for), {"other": session}).scalar_one() == 0:
+                assert not returned.wait(probe.poll), f"finish_run never waited for the run row: {finished}"
+            other.execute(sa.text("SELECT id FROM flows WHERE id = :id FOR UPDATE"), {"id": flow_id})
+        finisher.join()
+
+        assert "error" not in finished, finished
+        assert finished["run"].status == "success" and finished["run"].records_written == 3
+        retried = [r.getMessage() for r in caplog.records if r.name == "activedataflow.store"]
+        assert len(retried) == 1 and retried[0].startswith("store finish_run lost a deadlock (attempt 1 of 5)")
+        while (after := deadlocks()) == before:  # PostgreSQL: until the victim's session reports its count
+            time.sleep(0.05)
+        assert after == before + 1
+        assert [(r.status, r.records_written) for r in store.list_runs("dl", "race")] == [("success", 3)]
     finally:
+        watch.close()
         with engine.connect() as c:
             c.execute(sa.text("DROP TABLE IF EXISTS dl_weight"))
             c.commit()
