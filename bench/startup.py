@@ -8,6 +8,10 @@ runner Pod runs) as whole processes: wall time, CPU time (user+sys, the number t
 loaded machine) and peak RSS, median of N. With ``--ref`` the same commands also run from another
 checkout's interpreter, alternating with this one, so that load affects both alike. Each process
 moves one row: its time is an upper bound of process start -> first row read.
+
+Also ``adf heartbeat`` with nothing due on a SQLite store (every heartbeat CronJob tick that finds
+no work; ``runner/heartbeat.py`` idle_heartbeat), whatever ``--store`` says: the flow is applied to
+a SQLite store of each checkout and run once first, so that its next run is tomorrow.
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ def main() -> None:
                     "adf heartbeat --flow": ["--store", store, "heartbeat", "--flow", "startup", "-n", "bench",
                                              "--force"],
                 }
+                idle = f"sqlite:///{tmp}/{name}-idle.db"
+                if not i:  # the flow in the idle store, run once: not due again until tomorrow
+                    run_one(python, ["--store", idle, "run", str(manifest)], env, checkout)
+                commands["adf heartbeat (idle)"] = ["--store", idle, "heartbeat"]
                 for label, cmd in commands.items():
                     _psql(url, "TRUNCATE fact_orders")
                     sample = run_one(python, cmd, env, checkout)

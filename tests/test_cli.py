@@ -369,7 +369,8 @@ def test_a_postgresql_flow_loads_no_other_database_kubernetes_or_terminal_code(
     tmp_path: Path, pg_url: str, command: str
 ) -> None:
     """Start-up of a PostgreSQL flow (``adf run``; ``adf heartbeat --flow`` as the runner Pod runs it):
-    no MySQL or SQLite dialect, Kubernetes client, terminal tables, HTTP client or migration tool."""
+    no MySQL or SQLite dialect, Kubernetes client (ours or the official one) or status models, terminal tables,
+    HTTP client or migration tool."""
     with sa.create_engine(pg_url).begin() as c:
         c.execute(sa.text("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, amount NUMERIC(12,2), "
                           "status TEXT, updated_at TIMESTAMP)"))
@@ -386,7 +387,8 @@ def test_a_postgresql_flow_loads_no_other_database_kubernetes_or_terminal_code(
         assert c.execute(sa.text("SELECT id, customer, amount_cents FROM fact_orders")).all() == [(1, 10, 1250)]
     assert {"sqlalchemy.dialects.postgresql", "psycopg"} <= loaded
     unneeded = {"sqlalchemy.dialects.mysql", "sqlalchemy.dialects.sqlite", "pymysql", "kubernetes", "kopf",
-                "rich", "http.client", "alembic", "aiohttp", "redis"}
+                "rich", "http.client", "alembic", "aiohttp", "redis", "activedataflow.kube.client",
+                "activedataflow.kube.status"}
     assert loaded & unneeded == set()
 
 
