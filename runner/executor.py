@@ -709,9 +709,9 @@ class _RowPath:
 
 
 def _continued(run: RunRecord, runs: list[RunRecord]) -> bool:
-    """Whether a later attempt of ``run``'s slot is among ``runs``."""
+    """Whether a later attempt of ``run``'s slot is among ``runs`` (the runs of ``run``'s flow)."""
     return any(r.scheduled_for == run.scheduled_for and r.trigger == run.trigger and r.attempt > run.attempt
-               and r.flow_name == run.flow_name and r.namespace == run.namespace for r in runs)
+               for r in runs)
 
 
 def _describe(run: RunRecord) -> str:
