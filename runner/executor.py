@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -45,6 +45,7 @@ from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, 
 from ..store.common import is_lease_lapsed, is_lease_lost
 from .connectors import address_of
 from .deadline import Deadline, RunTimedOut, current_deadline, run_deadline
+from .notify import RECENT_RUNS as NOTIFY_RECENT_RUNS
 from .notify import Notifier
 
 if TYPE_CHECKING:
@@ -337,9 +338,10 @@ class FlowExecutor:
             return previous.attempt + 1
         return None
 
-    def notify_lost(self, flow: DataFlow) -> int:
+    def notify_lost(self, flow: DataFlow, final: RunRecord | None = None) -> int:
         """Send ``spec.notify``'s failure notifications about the flow's recent runs that failed as lost (their
-        runner died: reaped by a heartbeat, or failed by the next claim), as for any run that failed for good.
+        runner died: reaped by a heartbeat, or failed by the next claim), as for any run that failed for good,
+        then, given, about ``final`` (the run this runner just finished), from one listing of the runs.
         A lost run that a later attempt of its slot continues (a take-over) is not told of: as for a retried
         attempt, that attempt's outcome is. Once per run, whichever runner looks first and however many look
         at once (the store's mark); a runner killed before it looked leaves it to the flow's next heartbeat
@@ -347,17 +349,24 @@ class FlowExecutor:
         if not flow.spec.notify:
             return 0
         try:
-            recent = self.store.list_runs(flow.name, flow.namespace, limit=CATCH_UP_RUNS)
+            recent = self.store.list_runs(flow.name, flow.namespace, limit=NOTIFY_RECENT_RUNS)
         except Exception as err:  # a notification never fails a run
             log.warning("could not list the runs of %s/%s to notify: %s", flow.namespace, flow.name, redact(str(err)))
-            return 0
-        return sum(self.notify(flow, run) for run in recent if is_lease_lost(run) and not _continued(run, recent))
+            recent = None
+        sent = 0
+        if recent is not None:
+            lost = [run for run in recent[:CATCH_UP_RUNS] if is_lease_lost(run) and not _continued(run, recent)]
+            sent = sum(self.notify(flow, run, recent) for run in lost)
+        if final is not None:
+            sent += self.notify(flow, final, recent)
+        return sent
 
-    def notify(self, flow: DataFlow, run: RunRecord) -> int:
+    def notify(self, flow: DataFlow, run: RunRecord, recent: Sequence[RunRecord] | None = None) -> int:
         """Send ``spec.notify``'s notifications about the finished ``run``: at most once per run, whichever
         runner asks (the store's mark decides, :mod:`activedataflow.runner.notify`); bounded in time, never
-        raises. Returns how many webhooks accepted one."""
-        return self.notifier.notify(self.store, flow, run)
+        raises. ``recent``: the flow's runs as ``list_runs`` just gave them, if the caller has them. Returns
+        how many webhooks accepted one."""
+        return self.notifier.notify(self.store, flow, run, recent)
 
     # ------------------------------------------------------------------ steps
 
@@ -486,9 +495,10 @@ class FlowExecutor:
         progress.finished(final)
         record = self.store.get_flow(flow.name, flow.namespace) or record
         self._reflect("run_finished", record, final, cursor=record.cursor, next_run_at=record.next_run_at)
-        self.notify_lost(flow)  # an earlier run whose runner died, first (a reaper that died never told of it)
-        if final.status == "success" or final.attempt > flow.spec.runtime.retries.limit:  # not a retried attempt
-            self.notify(flow, final)
+        # an earlier run whose runner died first (a reaper that died never told of it), then this one unless it
+        # is a retried attempt
+        told = final.status == "success" or final.attempt > flow.spec.runtime.retries.limit
+        self.notify_lost(flow, final if told else None)
         with contextlib.suppress(Exception):
             self.store.prune_runs(
                 flow.name, flow.namespace, keep_success=_history("ADF_KEEP_SUCCESSFUL_RUNS", 100),

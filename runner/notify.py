@@ -67,18 +67,19 @@ class Notifier:
     deadline: float = 10.0  # seconds the runner waits for all webhooks of one run
     sleep: Callable[[float], None] = time.sleep
 
-    def notify(self, store: Store, flow: DataFlow, run: RunRecord) -> int:
+    def notify(self, store: Store, flow: DataFlow, run: RunRecord, recent: Sequence[RunRecord] | None = None) -> int:
         """Send the notifications ``flow.spec.notify`` asks for about the finished ``run``, at most
-        once per run across every runner (see the module). Returns how many webhooks accepted one.
+        once per run across every runner (see the module). ``recent``: the flow's latest runs, newest first,
+        as the caller just listed them (else listed here, if needed). Returns how many webhooks accepted one.
         Never raises."""
         try:
-            return self._notify(store, flow, run)
+            return self._notify(store, flow, run, recent)
         except Exception as err:  # a notification never fails a run
             log.warning("notifications of run %s of flow %s/%s not sent: %s", run.run_name or run.id,
                         flow.namespace, flow.name, redact(f"{type(err).__name__}: {err}"))
             return 0
 
-    def _notify(self, store: Store, flow: DataFlow, run: RunRecord) -> int:
+    def _notify(self, store: Store, flow: DataFlow, run: RunRecord, recent: Sequence[RunRecord] | None) -> int:
         if not flow.spec.notify or run.status not in FINAL_STATUSES:
             return 0
         record = store.get_flow(flow.name, flow.namespace)
@@ -86,7 +87,7 @@ class Notifier:
             log.info("flow %s/%s is suspended or gone: no notification of run %s", flow.namespace, flow.name,
                      run.run_name or run.id)
             return 0
-        recovered = run.status == "success" and _previous_failed(store, run)
+        recovered = run.status == "success" and _previous_failed(store, run, recent)
         targets = [(i, n, e) for i, n in enumerate(flow.spec.notify, 1)
                    if (e := event_for(run, recovered=recovered, on=n.on)) is not None]
         if not targets:
@@ -205,10 +206,12 @@ def event_for(run: RunRecord, *, recovered: bool, on: Sequence[NotifyEvent]) -> 
     return "success" if "success" in on else None
 
 
-def _previous_failed(store: Store, run: RunRecord) -> bool:
+def _previous_failed(store: Store, run: RunRecord, recent: Sequence[RunRecord] | None) -> bool:
     """Whether the flow's finished run before ``run`` failed (earlier attempts of ``run``'s slot aside:
-    a retry that succeeds is not a recovery; nobody was told of the failure)."""
-    recent = store.list_runs(run.flow_name, run.namespace, limit=RECENT_RUNS)
+    a retry that succeeds is not a recovery; nobody was told of the failure). ``recent``: the flow's runs,
+    newest first, if the caller listed them already."""
+    if recent is None:
+        recent = store.list_runs(run.flow_name, run.namespace, limit=RECENT_RUNS)
     ids = [r.id for r in recent]
     older = recent[ids.index(run.id) + 1:] if run.id in ids else [r for r in recent if r.id != run.id]
     for r in older:

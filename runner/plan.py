@@ -80,7 +80,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from ..errors import redact
-from ..expressions import PUSHDOWN_DIALECTS, SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
+from ..expressions.sqlcodegen import sqlite_decimal_output
+from ..expressions.sqlite import SQLITE_GUARD_ERROR, sqlite_fail
+from ..expressions.sqltypes import PUSHDOWN_DIALECTS, Scaled, sql_kind
 from ..model import DataFlow, SqlSink, SqlSource
 from .connectors.sql import (
     DEFAULT_PORTS,

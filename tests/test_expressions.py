@@ -17,12 +17,12 @@ from activedataflow.expressions import (
     MAX_DEPTH,
     MAX_INT_DIGITS,
     MAX_TEXT_LENGTH,
-    SQLITE_GUARD_ERROR,
     NotPushable,
     RowError,
     check_expression,
     compile_expression,
 )
+from activedataflow.expressions.sqlite import SQLITE_GUARD_ERROR
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

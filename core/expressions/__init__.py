@@ -62,13 +62,11 @@ The modules, one job each (each imports only the ones below it)
 * :mod:`.expression`: :class:`Expression`, the two compiled forms of one checked text.
 
 Only the SQL compiler imports SQLAlchemy: ``import activedataflow.expressions``, the checker (the
-model's validation) and the row path do not; the SQL names below are loaded on first use.
+model's validation) and the row path do not; push-down imports the SQL names from their modules
+(:mod:`.sqltypes`, :mod:`.sqlite`, :mod:`.sqlcodegen`).
 """
 
 from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
 
 from .checker import check_expression, parse_expression
 from .expression import Expression, compile_expression
@@ -85,20 +83,6 @@ from .tree import (
     RowError,
     row_error,
 )
-
-if TYPE_CHECKING:  # loaded by __getattr__ on first use: they import SQLAlchemy
-    from .sqlcodegen import sqlite_decimal_output as sqlite_decimal_output
-    from .sqlite import SQLITE_GUARD_ERROR as SQLITE_GUARD_ERROR
-    from .sqlite import sqlite_fail as sqlite_fail
-    from .sqltypes import PUSHDOWN_DIALECTS as PUSHDOWN_DIALECTS
-    from .sqltypes import SQLITE_DIGITS as SQLITE_DIGITS
-    from .sqltypes import SQLITE_NUMERIC_NO_SCALE as SQLITE_NUMERIC_NO_SCALE
-    from .sqltypes import SQLITE_NUMERIC_WIDE as SQLITE_NUMERIC_WIDE
-    from .sqltypes import Kind as Kind
-    from .sqltypes import Scaled as Scaled
-    from .sqltypes import SqliteDecimal as SqliteDecimal
-    from .sqltypes import SqliteDecimalOrInt as SqliteDecimalOrInt
-    from .sqltypes import sql_kind as sql_kind
 
 __all__ = [
     "FUNCTIONS",
@@ -119,21 +103,3 @@ __all__ = [
     "parse_expression",
     "row_error",
 ]
-
-# name -> the module of the SQL compiler that defines it (imported when first asked for)
-_SQL_NAMES = {
-    "sqlite_decimal_output": "sqlcodegen",
-    "SQLITE_GUARD_ERROR": "sqlite",
-    "sqlite_fail": "sqlite",
-    **dict.fromkeys(("PUSHDOWN_DIALECTS", "SQLITE_DIGITS", "SQLITE_NUMERIC_NO_SCALE", "SQLITE_NUMERIC_WIDE",
-                     "Kind", "Scaled", "SqliteDecimal", "SqliteDecimalOrInt", "sql_kind"), "sqltypes"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _SQL_NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
