@@ -82,8 +82,8 @@ from sqlalchemy.engine import URL
 from ..errors import redact
 from ..expressions import PUSHDOWN_DIALECTS, SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
 from ..model import DataFlow, SqlSink, SqlSource
+from ..store.engine import DEFAULT_PORTS
 from .connectors.sql import (
-    DEFAULT_PORTS,
     SQLITE_TEXT_TEMPORAL,
     SinkTarget,
     SqlSinkWriter,

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 from .cursor import decode_cursor_value, encode_cursor_value
 from .engine import (
-    DEFAULT_PORTS,
     connect,
     create_sql_engine,
     display_url,
@@ -64,7 +63,6 @@ from .sink import (
 from .source import SQLITE_TEXT_TEMPORAL, SqlSourceReader
 
 __all__ = [
-    "DEFAULT_PORTS",
     "SQLITE_TEXT_TEMPORAL",
     "ExecutemanyStrategy",
     "SinkTarget",

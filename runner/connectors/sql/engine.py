@@ -15,16 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from ....errors import ConnectorError, redact
+from ....store.engine import DEFAULT_PORTS, SQLITE_BUSY_TIMEOUT_SECONDS, create_engine, normalize_url
 from ...deadline import REFRESH_SECONDS, Deadline, current_deadline
+from ..common import CONNECT_TIMEOUT_SECONDS
 
 __all__ = ["connect", "create_sql_engine", "display_url", "lost", "talking"]
 
-CONNECT_TIMEOUT_SECONDS = 10
-SQLITE_BUSY_TIMEOUT_SECONDS = 30
 SQLITE_PROGRESS_STEPS = 10_000  # SQLite VM steps between two looks at the run's deadline (about a millisecond)
-
-DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-DRIVER_FOR_BARE_SCHEME = {"postgres": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
 
 def _parse_url(url: str, field: str) -> URL:
@@ -32,9 +29,7 @@ def _parse_url(url: str, field: str) -> URL:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise ConnectorError(f"not a database URL: {redact(url)!r}", field=field) from None
-    if parsed.drivername in DRIVER_FOR_BARE_SCHEME:
-        parsed = parsed.set(drivername=DRIVER_FOR_BARE_SCHEME[parsed.drivername])
-    return parsed
+    return normalize_url(parsed)
 
 
 def display_url(url: URL) -> str:
@@ -49,18 +44,21 @@ def _address(url: URL) -> str:
 
 
 def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Engine:
-    """An engine for a source or sink URL, with a connect timeout and clear errors.
+    """An engine for a source or sink URL (the store's factory, :func:`activedataflow.store.engine.create_engine`),
+    with clear errors.
 
     ``readonly``: every transaction is read-only (PostgreSQL ``postgresql_readonly``,
     SQLite ``PRAGMA query_only``, MySQL ``SET SESSION TRANSACTION READ ONLY``).
-    Writers on SQLite get explicit ``BEGIN`` so SAVEPOINTs work with pysqlite.
     A SQLite file that does not exist is an error (it would be created empty).
     Inside a run with ``runtime.timeoutSeconds`` its statements get the time left (:func:`_obey_deadline`).
     """
     parsed = _parse_url(url, field)
     deadline = current_deadline()
     try:
-        engine = sa.create_engine(parsed, connect_args=_connect_args(parsed, deadline, field), pool_pre_ping=False)
+        engine = create_engine(
+            parsed, connect_timeout=CONNECT_TIMEOUT_SECONDS, sqlite_timeout=_sqlite_timeout(parsed, deadline, field),
+            sqlite_pragmas=["PRAGMA query_only = ON"] if readonly else (), pool_pre_ping=False,
+        )
     except sa.exc.NoSuchModuleError:
         raise ConnectorError(
             f"unsupported database URL scheme {parsed.drivername!r} "
@@ -71,45 +69,28 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
         raise ConnectorError(f"the driver for {parsed.drivername!r} is not installed ({err.name})",
                              field=field) from None
     engine.update_execution_options(adf_display_url=display_url(parsed), adf_address=_address(parsed))
-    _set_up_sessions(engine, parsed.get_backend_name(), readonly=readonly)
+    if readonly and parsed.get_backend_name() in ("mysql", "mariadb"):
+        _mysql_readonly(engine)
     if deadline is not None:
         _obey_deadline(engine, deadline)
     return engine
 
 
-def _connect_args(parsed: URL, deadline: Deadline | None, field: str) -> dict[str, Any]:
-    """The DBAPI connect() arguments: SQLite's busy timeout (the file must exist), else a connect timeout."""
-    if parsed.get_backend_name() == "sqlite":
-        db = parsed.database
-        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
-            raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
-        busy = deadline.statement_seconds() if deadline else math.inf  # waiting for another writer's lock
-        return {"timeout": min(SQLITE_BUSY_TIMEOUT_SECONDS, busy)}
-    if "connect_timeout" not in parsed.query:
-        return {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    return {}
+def _sqlite_timeout(parsed: URL, deadline: Deadline | None, field: str) -> float:
+    """SQLite's busy timeout: waiting for another writer's lock, within the run's time left (the file must exist)."""
+    if parsed.get_backend_name() != "sqlite":
+        return SQLITE_BUSY_TIMEOUT_SECONDS
+    db = parsed.database
+    if db and db != ":memory:" and not db.startswith("file:") and not Path(db).is_file():
+        raise ConnectorError(f"SQLite database file {db} does not exist", field=field)
+    return min(SQLITE_BUSY_TIMEOUT_SECONDS, deadline.statement_seconds() if deadline else math.inf)
 
 
-def _set_up_sessions(engine: sa.Engine, backend: str, *, readonly: bool) -> None:
-    """SQLite: explicit BEGIN (so SAVEPOINTs work with pysqlite) and query_only; MySQL: read-only sessions."""
-    if backend == "sqlite":
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (savepoints work)
-            if readonly:
-                dbapi_conn.execute("PRAGMA query_only = ON")
-
-        @sa.event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
-
-    elif backend in ("mysql", "mariadb") and readonly:
-
-        @sa.event.listens_for(engine, "connect")
-        def _mysql_readonly(dbapi_conn: Any, _record: Any) -> None:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SET SESSION TRANSACTION READ ONLY")
+def _mysql_readonly(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _readonly(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION READ ONLY")
 
 
 def _obey_deadline(engine: sa.Engine, deadline: Deadline) -> None:
