@@ -83,6 +83,7 @@ from ..errors import redact
 from ..expressions import PUSHDOWN_DIALECTS, SQLITE_GUARD_ERROR, Scaled, sql_kind, sqlite_decimal_output, sqlite_fail
 from ..model import DataFlow, SqlSink, SqlSource
 from ..store.engine import DEFAULT_PORTS
+from .connectors.engines import release
 from .connectors.sql import (
     SQLITE_TEXT_TEMPORAL,
     SinkTarget,
@@ -279,7 +280,7 @@ class _Pushdown:
             finally:
                 conn.close()
         finally:
-            engine.dispose()
+            release(engine)
 
     def _execute(self, conn: sa.Connection) -> PushdownResult:
         if self.placement == "attach":
@@ -550,8 +551,8 @@ class _Stream:
             finally:
                 sconn.close()
         finally:
-            src_engine.dispose()
-            dst_engine.dispose()
+            release(src_engine)
+            release(dst_engine)
 
     def _execute(self, sconn: sa.Connection, dconn: sa.Connection) -> PushdownResult:
         from .fastpath import stream

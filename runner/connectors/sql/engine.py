@@ -18,6 +18,7 @@ from ....errors import ConnectorError, redact
 from ....store.engine import DEFAULT_PORTS, SQLITE_BUSY_TIMEOUT_SECONDS, create_engine, normalize_url
 from ...deadline import REFRESH_SECONDS, Deadline, current_deadline
 from ..common import CONNECT_TIMEOUT_SECONDS
+from ..engines import engine_for
 
 __all__ = ["connect", "create_sql_engine", "display_url", "lost", "talking"]
 
@@ -51,13 +52,24 @@ def create_sql_engine(url: str, *, field: str, readonly: bool = False) -> sa.Eng
     SQLite ``PRAGMA query_only``, MySQL ``SET SESSION TRANSACTION READ ONLY``).
     A SQLite file that does not exist is an error (it would be created empty).
     Inside a run with ``runtime.timeoutSeconds`` its statements get the time left (:func:`_obey_deadline`).
+    Within an attempt (:func:`..engines.attempt_engines`) callers asking for the same database with the same
+    options share one engine: give it back with :func:`..engines.release`, never ``dispose()``.
     """
     parsed = _parse_url(url, field)
     deadline = current_deadline()
+    # PostgreSQL sessions are made read-only per connection (postgresql_readonly, reset when it goes back to
+    # the pool): its readers and writers share an engine; SQLite's and MySQL's are read-only per engine
+    readonly_engine = readonly and parsed.get_backend_name() != "postgresql"
+    key = (parsed.render_as_string(hide_password=False), readonly_engine, id(deadline) if deadline else None)
+    return engine_for(key, lambda: _new_engine(parsed, field, readonly=readonly, deadline=deadline))
+
+
+def _new_engine(parsed: URL, field: str, *, readonly: bool, deadline: Deadline | None) -> sa.Engine:
     try:
         engine = create_engine(
             parsed, connect_timeout=CONNECT_TIMEOUT_SECONDS, sqlite_timeout=_sqlite_timeout(parsed, deadline, field),
-            sqlite_pragmas=["PRAGMA query_only = ON"] if readonly else (), pool_pre_ping=False,
+            sqlite_pragmas=["PRAGMA query_only = ON"] if readonly else (),
+            pool_pre_ping=True,  # a connection reused within the attempt is checked first (a fresh one never is)
         )
     except sa.exc.NoSuchModuleError:
         raise ConnectorError(

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ....errors import ConfigError, ConnectorError
 
-__all__ = ["check_column", "reflect_table"]
+__all__ = ["check_column", "reflect_table", "reflect_with_keys"]
 
 
 def _not_found(kind: str, name: str, where: str, existing: Sequence[str]) -> str:
@@ -21,13 +21,26 @@ def _not_found(kind: str, name: str, where: str, existing: Sequence[str]) -> str
 
 def reflect_table(conn: sa.Connection, name: str, schema: str | None, *, field: str) -> sa.Table:
     """The reflected table, or ConnectorError listing the tables that exist (URL shown without password)."""
+    return _reflect(sa.inspect(conn), conn, name, schema, field=field)
+
+
+def reflect_with_keys(conn: sa.Connection, name: str, schema: str | None, *,
+                      field: str) -> tuple[sa.Table, list[tuple[str, ...]]]:
+    """:func:`reflect_table` and the table's unique keys (:func:`_unique_keys`), with one Inspector (its cache)."""
+    insp = sa.inspect(conn)
+    table = _reflect(insp, conn, name, schema, field=field)
+    return table, _unique_keys(table, insp)
+
+
+def _reflect(insp: sa.Inspector, conn: sa.Connection, name: str, schema: str | None, *, field: str) -> sa.Table:
+    table = sa.Table(name, sa.MetaData(), schema=schema)
     try:
         # resolve_fks=False: the tables a foreign key refers to are not reflected too (nothing here reads them,
         # and a chain of references multiplies the catalog queries of every run's start-up)
-        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=conn, resolve_fks=False)
+        insp.reflect_table(table, None, resolve_fks=False)
+        return table
     except sa.exc.NoSuchTableError:
         pass
-    insp = sa.inspect(conn)
     where = conn.get_execution_options().get("adf_display_url", "the database")
     if schema is not None and schema not in insp.get_schema_names():
         raise ConnectorError(_not_found("schema", schema, where, insp.get_schema_names()),
@@ -43,13 +56,12 @@ def check_column(table: sa.Table, name: str, *, field: str) -> sa.Column[Any]:
     return table.c[name]
 
 
-def _unique_keys(table: sa.Table, conn: sa.Connection) -> list[tuple[str, ...]]:
+def _unique_keys(table: sa.Table, insp: sa.Inspector) -> list[tuple[str, ...]]:
     """Column sets with a primary key, unique constraint or unique index, primary key first."""
     keys: list[tuple[str, ...]] = []
     pk = tuple(c.name for c in table.primary_key.columns)
     if pk:
         keys.append(pk)
-    insp = sa.inspect(conn)
     for uc in insp.get_unique_constraints(table.name, schema=table.schema):
         keys.append(tuple(uc["column_names"]))
     for ix in insp.get_indexes(table.name, schema=table.schema):

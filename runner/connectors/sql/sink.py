@@ -16,8 +16,9 @@ from ....model import SqlSink
 from .. import codec
 from ..base import Row
 from ..common import BufferedSinkWriter
+from ..engines import release
 from .engine import _db_message, connect, create_sql_engine, lost, talking
-from .reflect import _not_found, _unique_keys, check_column, reflect_table
+from .reflect import _not_found, check_column, reflect_with_keys
 
 if TYPE_CHECKING:  # the dialects' own modules load when a flow writes to that database
     from sqlalchemy.dialects import postgresql, sqlite
@@ -178,8 +179,7 @@ class SqlSinkWriter(BufferedSinkWriter):
         self._conn = connect(self._engine, field=f"{f}.connection")
         try:
             with talking(self._conn, f"reading the table {spec.table}", field=f"{f}.table"), self._conn.begin():
-                table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
-                unique_keys = _unique_keys(table, self._conn)
+                table, unique_keys = reflect_with_keys(self._conn, spec.table, spec.schema_, field=f"{f}.table")
             self.target = self._target(codec.sink_table(table), tuple(columns), unique_keys)
             self.encoder = codec.sink_encoder(self.target.table, self.target.columns, self.target.dialect)
             self.strategy = write_strategy_for(self.target)
@@ -317,5 +317,5 @@ class SqlSinkWriter(BufferedSinkWriter):
             self._conn.close()
             self._conn = None
         if self._engine is not None:
-            self._engine.dispose()
+            release(self._engine)
             self._engine = None

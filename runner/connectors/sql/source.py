@@ -12,9 +12,10 @@ from ....model import SqlSource, Where
 from .. import codec
 from ..base import Batch, Row
 from ..common import ClosingSourceReader
+from ..engines import release
 from .cursor import decode_cursor_value, encode_cursor_value
 from .engine import connect, create_sql_engine, lost, talking
-from .reflect import _coerce, _unique_keys, check_column, reflect_table
+from .reflect import _coerce, check_column, reflect_with_keys
 
 __all__ = ["SQLITE_TEXT_TEMPORAL", "SqlSourceReader"]
 
@@ -75,8 +76,7 @@ class SqlSourceReader(ClosingSourceReader):
         if self._engine.dialect.name == "postgresql":
             self._conn = self._conn.execution_options(postgresql_readonly=True)
         with talking(self._conn, f"reading the table {spec.table}", field=f"{f}.table"), self._conn.begin():
-            table = reflect_table(self._conn, spec.table, spec.schema_, field=f"{f}.table")
-            unique_keys = _unique_keys(table, self._conn)
+            table, unique_keys = reflect_with_keys(self._conn, spec.table, spec.schema_, field=f"{f}.table")
             codec.read_faithfully(self._conn, table)  # JSON as its text, PostgreSQL interval as ISO 8601
         out = [check_column(table, c, field=f"{f}.columns[{i}]").name for i, c in enumerate(spec.columns or [])]
         if not out:
@@ -228,5 +228,5 @@ class SqlSourceReader(ClosingSourceReader):
             self._conn.close()
             self._conn = None
         if self._engine is not None:
-            self._engine.dispose()
+            release(self._engine)
             self._engine = None
