@@ -44,6 +44,7 @@ from ..schedule import next_run, utcnow
 from ..store.base import ACTIVE_STATUSES, Counts, FlowRecord, RunRecord, Store, Trigger, UnknownRun
 from ..store.common import is_lease_lapsed, is_lease_lost
 from .connectors import address_of
+from .connectors.engines import attempt_engines
 from .deadline import Deadline, RunTimedOut, current_deadline, run_deadline
 from .notify import RECENT_RUNS as NOTIFY_RECENT_RUNS
 from .notify import Notifier
@@ -474,7 +475,7 @@ class FlowExecutor:
         deadline: Deadline | None = None
         try:
             with _Lease(self.store, run.id, self.lease_seconds) as lease, \
-                    run_deadline(flow.spec.runtime.timeoutSeconds) as deadline:
+                    run_deadline(flow.spec.runtime.timeoutSeconds) as deadline, attempt_engines():
                 counts, cursor = self._move_rows(flow, run, record.cursor, progress, lease)
             final = self._finish(run, "success", counts=counts, cursor=cursor, commit_cursor=True)
         except Exception as err:

@@ -84,8 +84,9 @@ from ..expressions.sqlcodegen import sqlite_decimal_output
 from ..expressions.sqlite import SQLITE_GUARD_ERROR, sqlite_fail
 from ..expressions.sqltypes import PUSHDOWN_DIALECTS, Scaled, sql_kind
 from ..model import DataFlow, SqlSink, SqlSource
+from ..store.engine import DEFAULT_PORTS
+from .connectors.engines import release
 from .connectors.sql import (
-    DEFAULT_PORTS,
     SQLITE_TEXT_TEMPORAL,
     SinkTarget,
     SqlSinkWriter,
@@ -281,7 +282,7 @@ class _Pushdown:
             finally:
                 conn.close()
         finally:
-            engine.dispose()
+            release(engine)
 
     def _execute(self, conn: sa.Connection) -> PushdownResult:
         if self.placement == "attach":
@@ -552,8 +553,8 @@ class _Stream:
             finally:
                 sconn.close()
         finally:
-            src_engine.dispose()
-            dst_engine.dispose()
+            release(src_engine)
+            release(dst_engine)
 
     def _execute(self, sconn: sa.Connection, dconn: sa.Connection) -> PushdownResult:
         from .fastpath import stream

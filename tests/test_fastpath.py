@@ -68,10 +68,10 @@ def sink_spec(url: str, table: str, **fields: Any) -> SqlSink:
 @pytest.fixture
 def strategies() -> Iterator[dict[str, Any]]:
     """The registered strategies, restored after the test."""
-    saved = dict(sqlmod._STRATEGIES)
-    yield sqlmod._STRATEGIES
-    sqlmod._STRATEGIES.clear()
-    sqlmod._STRATEGIES.update(saved)
+    saved = dict(sqlmod.sink._STRATEGIES)
+    yield sqlmod.sink._STRATEGIES
+    sqlmod.sink._STRATEGIES.clear()
+    sqlmod.sink._STRATEGIES.update(saved)
 
 
 def write_all(url: str, table: str, rows: Sequence[tuple[Any, ...]], *, generic: bool, strategies: dict[str, Any],

@@ -50,8 +50,7 @@ __all__ = [
 
 DEFAULT_STORE_URL = "sqlite:///adf.db"
 ENV_VAR = "ADF_STORE_URL"
-_SQL_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql",
-                "mariadb": "pymysql"}
+_SQL_BACKENDS = frozenset({"sqlite", "postgresql", "postgres", "mysql", "mariadb"})
 SUPPORTED = "sqlite:///PATH, postgresql+psycopg://, mysql+pymysql://, redis://, rediss:// or memory://"
 
 
@@ -64,17 +63,15 @@ def sql_url(url: str) -> sa.URL:
     """A SQLAlchemy URL with the driver we ship filled in (``postgresql://`` -> psycopg)."""
     import sqlalchemy as sa  # not at module level: `adf` imports this package and may never need SQLAlchemy
 
+    from .engine import normalize_url
+
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
         raise ConfigError(f"'{redact(url)}' is not a store URL; use {SUPPORTED}") from None
-    backend = parsed.get_backend_name()
-    if backend not in _SQL_DRIVERS:
+    if parsed.get_backend_name() not in _SQL_BACKENDS:
         raise ConfigError(f"unknown store URL scheme in '{redact(url)}'; use {SUPPORTED}")
-    if "+" not in parsed.drivername and backend != "sqlite":
-        backend = "postgresql" if backend == "postgres" else backend
-        parsed = parsed.set(drivername=f"{backend}+{_SQL_DRIVERS[backend]}")
-    return parsed
+    return normalize_url(parsed)
 
 
 def open_store(url: str | None = None, *, migrate: bool = True) -> Store:

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import UnknownFlow
 from .base import ACTIVE_STATUSES, ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
 
+CONNECT_TIMEOUT = 5  # seconds: an unreachable store is reported, never waited for
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 

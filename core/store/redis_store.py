@@ -51,6 +51,7 @@ from .base import (
     check_transition,
 )
 from .common import (
+    CONNECT_TIMEOUT,
     aware_utc,
     bound_message,
     check_json,
@@ -68,7 +69,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, never waited for
 COMMAND_TIMEOUT = 30
 
 _fake_server_lock = threading.Lock()

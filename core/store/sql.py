@@ -39,6 +39,7 @@ from .base import (
     check_transition,
 )
 from .common import (
+    CONNECT_TIMEOUT,
     aware_utc,
     bound_message,
     check_json,
@@ -49,12 +50,11 @@ from .common import (
     unknown_flow,
     unknown_run,
 )
+from .engine import create_engine
 from .migrations import HEAD_REVISION, VERSION_TABLE
 from .schema import flows, runs
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-CONNECT_TIMEOUT = 5  # seconds: an unreachable server is reported, never waited for
-SQLITE_BUSY_TIMEOUT = 30  # seconds a writer waits for SQLite's write lock
 _LOCKING_BACKENDS = frozenset({"postgresql", "mysql", "mariadb"})
 _MIGRATE_LOCK_KEY = 0x616466  # "adf": PostgreSQL advisory lock held while migrating
 log = logging.getLogger("activedataflow.store")
@@ -101,37 +101,26 @@ def retry_deadlocks(method: Callable[_P, _T]) -> Callable[_P, _T]:
 
 
 def create_store_engine(url: sa.URL) -> Engine:
-    """An engine with connect timeouts; for SQLite, one that lets us emit BEGIN ourselves."""
-    backend = url.get_backend_name()
-    if backend == "sqlite":
+    """The store's engine (:func:`.engine.create_engine`): SQLite in WAL mode with foreign keys, writers
+    taking the write lock at BEGIN (``BEGIN IMMEDIATE``); elsewhere connections checked before use."""
+    if url.get_backend_name() == "sqlite":
         memory = url.database in (None, "", ":memory:")
-        engine = sa.create_engine(
-            url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT, "check_same_thread": False},
-            poolclass=StaticPool if memory else None,
+        pragmas = ["PRAGMA foreign_keys=ON"]
+        if not memory:
+            pragmas[:0] = ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"]  # readers never block the writer
+        return create_engine(
+            url, connect_timeout=CONNECT_TIMEOUT, sqlite_pragmas=pragmas, sqlite_begin=_sqlite_begin,
+            connect_args={"check_same_thread": False}, poolclass=StaticPool if memory else None,
         )
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # pysqlite must not emit BEGIN itself
-            cur = dbapi_connection.cursor()
-            if not memory:
-                cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-                cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Connection) -> None:
-            immediate = conn.get_execution_options().get("adf_write", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-    options: dict[str, Any] = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
-    if backend in ("mysql", "mariadb"):
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() in ("mysql", "mariadb"):
         options["isolation_level"] = "READ COMMITTED"
         options["pool_recycle"] = 3600
-    return sa.create_engine(url, **options)
+    return create_engine(url, connect_timeout=CONNECT_TIMEOUT, **options)
+
+
+def _sqlite_begin(conn: Connection) -> str:
+    return "BEGIN IMMEDIATE" if conn.get_execution_options().get("adf_write", False) else "BEGIN"
 
 
 class SqlStore(Store):

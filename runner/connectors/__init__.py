@@ -23,7 +23,7 @@ __all__ = ["Batch", "Row", "SinkStats", "SinkWriter", "SourceReader", "address_o
 def address_of(spec: SqlSource | SqlSink | RedisSource | RedisSink, url: str) -> str:
     """Where ``spec`` reads or writes, for messages: ``orders at db:5432/shop``, never a password."""
     if isinstance(spec, SqlSource | SqlSink):
-        from .sql import _address, _parse_url
+        from .sql.engine import _address, _parse_url
 
         try:
             return f"{spec.table} at {_address(_parse_url(url, 'url'))}"

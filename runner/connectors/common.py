@@ -8,7 +8,9 @@ from typing import Any
 from ...errors import ConnectorError
 from .base import Row, SinkStats, SinkWriter, SourceReader
 
-__all__ = ["BufferedSinkWriter", "ClosingSourceReader"]
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "BufferedSinkWriter", "ClosingSourceReader"]
+
+CONNECT_TIMEOUT_SECONDS = 10  # a source or sink server that does not answer fails the run, named, within this
 
 
 class ClosingSourceReader(SourceReader):

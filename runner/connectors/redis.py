@@ -43,13 +43,12 @@ from ...model import RedisSink, RedisSource
 from ..deadline import current_deadline
 from .base import Batch, Row
 from .codec import interval_iso, json_default, json_text
-from .common import BufferedSinkWriter, ClosingSourceReader
+from .common import CONNECT_TIMEOUT_SECONDS, BufferedSinkWriter, ClosingSourceReader
 
 __all__ = ["RedisSinkWriter", "RedisSourceReader", "compile_key_template", "redis_client"]
 
 log = logging.getLogger("activedataflow.connectors.redis")
 
-CONNECT_TIMEOUT_SECONDS = 10
 SOCKET_TIMEOUT_SECONDS = 60
 ID_COLUMN = "_id"
 KEY_COLUMN = "_key"

@@ -27,7 +27,8 @@ import sqlalchemy as sa
 from ...errors import ConnectorError
 from ...model import SqlSource, TransformStep
 from ..connectors.base import Batch, Row
-from ..connectors.sql import SqlSourceReader, _db_message, encode_cursor_value
+from ..connectors.sql import SqlSourceReader, encode_cursor_value
+from ..connectors.sql.engine import _db_message
 from ..transforms import OnError, Pipeline, _Filter, compile_transforms
 from .dbapi import RawRows
 from .prefetch import Prefetcher

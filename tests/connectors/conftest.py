@@ -72,7 +72,7 @@ def generic_sql(monkeypatch: pytest.MonkeyPatch) -> None:
     from activedataflow.runner.connectors import sql
 
     monkeypatch.setenv("ADF_FASTPATH", "off")
-    monkeypatch.setattr(sql, "_STRATEGIES", {})
+    monkeypatch.setattr(sql.sink, "_STRATEGIES", {})
 
 
 @pytest.fixture(params=["fastpath", "generic"])

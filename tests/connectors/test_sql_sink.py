@@ -376,7 +376,7 @@ class CountingStrategy(ExecutemanyStrategy):
 def test_a_registered_strategy_writes_for_its_dialect(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     make_fact(sqlite_db)
     sink_for(sqlite_db).close()  # the fast paths are installed by now; this test's strategy replaces them
-    monkeypatch.setitem(sqlmod._STRATEGIES, "sqlite", CountingStrategy)
+    monkeypatch.setitem(sqlmod.sink._STRATEGIES, "sqlite", CountingStrategy)
     monkeypatch.setattr(CountingStrategy, "sizes", [])
     sink = sink_for(sqlite_db, batchSize=3, maxFailedRecords=1)
     assert isinstance(sink.strategy, CountingStrategy)

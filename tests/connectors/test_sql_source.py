@@ -427,7 +427,7 @@ def test_unreachable_database_names_the_address_not_the_password() -> None:
 
 
 def test_a_server_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlmod, "CONNECT_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(sqlmod.engine, "CONNECT_TIMEOUT_SECONDS", 1)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()

@@ -323,7 +323,7 @@ def run_flow(dbs: Databases, src: str, sink: str, plan: str, table: str, types: 
         mp.setenv("ADF_PUSHDOWN", "on" if plan == "pushdown" else "off")
         if plan == "generic":
             mp.setenv("ADF_FASTPATH", "off")
-            mp.setattr(sqlmod, "_STRATEGIES", {})
+            mp.setattr(sqlmod.sink, "_STRATEGIES", {})
         kind = plan_flow(f, dbs.urls[src], sink_url).kind
         store = open_store("memory://")
         try:

@@ -171,7 +171,7 @@ def test_sqlite_sink_locked_by_another_writer(
     and holds it until the run is over; the runner waits its busy timeout (shortened here) and fails."""
     from activedataflow.runner.connectors import sql
 
-    monkeypatch.setattr(sql, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(sql.engine, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.2)
     if not proxies:
         proxies.append(make_proxy(toxiproxy, pg_url)[0])
     proxy = proxies[0]
