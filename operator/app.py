@@ -8,7 +8,7 @@ import os
 import kopf
 
 from ..kube.client import RestKube, load_transport
-from .handlers import Context, OperatorConfig
+from .config import Context, OperatorConfig
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
 

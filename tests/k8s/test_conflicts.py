@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from activedataflow.kube.client import CRONJOB, DATAFLOW, SECRET, ApiClientTransport, Conflict, RestKube
 from activedataflow.kube.names import STORE_SECRET
+from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.cronjob import RunnerSettings
-from activedataflow.operator.handlers import Context, OperatorConfig, ensure_store_secret
+from activedataflow.operator.store_secret import ensure_store_secret
 from activedataflow.runner.reflect import KubeReflector
 
 from tests.k8s.cluster import Cluster
@@ -126,7 +127,7 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
 def test_the_heartbeat_cronjob_is_recomputed_when_another_writer_changed_it_between_read_and_write(
     kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
 ) -> None:
-    from activedataflow.operator.handlers import sync_heartbeat
+    from activedataflow.operator.workloads import sync_heartbeat
 
     kube = kube_crds
     ctx = Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",

@@ -566,8 +566,9 @@ def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
 ) -> None:
     """The resync timer's handler (kopf fires it every 600 s; called here directly) on the real API server."""
     from activedataflow.kube.client import DATAFLOW, ApiClientTransport, RestKube
+    from activedataflow.operator.config import Context, OperatorConfig
     from activedataflow.operator.cronjob import RunnerSettings
-    from activedataflow.operator.handlers import Context, OperatorConfig, reconcile_flow
+    from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
 
     kube = kube_crds
     api = RestKube(ApiClientTransport(kube.api_client()))

@@ -10,15 +10,12 @@ import kopf
 import pytest
 from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET
 from activedataflow.kube.names import STORE_SECRET
-from activedataflow.operator.handlers import (
-    Context,
-    OperatorConfig,
-    finalize_flow,
-    handle_run_now,
-    reconcile_flow,
-    register_flow,
-)
+from activedataflow.operator.config import Context, OperatorConfig
+from activedataflow.operator.handlers.handle_finalize import finalize_flow
+from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
+from activedataflow.operator.handlers.handle_run_now import handle_run_now
 from activedataflow.store import Counts
+from activedataflow.store.registration import register_flow
 
 from tests.operator.conftest import dataflow, dataflow_body
 from tests.operator.memkube import MemoryKube
@@ -545,7 +542,7 @@ def test_next_run_is_the_first_cronjob_tick_at_or_after_the_due_time(ctx: Contex
 
 
 def test_was_heartbeat_is_known_on_create_and_update_and_unknown_otherwise() -> None:
-    from activedataflow.operator.handlers import was_heartbeat
+    from activedataflow.operator.handlers.handle_reconcile import was_heartbeat
 
     assert was_heartbeat("create", None) is False
     assert was_heartbeat("update", {"runtime": {"type": "heartbeat"}}) is True
