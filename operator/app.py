@@ -14,7 +14,7 @@ from .config import Context, OperatorConfig
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
 
-FINALIZER = "activedataflow.io/finalizer"
+FINALIZER = "activedataflow.io/finalizer"  # no handler needs one now: kopf removes it from a DataFlow that has it
 # kopf's own bookkeeping annotations. Not "activedataflow.io": kopf ignores every annotation
 # under its storage prefix when diffing, and activedataflow.io/run-now must be seen.
 PREFIX = "kopf.activedataflow.io"
@@ -98,7 +98,7 @@ def run_operator(
             clusterwide=watched is None,
             namespaces=watched or (),
             liveness_endpoint=liveness,
-            memo=kopf.Memo(ctx=ctx),
+            memo=kopf.Memo(ctx=ctx, namespaces=watched),
         )
     finally:
         if metrics is not None:

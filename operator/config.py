@@ -108,12 +108,20 @@ class Context:
         self._migrated = False
         self._lock = threading.Lock()
         self._secret_locks: dict[str, threading.Lock] = {}
+        self._record_locks: dict[tuple[str, str], threading.Lock] = {}
         self._secrets: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def secret_lock(self, namespace: str) -> threading.Lock:
         """Serialises this operator's writes of one namespace's store Secret (its handlers run in threads)."""
         with self._lock:
             return self._secret_locks.setdefault(namespace, threading.Lock())
+
+    def record_lock(self, namespace: str, name: str) -> threading.Lock:
+        """Serialises the writes of one flow record's enabled state: the registration of a DataFlow and
+        the disabling after the deletion of an earlier DataFlow of that name run in different threads
+        (kopf handles each object, by uid, on its own)."""
+        with self._lock:
+            return self._record_locks.setdefault((namespace, name), threading.Lock())
 
     def known_secret(self, namespace: str) -> dict[str, Any] | None:
         """The namespace's store Secret as this operator last read or wrote it, if not older than

@@ -16,10 +16,11 @@ import kopf
 from ..kube.names import RUN_NOW_ANNOTATION
 from ..model import API_GROUP, API_VERSION
 from . import app
-from .handlers.handle_finalize import finalize_flow
+from .handlers.handle_delete import flow_deleted
 from .handlers.handle_reconcile import reconcile_flow, was_heartbeat
 from .handlers.handle_resync import resync_flow
 from .handlers.handle_run_now import handle_run_now
+from .handlers.handle_startup import sweep_deleted_flows
 from .metrics import record_reconcile
 
 registry = kopf.OperatorRegistry()
@@ -30,6 +31,11 @@ RESYNC_SECONDS = 600.0
 @kopf.on.startup(registry=registry)
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     app.configure_settings(settings)
+
+
+@kopf.on.startup(registry=registry)
+def sweep(memo: kopf.Memo, **_: Any) -> None:
+    sweep_deleted_flows(memo.ctx, memo.namespaces)
 
 
 @kopf.on.login(registry=registry)
@@ -85,6 +91,11 @@ def run_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_
     handle_run_now(body, status=patch.status, ctx=memo.ctx, retry=retry)
 
 
-@kopf.on.delete(*DATAFLOWS, registry=registry)
-def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    finalize_flow(body, ctx=memo.ctx, retry=retry)
+def _gone(*, event: kopf.RawEvent, **_: Any) -> bool:
+    return event["type"] == "DELETED"
+
+
+# Deletion as the watch reports it, afterwards: no finalizer (a write of every new DataFlow) holds it up.
+@kopf.on.event(*DATAFLOWS, when=_gone, registry=registry)
+def deleted(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    flow_deleted(body, ctx=memo.ctx)

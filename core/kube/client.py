@@ -77,9 +77,10 @@ class Kind:
     kind: str
     plural: str
 
-    def collection(self, namespace: str) -> str:
+    def collection(self, namespace: str | None) -> str:
+        """The objects of ``namespace``; None: of every namespace (to list)."""
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}" if namespace is None else f"{base}/namespaces/{namespace}/{self.plural}"
 
 
 CRONJOB = Kind("batch/v1", "CronJob", "cronjobs")
@@ -112,8 +113,10 @@ class KubeApi(Protocol):
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Objects of the namespace matching all ``labels``."""
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of the namespace (None: of all) matching all ``labels``."""
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST; raises AlreadyExists."""
@@ -555,7 +558,9 @@ class RestKube:
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         return self.request("GET", f"{kind.collection(namespace)}/{name}")
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
         answer = self.request("GET", kind.collection(namespace), query=query) or {}
         items = answer.get("items") or []

@@ -13,7 +13,8 @@ operator can die at any line; the next pass converges to the same state.
 * :mod:`.handle_reconcile`: create, update of the spec, resume (an operator start);
 * :mod:`.handle_resync`: the periodic timer that repairs drift;
 * :mod:`.handle_run_now`: the ``activedataflow.io/run-now`` annotation;
-* :mod:`.handle_finalize`: deletion.
+* :mod:`.handle_delete`: deletion (afterwards: no finalizer);
+* :mod:`.handle_startup`: the operator's start (records of DataFlows deleted meanwhile).
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ def _reconcile(
         raise kopf.PermanentError(f"invalid DataFlow: {err}") from None
 
     with reported(obj, status, ctx, retry):
-        record = register_flow(ctx.store(), flow, now=ctx.clock())
+        with ctx.record_lock(flow.namespace, flow.name):
+            record = register_flow(ctx.store(), flow, now=ctx.clock())
         if flow.spec.runtime.type == "heartbeat":
             if not created:  # a new flow never had a CronJob of its own
                 ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # if it switched from cronjob

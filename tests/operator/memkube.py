@@ -67,12 +67,15 @@ class MemoryKube:
         obj = self.objects.get((kind.plural, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         self.requests.append(("list", kind.plural, ""))
         out = []
         for (plural, ns, _), obj in sorted(self.objects.items()):
             have = obj["metadata"].get("labels") or {}
-            if plural == kind.plural and ns == namespace and all(have.get(k) == v for k, v in (labels or {}).items()):
+            wanted = all(have.get(k) == v for k, v in (labels or {}).items())
+            if plural == kind.plural and namespace in (ns, None) and wanted:
                 out.append(copy.deepcopy(obj))
         return out
 
