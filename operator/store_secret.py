@@ -20,8 +20,8 @@ def ensure_store_secret(ctx: Context, cronjob: Mapping[str, Any]) -> None:
     """The namespace's ``STORE_SECRET`` holds the store URL and counts ``cronjob`` among its owners.
 
     One Secret per namespace, shared by all its CronJobs: the chart grants ``get``/``patch`` on this
-    name alone. Read-modify-write under the resourceVersion precondition, so concurrent reconciles of
-    flows of one namespace keep each other's owners; owners deleted since are dropped by the garbage
+    name alone. An owner is added by a strategic merge patch under the resourceVersion precondition, so a
+    Secret changed since it was read is read again; owners deleted since are dropped by the garbage
     collector. A Secret of that name the operator did not make is never overwritten (retried, with
     the reason on the flow, until it is renamed or deleted). The operator's own writes of a namespace's
     Secret are serialised and remembered (``Context.known_secret``), so an unchanged Secret costs no
@@ -54,13 +54,15 @@ def _ensure_store_secret(ctx: Context, namespace: str, uid: str, cronjob: Mappin
         if (current.get("data") or {}) == desired["data"] and uid in {o.get("uid") for o in owners}:
             ctx.remember_secret(namespace, current)
             return
-        owners = [o for o in owners if o.get("uid") != uid] + desired["metadata"]["ownerReferences"]
+        # A strategic merge patch adds the one owner (merged by uid): the request does not grow with the
+        # namespace's CronJobs, as a merge patch re-sending the whole list did (N^2 bytes for N flows).
         patch = {
-            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "ownerReferences": owners},
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"],
+                         "ownerReferences": desired["metadata"]["ownerReferences"]},
             "data": desired["data"],
         }
         try:
-            written = ctx.kube.patch(SECRET, namespace, STORE_SECRET, patch)
+            written = ctx.kube.patch(SECRET, namespace, STORE_SECRET, patch, strategic=True)
         except Conflict:
             written = None  # changed since (the garbage collector dropped an owner): read again
         ctx.remember_secret(namespace, written)

@@ -126,10 +126,19 @@ class KubeApi(Protocol):
         ``metadata.resourceVersion`` in ``body`` is a precondition (Conflict)."""
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        strategic: bool = False,
     ) -> dict[str, Any] | None:
         """JSON merge patch of the object (or its status subresource); None if it does not exist.
-        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict)."""
+        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict). ``strategic``: a
+        strategic merge patch instead (built-in kinds only), where a list such as ``ownerReferences``
+        is merged by its key (``uid``) rather than replaced."""
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete (background propagation); False if it did not exist."""
@@ -590,10 +599,18 @@ class RestKube:
         return out
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        strategic: bool = False,
     ) -> dict[str, Any] | None:
         path = f"{kind.collection(namespace)}/{name}" + ("/status" if status else "")
-        return self.request("PATCH", path, body=dict(patch), content_type="application/merge-patch+json")
+        content_type = "application/strategic-merge-patch+json" if strategic else "application/merge-patch+json"
+        return self.request("PATCH", path, body=dict(patch), content_type=content_type)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
