@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
+from typing import Any
 
 import kopf
 
 from ..kube.client import RestKube, load_transport
-from .handlers import Context, OperatorConfig
+from .config import Context, OperatorConfig
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
 
-FINALIZER = "activedataflow.io/finalizer"
+FINALIZER = "activedataflow.io/finalizer"  # no handler needs one now: kopf removes it from a DataFlow that has it
 # kopf's own bookkeeping annotations. Not "activedataflow.io": kopf ignores every annotation
 # under its storage prefix when diffing, and activedataflow.io/run-now must be seen.
 PREFIX = "kopf.activedataflow.io"
@@ -26,14 +28,36 @@ def watch_namespaces(namespaces: list[str] | None) -> list[str] | None:
     return listed or None
 
 
+DIFFBASE_FIELD = ("status", "lastHandledConfiguration")  # a field of DataFlowStatus (the CRD keeps it)
+LEGACY_DIFFBASE_KEY = "last-handled-configuration"  # the annotation (under PREFIX) of operators before it
+
+
+class StatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
+    """kopf's diff base (the DataFlow as last handled) in ``status.lastHandledConfiguration``: kopf writes
+    it with the status the handler reports, in one status patch, instead of patching the object's
+    annotations too. A DataFlow an older operator handled has it in an annotation only: read from there
+    until the status has one (the annotation is left as it is: removing it would be a write per flow)."""
+
+    def __init__(self) -> None:
+        super().__init__(field=DIFFBASE_FIELD)
+        self._legacy = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key=LEGACY_DIFFBASE_KEY)
+
+    def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)  # without the legacy annotation, as it was
+        self._legacy.remove_annotations(essence, set(self._legacy.make_keys(LEGACY_DIFFBASE_KEY, body=body)))
+        self._legacy.remove_empty_stanzas(essence)
+        return essence
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return super().fetch(body=body) or self._legacy.fetch(body=body)
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
-    """Keep kopf's bookkeeping in annotations under its own prefix (the CRD's status schema is
-    structural, so kopf's ``status.kopf`` would be pruned), and let the handlers post the Events."""
+    """kopf's progress in annotations under its own prefix, its diff base in the status (see
+    :class:`StatusDiffBaseStorage`), and the Events posted by the handlers alone."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = StatusDiffBaseStorage()
     settings.posting.enabled = False
     settings.watching.server_timeout = 300  # re-list now and then: never miss a change for long
     settings.watching.client_timeout = 330
@@ -74,7 +98,7 @@ def run_operator(
             clusterwide=watched is None,
             namespaces=watched or (),
             liveness_endpoint=liveness,
-            memo=kopf.Memo(ctx=ctx),
+            memo=kopf.Memo(ctx=ctx, namespaces=watched),
         )
     finally:
         if metrics is not None:

@@ -1,7 +1,8 @@
-"""The kopf decorators, and nothing else: each delegates to a plain function in ``handlers`` (reconciles counted).
+"""The kopf decorators, and nothing else: each delegates to a plain function of its event's module in
+``handlers/`` (reconciles counted).
 
 Handlers run in kopf's thread pool (they are sync). ``memo.ctx`` is the shared
-:class:`~activedataflow.operator.handlers.Context` that ``app.run_operator`` made.
+:class:`~activedataflow.operator.config.Context` that ``app.run_operator`` made.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import kopf
 
 from ..kube.names import RUN_NOW_ANNOTATION
 from ..model import API_GROUP, API_VERSION
-from . import app, handlers
+from . import app
+from .handlers.handle_delete import flow_deleted
+from .handlers.handle_reconcile import reconcile_flow, was_heartbeat
+from .handlers.handle_resync import resync_flow
+from .handlers.handle_run_now import handle_run_now
+from .handlers.handle_startup import sweep_deleted_flows
 from .metrics import record_reconcile
 
 registry = kopf.OperatorRegistry()
@@ -25,6 +31,11 @@ RESYNC_SECONDS = 600.0
 @kopf.on.startup(registry=registry)
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     app.configure_settings(settings)
+
+
+@kopf.on.startup(registry=registry)
+def sweep(memo: kopf.Memo, **_: Any) -> None:
+    sweep_deleted_flows(memo.ctx, memo.namespaces)
 
 
 @kopf.on.login(registry=registry)
@@ -44,18 +55,17 @@ def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
               old: Any = None, **_: Any) -> None:
     # kopf passes a kopf.Reason (a str enum) where its handler protocol says str
     cause = kopf.Reason(reason).value
-    was_heartbeat = handlers.was_heartbeat(cause, old)
     with _counted():
         # a resume (operator restart) is a resync: nothing changed, so no repeated Event
-        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat,
-                                resync=cause == "resume", created=cause == "create")
+        reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat(cause, old),
+                       resync=cause == "resume", created=cause == "create")
 
 
 @kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
 def resync(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
     # kopf passes retry to timers too; its TimerFn protocol does not list it
     with _counted():
-        handlers.reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, resync=True)
+        resync_flow(body, status=patch.status, ctx=memo.ctx, retry=retry)
 
 
 @contextmanager
@@ -78,9 +88,14 @@ def _counted() -> Iterator[None]:
 @kopf.on.field(*DATAFLOWS, field=("metadata", "annotations", RUN_NOW_ANNOTATION),
                annotations={RUN_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
 def run_now(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    handlers.handle_run_now(body, status=patch.status, ctx=memo.ctx, retry=retry)
+    handle_run_now(body, status=patch.status, ctx=memo.ctx, retry=retry)
 
 
-@kopf.on.delete(*DATAFLOWS, registry=registry)
-def finalize(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
-    handlers.finalize_flow(body, ctx=memo.ctx, retry=retry)
+def _gone(*, event: kopf.RawEvent, **_: Any) -> bool:
+    return event["type"] == "DELETED"
+
+
+# Deletion as the watch reports it, afterwards: no finalizer (a write of every new DataFlow) holds it up.
+@kopf.on.event(*DATAFLOWS, when=_gone, registry=registry)
+def deleted(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    flow_deleted(body, ctx=memo.ctx)

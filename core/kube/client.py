@@ -77,9 +77,10 @@ class Kind:
     kind: str
     plural: str
 
-    def collection(self, namespace: str) -> str:
+    def collection(self, namespace: str | None) -> str:
+        """The objects of ``namespace``; None: of every namespace (to list)."""
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{base}/namespaces/{namespace}/{self.plural}"
+        return f"{base}/{self.plural}" if namespace is None else f"{base}/namespaces/{namespace}/{self.plural}"
 
 
 CRONJOB = Kind("batch/v1", "CronJob", "cronjobs")
@@ -112,8 +113,10 @@ class KubeApi(Protocol):
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None if it does not exist."""
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-        """Objects of the namespace matching all ``labels``."""
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of the namespace (None: of all) matching all ``labels``."""
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST; raises AlreadyExists."""
@@ -123,10 +126,19 @@ class KubeApi(Protocol):
         ``metadata.resourceVersion`` in ``body`` is a precondition (Conflict)."""
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        strategic: bool = False,
     ) -> dict[str, Any] | None:
         """JSON merge patch of the object (or its status subresource); None if it does not exist.
-        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict)."""
+        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict). ``strategic``: a
+        strategic merge patch instead (built-in kinds only), where a list such as ``ownerReferences``
+        is merged by its key (``uid``) rather than replaced."""
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete (background propagation); False if it did not exist."""
@@ -555,7 +567,9 @@ class RestKube:
     def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         return self.request("GET", f"{kind.collection(namespace)}/{name}")
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
         answer = self.request("GET", kind.collection(namespace), query=query) or {}
         items = answer.get("items") or []
@@ -585,10 +599,18 @@ class RestKube:
         return out
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        strategic: bool = False,
     ) -> dict[str, Any] | None:
         path = f"{kind.collection(namespace)}/{name}" + ("/status" if status else "")
-        return self.request("PATCH", path, body=dict(patch), content_type="application/merge-patch+json")
+        content_type = "application/strategic-merge-patch+json" if strategic else "application/merge-patch+json"
+        return self.request("PATCH", path, body=dict(patch), content_type=content_type)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}

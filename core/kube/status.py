@@ -82,6 +82,10 @@ class DataFlowStatus(_Model):
     lastHandledRunNow: str | None = Field(
         default=None, description="the activedataflow.io/run-now annotation value the operator last acted on"
     )
+    lastHandledConfiguration: str | None = Field(
+        default=None,
+        description="the operator's bookkeeping: the DataFlow as it last handled it (kopf's diff base, JSON)",
+    )
 
 
 class DataFlowRunSpec(_Model):

@@ -44,7 +44,7 @@ OPERATOR_CLUSTER: Table = {  # kopf's watch of the CRDs
     ("customresourcedefinitions.apiextensions.k8s.io", ""): {"list", "watch"},
 }
 OPERATOR_IN_A_FLOW_NAMESPACE: Table = {
-    ("dataflows.activedataflow.io", ""): {"list", "watch", "patch"},
+    ("dataflows.activedataflow.io", ""): {"get", "list", "watch", "patch"},
     ("dataflows.activedataflow.io/status", ""): {"patch"},
     ("dataflows.activedataflow.io/finalizers", ""): {"update"},
     ("cronjobs.batch", ""): {"get", "create", "patch", "delete"},

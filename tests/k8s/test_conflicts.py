@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from activedataflow.kube.client import CRONJOB, DATAFLOW, SECRET, ApiClientTransport, Conflict, RestKube
 from activedataflow.kube.names import STORE_SECRET
+from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.cronjob import RunnerSettings
-from activedataflow.operator.handlers import Context, OperatorConfig, ensure_store_secret
+from activedataflow.operator.store_secret import ensure_store_secret
 from activedataflow.runner.reflect import KubeReflector
 
 from tests.k8s.cluster import Cluster
@@ -73,6 +74,11 @@ def test_a_run_another_runner_counted_between_the_read_and_the_write_is_not_coun
     assert kube.get("dataflow", "paid-orders", "-n", namespace)["status"]["succeeded"] == 1
 
 
+def _context(api: RestKube, tmp_path: Path) -> Context:
+    return Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",
+                                  runner=RunnerSettings(image="registry.example/adf:test")), api)
+
+
 def _cronjob(kube: Cluster, api: RestKube, namespace: str, name: str) -> dict[str, Any]:
     kube.apply({
         "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": namespace},
@@ -88,8 +94,7 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
     kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
 ) -> None:
     kube = kube_crds
-    ctx = Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",
-                                 runner=RunnerSettings(image="registry.example/adf:test")), api)
+    ctx = _context(api, tmp_path)
     first, second = _cronjob(kube, api, namespace, "df-one"), _cronjob(kube, api, namespace, "df-two")
     ensure_store_secret(ctx, first)  # the operator now remembers the Secret it wrote
     remembered = kube.get("secret", STORE_SECRET, "-n", namespace)["metadata"]["resourceVersion"]
@@ -123,14 +128,39 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
     assert secret["metadata"]["labels"]["touched-by"] == "another-writer"
 
 
+def test_each_cronjob_joins_the_store_secrets_owners_with_a_patch_naming_it_alone(
+    kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
+) -> None:
+    kube = kube_crds
+    ctx = _context(api, tmp_path)
+    jobs = [_cronjob(kube, api, namespace, f"df-{n}") for n in ("one", "two", "three")]
+    real_patch, sent = api.patch, []
+
+    def recorded_patch(kind: Any, ns: str, name: str, body: Any, *args: Any, **kwargs: Any) -> Any:
+        if kind == SECRET:
+            sent.append([o["uid"] for o in body["metadata"]["ownerReferences"]])
+        return real_patch(kind, ns, name, body, *args, **kwargs)
+
+    api.patch = recorded_patch  # type: ignore[method-assign]
+    try:
+        for job in jobs:
+            ensure_store_secret(ctx, job)
+    finally:
+        api.patch = real_patch  # type: ignore[method-assign]
+        ctx.close()
+    uids = [j["metadata"]["uid"] for j in jobs]
+    assert sent == [[uids[1]], [uids[2]]]  # the first CronJob created the Secret; each later one sent itself
+    secret = kube.get("secret", STORE_SECRET, "-n", namespace)
+    assert sorted(o["uid"] for o in secret["metadata"]["ownerReferences"]) == sorted(uids)
+
+
 def test_the_heartbeat_cronjob_is_recomputed_when_another_writer_changed_it_between_read_and_write(
     kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
 ) -> None:
-    from activedataflow.operator.handlers import sync_heartbeat
+    from activedataflow.operator.workloads import sync_heartbeat
 
     kube = kube_crds
-    ctx = Context(OperatorConfig(store_url=f"sqlite:///{tmp_path / 'store.db'}",
-                                 runner=RunnerSettings(image="registry.example/adf:test")), api)
+    ctx = _context(api, tmp_path)
     kube.apply(dataflow("one", namespace, runtime={"type": "heartbeat"}))
     live, change = sync_heartbeat(ctx, namespace)
     assert live is not None and change == "created"

@@ -338,6 +338,16 @@ def test_a_failing_flow_is_reflected_as_failed_with_the_error(
     assert (status["lastRunStatus"], status["failed"]) == ("Failed", 1)
 
 
+def flow_enabled(store_url: str, namespace: str, name: str) -> bool:
+    store = open_store(store_url)
+    try:
+        record = store.get_flow(name, namespace)
+        assert record is not None
+        return record.enabled
+    finally:
+        store.close()
+
+
 def test_delete_collects_the_cronjob_disables_the_record_and_keeps_history(
     kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
 ) -> None:
@@ -347,15 +357,42 @@ def test_delete_collects_the_cronjob_disables_the_record_and_keeps_history(
 
     kube.kubectl("delete", "dataflow", "paid-orders", "-n", namespace, "--timeout=60s")
     kube.wait_for(lambda: cronjobs(kube, namespace) == [], timeout=60, what="the CronJob to be garbage-collected")
-    store = open_store(secrets)
-    try:
-        assert store.get_flow("paid-orders", namespace).enabled is False
-    finally:
-        store.close()
+    kube.wait_for(lambda: not flow_enabled(secrets, namespace, "paid-orders"), timeout=60,
+                  what="the flow record disabled")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")} | {"ADF_STORE_URL": secrets}
     runs = subprocess.run([*ADF, "runs", "paid-orders", "-o", "json"], env=env, capture_output=True, text=True)
     assert runs.returncode == 0, runs.stderr
     assert '"success"' in runs.stdout
+
+
+def test_a_new_dataflow_is_written_by_the_operator_in_its_status_alone(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply(dataflow("paid-orders", namespace))
+    obj = ready(kube, namespace, "paid-orders")
+    assert not obj["metadata"].get("finalizers")  # nothing holds a deletion up
+    assert not [k for k in obj["metadata"].get("annotations") or {} if k.startswith("kopf.")]
+    # managedFields: one entry per manager and subresource written; the object itself only by kubectl
+    fields = obj["metadata"]["managedFields"]
+    writers = [m.get("subresource", "") for m in fields if not m["manager"].startswith("kubectl")]
+    assert writers == ["status"]
+
+
+def test_a_dataflow_deleted_while_no_operator_runs_has_its_record_disabled_at_the_next_start(
+    kube_crds: Cluster, namespace: str, operator: Operator, secrets: str
+) -> None:
+    kube = kube_crds
+    kube.apply([dataflow("kept", namespace), dataflow("deleted", namespace)])
+    ready(kube, namespace, "kept")
+    ready(kube, namespace, "deleted")
+    operator.stop()
+    kube.kubectl("delete", "dataflow", "deleted", "-n", namespace, "--timeout=60s")  # no finalizer waits
+    assert flow_enabled(secrets, namespace, "deleted")
+    operator.start()
+    kube.wait_for(lambda: not flow_enabled(secrets, namespace, "deleted"), timeout=60,
+                  what="the deleted flow's record disabled by the operator's start")
+    assert flow_enabled(secrets, namespace, "kept")
 
 
 def test_heartbeat_flows_share_one_cronjob_per_namespace(
@@ -396,9 +433,7 @@ def test_operator_killed_mid_reconcile_converges_with_one_cronjob(
     time.sleep(2)  # let a second pass (if any) settle
     assert [c["metadata"]["name"] for c in cronjobs(kube, namespace)] == ["df-paid-orders"]
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    assert "activedataflow.io/finalizer" in kube.get("dataflow", "paid-orders", "-n", namespace)["metadata"][
-        "finalizers"
-    ]
+    assert json.loads(obj["status"]["lastHandledConfiguration"])["spec"] == obj["spec"]  # kopf's diff base
     secret_names = [s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]]
     assert secret_names.count(STORE_SECRET) == 1 and "df-paid-orders" not in secret_names
 
@@ -498,9 +533,9 @@ def test_deleting_the_last_heartbeat_flow_removes_the_shared_cronjob(
 
     kube.wait_for(lambda: owners() == ["one", "two"], timeout=60, what="the heartbeat owned by both flows")
     kube.kubectl("delete", "dataflow", "one", "-n", namespace, "--timeout=60s")
-    assert owners() == ["two"]  # the finalizer ran before the delete returned
+    kube.wait_for(lambda: owners() == ["two"], timeout=60, what="the heartbeat re-synced without the deleted flow")
     kube.kubectl("delete", "dataflow", "two", "-n", namespace, "--timeout=60s")
-    assert cronjobs(kube, namespace) == []  # deleted by the finalizer, not left to the garbage collector
+    kube.wait_for(lambda: cronjobs(kube, namespace) == [], timeout=60, what="the heartbeat CronJob gone")
 
 
 def test_one_run_now_value_makes_one_job_even_across_an_operator_restart(
@@ -566,8 +601,9 @@ def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
 ) -> None:
     """The resync timer's handler (kopf fires it every 600 s; called here directly) on the real API server."""
     from activedataflow.kube.client import DATAFLOW, ApiClientTransport, RestKube
+    from activedataflow.operator.config import Context, OperatorConfig
     from activedataflow.operator.cronjob import RunnerSettings
-    from activedataflow.operator.handlers import Context, OperatorConfig, reconcile_flow
+    from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
 
     kube = kube_crds
     api = RestKube(ApiClientTransport(kube.api_client()))

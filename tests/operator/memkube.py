@@ -67,12 +67,15 @@ class MemoryKube:
         obj = self.objects.get((kind.plural, namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: Kind, namespace: str, *, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
         self.requests.append(("list", kind.plural, ""))
         out = []
         for (plural, ns, _), obj in sorted(self.objects.items()):
             have = obj["metadata"].get("labels") or {}
-            if plural == kind.plural and ns == namespace and all(have.get(k) == v for k, v in (labels or {}).items()):
+            wanted = all(have.get(k) == v for k, v in (labels or {}).items())
+            if plural == kind.plural and namespace in (ns, None) and wanted:
                 out.append(copy.deepcopy(obj))
         return out
 
@@ -123,7 +126,14 @@ class MemoryKube:
         return copy.deepcopy(obj)
 
     def patch(
-        self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any], *, status: bool = False
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        status: bool = False,
+        strategic: bool = False,
     ) -> dict[str, Any] | None:
         self.requests.append(("patch-status" if status else "patch", kind.plural, name))
         current = self.objects.get((kind.plural, namespace, name))
@@ -132,6 +142,11 @@ class MemoryKube:
         self._precondition(current, patch)
         body = copy.deepcopy(dict(patch))
         (body.get("metadata") or {}).pop("resourceVersion", None)
+        if strategic and "ownerReferences" in (body.get("metadata") or {}):  # the one list merged by key here
+            added = body["metadata"]["ownerReferences"]
+            kept = [o for o in current["metadata"].get("ownerReferences") or []
+                    if o["uid"] not in {a["uid"] for a in added}]
+            body["metadata"]["ownerReferences"] = kept + added
         if kind.plural in STATUS_SUBRESOURCE:
             body = {"status": body.get("status")} if status else {k: v for k, v in body.items() if k != "status"}
         obj = merge_patch(current, body)

@@ -327,7 +327,7 @@ def test_runner_pods_run_as_the_images_non_root_user_enforced_with_a_read_only_r
 
 
 def test_the_charts_security_contexts_reach_the_runner_pods() -> None:
-    from activedataflow.operator.handlers import OperatorConfig
+    from activedataflow.operator.config import OperatorConfig
 
     config = OperatorConfig.from_env(env={
         "ADF_STORE_URL": "sqlite:///x.db",
@@ -341,7 +341,7 @@ def test_the_charts_security_contexts_reach_the_runner_pods() -> None:
 
 
 def test_a_security_context_that_is_not_a_json_object_is_refused_naming_the_variable() -> None:
-    from activedataflow.operator.handlers import OperatorConfig
+    from activedataflow.operator.config import OperatorConfig
 
     with pytest.raises(ConfigError, match="ADF_RUNNER_SECURITY_CONTEXT"):
         OperatorConfig.from_env(env={"ADF_STORE_URL": "sqlite:///x.db", "ADF_RUNNER_SECURITY_CONTEXT": "[1]"})

@@ -10,15 +10,13 @@ import kopf
 import pytest
 from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET
 from activedataflow.kube.names import STORE_SECRET
-from activedataflow.operator.handlers import (
-    Context,
-    OperatorConfig,
-    finalize_flow,
-    handle_run_now,
-    reconcile_flow,
-    register_flow,
-)
+from activedataflow.operator.config import Context, OperatorConfig
+from activedataflow.operator.handlers.handle_delete import flow_deleted
+from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
+from activedataflow.operator.handlers.handle_run_now import handle_run_now
+from activedataflow.operator.handlers.handle_startup import sweep_deleted_flows
 from activedataflow.store import Counts
+from activedataflow.store.registration import register_flow
 
 from tests.operator.conftest import dataflow, dataflow_body
 from tests.operator.memkube import MemoryKube
@@ -55,6 +53,13 @@ def reconcile(ctx: Context, kube: MemoryKube, body: dict[str, Any], retry: int =
 
 def fresh(kube: MemoryKube, body: dict[str, Any]) -> dict[str, Any]:
     return kube.get(DATAFLOW, body["metadata"]["namespace"], body["metadata"]["name"])
+
+
+def gone(kube: MemoryKube, body: dict[str, Any]) -> dict[str, Any]:
+    """The DataFlow deleted; its last state, as the watch's DELETED event carries it."""
+    last = fresh(kube, body)
+    kube.delete(DATAFLOW, body["metadata"]["namespace"], body["metadata"]["name"])
+    return last
 
 
 def ready(status: dict[str, Any]) -> dict[str, Any]:
@@ -421,16 +426,47 @@ def test_delete_disables_the_record_and_keeps_history(ctx: Context, kube: Memory
     run = store.claim("paid-orders", "shop", now=NOW, runner_id="t", lease_seconds=60, require_due=False)
     store.start_run(run.id, now=NOW, lease_seconds=60)
     store.finish_run(run.id, status="success", now=NOW, counts=Counts(1, 1, 0))
-    finalize_flow(fresh(kube, body), ctx=ctx)
+    flow_deleted(gone(kube, body), ctx=ctx)
     assert store.get_flow("paid-orders", "shop").enabled is False
     assert [r.id for r in store.list_runs("paid-orders", "shop")] == [run.id]
     assert kube.reasons()[-1] == "Disabled"
 
 
+def test_the_deletion_of_a_dataflow_recreated_since_leaves_the_new_ones_record_enabled(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    old = apply_flow(kube)
+    reconcile(ctx, kube, old)
+    old = gone(kube, old)
+    reconcile(ctx, kube, apply_flow(kube))  # the same name again, handled before the old one's deletion
+    flow_deleted(old, ctx=ctx)
+    assert ctx.store().get_flow("paid-orders", "shop").enabled is True
+    assert "Disabled" not in kube.reasons()
+
+
+def test_the_start_disables_the_records_of_dataflows_deleted_while_no_operator_ran(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    for name in ("kept", "deleted"):
+        reconcile(ctx, kube, apply_flow(kube, name=name))
+    kube.delete(DATAFLOW, "shop", "deleted")  # no event reaches an operator
+    assert sweep_deleted_flows(ctx, None) == [("shop", "deleted")]
+    assert {f.name: f.enabled for f in ctx.store().list_flows("shop")} == {"kept": True, "deleted": False}
+    assert sweep_deleted_flows(ctx, None) == []  # only enabled records are looked at
+
+
+def test_the_start_sweeps_only_the_watched_namespaces(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    kube.delete(DATAFLOW, "shop", "paid-orders")
+    assert sweep_deleted_flows(ctx, ["other"]) == []
+    assert ctx.store().get_flow("paid-orders", "shop").enabled is True
+
+
 def test_delete_of_an_invalid_flow_that_was_never_stored_is_fine(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube)
     del body["spec"]["source"]
-    finalize_flow(body, ctx=ctx)
+    kube.delete(DATAFLOW, "shop", "paid-orders")
+    flow_deleted(body, ctx=ctx)
     assert ctx.store().get_flow("paid-orders", "shop") is None
 
 
@@ -439,11 +475,10 @@ def test_deleting_the_last_heartbeat_flow_removes_the_heartbeat_cronjob(ctx: Con
     two = apply_flow(kube, name="two", runtime={"type": "heartbeat"})
     reconcile(ctx, kube, one)
     reconcile(ctx, kube, two)
-    finalize_flow(fresh(kube, one), ctx=ctx)
-    kube.delete(DATAFLOW, "shop", "one")
+    flow_deleted(gone(kube, one), ctx=ctx)
     owners = kube.get(CRONJOB, "shop", "adf-heartbeat")["metadata"]["ownerReferences"]
     assert [o["name"] for o in owners] == ["two"]
-    finalize_flow(fresh(kube, two), ctx=ctx)
+    flow_deleted(gone(kube, two), ctx=ctx)
     assert kube.names(CRONJOB, "shop") == []
 
 
@@ -545,7 +580,7 @@ def test_next_run_is_the_first_cronjob_tick_at_or_after_the_due_time(ctx: Contex
 
 
 def test_was_heartbeat_is_known_on_create_and_update_and_unknown_otherwise() -> None:
-    from activedataflow.operator.handlers import was_heartbeat
+    from activedataflow.operator.handlers.handle_reconcile import was_heartbeat
 
     assert was_heartbeat("create", None) is False
     assert was_heartbeat("update", {"runtime": {"type": "heartbeat"}}) is True

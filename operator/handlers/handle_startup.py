@@ -1,0 +1,42 @@
+"""The operator's start: the flow records of DataFlows deleted while no operator ran are disabled.
+
+With no finalizer on DataFlows, such a deletion is not seen as an event; one LIST of the DataFlows
+(per watched namespace, or of all) against the store's enabled records finds them. kopf runs
+start-up handlers before it watches anything, so no registration runs meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from ...errors import StoreUnavailable, redact
+from ...kube.client import DATAFLOW, KubeError
+from ..config import Context
+
+__all__ = ["sweep_deleted_flows"]
+
+log = logging.getLogger("activedataflow.operator")
+
+
+def sweep_deleted_flows(ctx: Context, namespaces: Sequence[str] | None) -> list[tuple[str, str]]:
+    """Disable the enabled flow records of ``namespaces`` (None: all) that no DataFlow has; returns their
+    (namespace, name). A store or API server that does not answer is logged, not fatal: the next start
+    sweeps again."""
+    try:
+        scopes: Sequence[str | None] = [None] if namespaces is None else namespaces
+        enabled = {r.key for ns in scopes for r in ctx.store().list_flows(ns) if r.enabled}
+        if not enabled:
+            return []
+        present = {(o["metadata"].get("namespace") or "default", o["metadata"]["name"])
+                   for ns in scopes for o in ctx.kube.list(DATAFLOW, ns)}
+        gone = sorted(enabled - present)
+        for namespace, name in gone:
+            ctx.store().set_enabled(name, namespace, False)
+    except (StoreUnavailable, KubeError, OSError) as err:
+        log.warning("flow records of DataFlows deleted while no operator ran not swept (%s)", redact(str(err)))
+        return []
+    if gone:
+        log.info("disabled %d flow record(s) of DataFlows deleted while no operator ran: %s", len(gone),
+                 ", ".join(f"{ns}/{name}" for ns, name in gone))
+    return gone

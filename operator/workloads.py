@@ -1,0 +1,113 @@
+"""The workloads that run DataFlows, kept as their flows say: a flow's own CronJob, the namespace's
+shared heartbeat CronJob (the manifests are built by the pure :mod:`.cronjob`), each with the store
+Secret its pods read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import ConfigError
+from ..kube.client import CRONJOB, DATAFLOW, AlreadyExists, Conflict
+from ..kube.names import SPEC_HASH_ANNOTATION
+from ..model import DataFlow, parse_dataflow
+from .config import CONFLICT_RETRIES, Context
+from .cronjob import HEARTBEAT_CRONJOB, build_flow_cronjob, build_heartbeat_cronjob, cron_schedule, cronjob_name
+from .store_secret import STORE_REF, ensure_store_secret
+
+__all__ = [
+    "drop_flow_from_heartbeat",
+    "ensure_flow_cronjob",
+    "is_heartbeat",
+    "parse_runnable",
+    "sync_heartbeat",
+]
+
+
+def parse_runnable(obj: Mapping[str, Any]) -> DataFlow:
+    """The DataFlow model of a body, checked for what its workload needs (ConfigError naming the field)."""
+    flow = parse_dataflow(dict(obj))
+    if flow.spec.runtime.type == "cronjob":
+        cron_schedule(flow)  # an interval cron cannot express raises naming spec.interval
+    return flow
+
+
+def is_heartbeat(obj: Mapping[str, Any]) -> bool:
+    """Whether the body's flow runs in the namespace's shared heartbeat CronJob."""
+    return ((obj.get("spec") or {}).get("runtime") or {}).get("type") == "heartbeat"
+
+
+def _apply_cronjob(
+    ctx: Context, desired: dict[str, Any], current: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str]:
+    """Create or patch; returns the live CronJob and what happened ('' / 'created' / 'updated')."""
+    if current is not None:
+        live_hash = (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+        if live_hash == desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+            return dict(current), ""
+    live = ctx.kube.apply(CRONJOB, desired["metadata"]["namespace"], desired)
+    return live, "created" if current is None else "updated"
+
+
+def ensure_flow_cronjob(
+    ctx: Context, flow: DataFlow, obj: Mapping[str, Any], *, created: bool = False
+) -> tuple[dict[str, Any], str]:
+    """``created``: the DataFlow is new, so its CronJob is applied without a look first (the apply is
+    idempotent; made before a restart, it is applied again unchanged and reported as created)."""
+    name = cronjob_name(flow.name)
+    desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=STORE_REF)
+    if created:
+        live, change = ctx.kube.apply(CRONJOB, flow.namespace, desired), "created"
+    else:
+        live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
+    ensure_store_secret(ctx, live)
+    return live, change
+
+
+def _heartbeat_flows(ctx: Context, namespace: str, exclude_uid: str | None) -> list[tuple[DataFlow, dict[str, Any]]]:
+    out: list[tuple[DataFlow, dict[str, Any]]] = []
+    for item in ctx.kube.list(DATAFLOW, namespace):
+        meta = item["metadata"]
+        if meta.get("deletionTimestamp") or meta.get("uid") == exclude_uid or not is_heartbeat(item):
+            continue
+        try:
+            out.append((parse_dataflow(item), item))
+        except ConfigError:
+            continue  # an invalid flow is reported on itself and runs nowhere
+    return out
+
+
+def sync_heartbeat(
+    ctx: Context, namespace: str, *, exclude_uid: str | None = None
+) -> tuple[dict[str, Any] | None, str]:
+    """Make the namespace's ``adf-heartbeat`` CronJob match its heartbeat flows (env union,
+    owners), or delete it when there are none. Concurrent reconciles of different
+    flows are serialised by the resourceVersion precondition."""
+    for _ in range(CONFLICT_RETRIES):
+        current = ctx.kube.get(CRONJOB, namespace, HEARTBEAT_CRONJOB)
+        flows = _heartbeat_flows(ctx, namespace, exclude_uid)
+        if not flows:
+            if current is not None:
+                ctx.kube.delete(CRONJOB, namespace, HEARTBEAT_CRONJOB)
+                return None, "deleted"
+            return None, ""
+        desired = build_heartbeat_cronjob(namespace, flows, runner=ctx.config.runner, store=STORE_REF)
+        try:
+            if current is None:
+                live, change = ctx.kube.create(CRONJOB, namespace, desired), "created"
+            else:
+                desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                live, change = _apply_cronjob(ctx, desired, current)
+        except (AlreadyExists, Conflict):
+            continue  # another flow's reconcile wrote first; recompute from the new state
+        ensure_store_secret(ctx, live)
+        return live, change
+    raise Conflict(409, f"CronJob {namespace}/{HEARTBEAT_CRONJOB} kept changing; will retry")
+
+
+def drop_flow_from_heartbeat(ctx: Context, flow: DataFlow, uid: str) -> None:
+    """A flow switched to runtime.type cronjob: take it out of the shared heartbeat CronJob."""
+    current = ctx.kube.get(CRONJOB, flow.namespace, HEARTBEAT_CRONJOB)
+    if current is not None and uid in {o.get("uid") for o in current["metadata"].get("ownerReferences") or []}:
+        sync_heartbeat(ctx, flow.namespace)
+
