@@ -20,8 +20,8 @@ from activedataflow.operator.handlers import (
 )
 from activedataflow.store import Counts
 
+from tests.memkube import MemoryKube
 from tests.operator.conftest import dataflow, dataflow_body
-from tests.operator.memkube import MemoryKube
 
 NOW = datetime(2025, 3, 1, 10, 7, 30, tzinfo=UTC)
 

@@ -244,7 +244,7 @@ def test_python_step_without_declared_columns_opens_the_sink_after_its_first_row
     flow = flow_doc(src_url, dst_url, mode="upsert", transaction="batch", src_batch=3, sink_batch=3,
                     incremental=True)
     doc = flow.model_dump(by_alias=True, mode="json", exclude_none=True)
-    doc["spec"]["transform"] = [{"python": "tests.test_executor:paid_doubled"}]
+    doc["spec"]["transform"] = [{"python": "tests.runner.test_executor:paid_doubled"}]
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     executor = FlowExecutor(store)
     run = executor.run(executor.register(parse_dataflow(doc)), force=True).run

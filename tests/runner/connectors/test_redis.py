@@ -18,7 +18,7 @@ from activedataflow.runner.connectors.redis import RedisSinkWriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.connectors.tables import redis_sink, redis_source
+from tests.runner.connectors.tables import redis_sink, redis_source
 
 COLUMNS = ("id", "customer", "amount", "status", "updated_at")
 T0 = dt.datetime(2024, 3, 31, 1, 30, tzinfo=dt.UTC)

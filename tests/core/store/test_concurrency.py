@@ -21,9 +21,9 @@ from activedataflow.store import Counts, FlowUpsert, Store, open_store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.store import claimers
-from tests.store.conftest import url_of
-from tests.store.test_conformance import MIN, SPEC, T0
+from tests.core.store import claimers
+from tests.core.store.conftest import url_of
+from tests.core.store.test_conformance import MIN, SPEC, T0
 
 SHARED = [
     pytest.param("sqlite", id="sqlite-file"),
@@ -54,7 +54,7 @@ def shared_store(shared_url: str) -> Iterator[Store]:
 @pytest.fixture
 def spawn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[Any]]:
     """Start spawned claimer processes together and collect their results."""
-    monkeypatch.syspath_prepend(str(ROOT))  # the children import tests.store.claimers by name
+    monkeypatch.syspath_prepend(str(ROOT))  # the children import tests.core.store.claimers by name
     return run_processes
 
 
