@@ -18,6 +18,8 @@ from activedataflow.runner.transforms import Pipeline, compile_transforms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import PAID_ORDERS
+
 ORDERS = ("id", "customer_id", "amount", "status", "updated_at")
 CONTRACT_STEPS = [
     {"rename": {"customer_id": "customer"}},
@@ -39,7 +41,7 @@ def test_the_contract_example() -> None:
 
 
 def test_the_example_manifest_compiles() -> None:
-    flow = load_manifests(Path(__file__).parent.parent / "examples" / "paid-orders.yaml")[0]
+    flow = load_manifests(PAID_ORDERS)[0]
     assert compile_transforms(flow.spec.transform, ORDERS).columns[-1] == "amount_cents"
 
 
