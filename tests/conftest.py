@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,42 @@ from tests.k8s.node import Node, real_node
 
 # every test's output is scanned for the secrets the tests use; pytester runs that scan on purpose-made leaks
 pytest_plugins = ["tests.secrets_scan", "pytester"]
+
+
+# --------------------------------------------------------------------------- markers of the servers a test starts
+# Each server fixture and the marker of what it starts. A test that uses one, directly or through other
+# fixtures, is marked at collection, so `pytest -m "not postgres"` leaves out exactly the tests that start
+# PostgreSQL. A fixture asked for at run time (request.getfixturevalue) is not known at collection: its test
+# must carry the marker itself (a parameter's marks=), or it fails under CI.
+SERVER_MARKERS = {"pg_server": "postgres", "redis_server": "redis", "mysql_server": "mysql", "kube": "k8s",
+                  "node": "node"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())  # the closure: every fixture it needs, transitively
+        for fixture, marker in SERVER_MARKERS.items():
+            if fixture in used and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+def unmarked_servers(item: pytest.Item, fixtures: list[str]) -> list[str]:
+    """The server fixtures among ``fixtures`` whose marker ``item`` lacks."""
+    return [f"{fixture} (marker {marker})" for fixture, marker in SERVER_MARKERS.items()
+            if fixture in fixtures and item.get_closest_marker(marker) is None]
+
+
+@pytest.fixture(autouse=True)
+def _servers_are_marked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After the test: the servers it got through getfixturevalue carry their markers (under CI a failure)."""
+    yield
+    missing = unmarked_servers(request.node, request.fixturenames)
+    if missing:
+        why = (f"{request.node.nodeid} started {', '.join(missing)} through request.getfixturevalue without the "
+               "marker: add it to the parameter (pytest.param(..., marks=...)) or to the test")
+        if os.environ.get("CI") == "true":
+            pytest.fail(why, pytrace=False)
+        warnings.warn(why, pytest.PytestWarning, stacklevel=1)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ test cluster's admin token). What is scanned, for every test:
 * what the test left uncaptured on stdout and stderr (in-process CLI output, progress);
 * the output of every subprocess run through the helpers (``tests.cli_helpers.adf``, ``adf serve``,
   ``kubectl``/``helm`` in :mod:`tests.k8s.cluster`), ``-o json`` included: they call :func:`seen`;
-* the events and the ``status`` of every object of each :class:`tests.operator.memkube.MemoryKube`
+* the events and the ``status`` of every object of each :class:`tests.memkube.MemoryKube`
   (they call :func:`watch`).
 
 A test that means to show a secret (checking what a Secret holds) wraps that part in :func:`allowed`

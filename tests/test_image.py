@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import REPO
+
 pytestmark = pytest.mark.image
 
-REPO = Path(__file__).resolve().parents[1]
 BUILD = "bash scripts/build-image"
 MAX_BYTES = 250_000_000
 

@@ -14,7 +14,7 @@ import sys
 from activedataflow.errors import ConnectorError
 from tests import services
 from tests.cli_helpers import adf
-from tests.operator.memkube import MemoryKube
+from tests.memkube import MemoryKube
 from tests.secrets_scan import allowed, register_secret
 
 URL = f"postgresql+psycopg://postgres:{services.PG_PASSWORD}@db:5432/shop"

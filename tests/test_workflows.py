@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import REPO
 from tests.k8s.cluster import cache_dir
 
-REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = REPO / ".github" / "workflows"
 CHART = REPO / "charts" / "activedataflow"
 ACTIONLINT_VERSION = "v1.7.12"

@@ -11,7 +11,7 @@ busy, anything unexpected) it answers ``False`` and the caller takes the usual p
 then decides. So a wrong answer can only cost time, never skip a due flow.
 
 The queries mirror :meth:`SqlStore._due_query <activedataflow.store.sql.SqlStore._due_query>`
-and the lease condition of its reaper; ``tests/store/test_probe.py`` checks by property
+and the lease condition of its reaper; ``tests/core/store/test_probe.py`` checks by property
 that they agree with the store on any stored state.
 """
 

@@ -35,13 +35,13 @@ from typing import IO, TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from tests import REPO
 from tests.secrets_scan import register_secret, seen
 from tests.services import free_port
 
 if TYPE_CHECKING:
     import kubernetes.client
 
-REPO = Path(__file__).resolve().parents[2]
 CRDS_DIR = REPO / "crds"
 BUILD_SCRIPT = REPO / "scripts" / "build-control-plane.sh"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager")

@@ -19,8 +19,8 @@ from activedataflow.model import WEBHOOK_URL, DataFlowSpec, parse_dataflow
 from activedataflow.operator import crdgen
 from pydantic import BaseModel
 
+from tests.core.test_model import BOUND_CASES, change_spec
 from tests.k8s.cluster import Cluster
-from tests.test_model import BOUND_CASES, change_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "paid-orders.yaml"
@@ -324,7 +324,7 @@ def test_a_value_past_a_length_bound_is_refused_by_the_api_server_as_by_the_mode
 @pytest.mark.k8s
 def test_the_api_server_takes_every_schedule_a_cronjob_takes(kube_crds: Cluster, namespace: str) -> None:
     """The schedule rules are what CEL can say of robfig's parser: never stricter than the model."""
-    from tests.test_schedule_oracle import ACCEPTED
+    from tests.core.test_schedule_oracle import ACCEPTED
 
     never = {"0 0 31 2 *", ", * * * *"}  # accepted by Kubernetes, but they never fire: the model refuses them
     for i, schedule in enumerate(s for s in ACCEPTED if s not in never):

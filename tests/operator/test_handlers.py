@@ -18,8 +18,8 @@ from activedataflow.operator.handlers.handle_startup import sweep_deleted_flows
 from activedataflow.store import Counts
 from activedataflow.store.registration import register_flow
 
+from tests.memkube import MemoryKube
 from tests.operator.conftest import dataflow, dataflow_body
-from tests.operator.memkube import MemoryKube
 
 NOW = datetime(2025, 3, 1, 10, 7, 30, tzinfo=UTC)
 

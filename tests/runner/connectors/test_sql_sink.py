@@ -16,7 +16,7 @@ from activedataflow.runner.connectors.sql import ExecutemanyStrategy, SinkTarget
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.connectors.tables import T0, create, insert, orders_table, read_table, sql_sink
+from tests.runner.connectors.tables import T0, create, insert, orders_table, read_table, sql_sink
 
 # Writing tests run twice (``both_paths``): through the per-dialect fast strategies (COPY on PostgreSQL,
 # prepared executemany) that open_sink installs, and through the generic SQLAlchemy executemany.

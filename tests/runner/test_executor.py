@@ -244,7 +244,7 @@ def test_python_step_without_declared_columns_opens_the_sink_after_its_first_row
     flow = flow_doc(src_url, dst_url, mode="upsert", transaction="batch", src_batch=3, sink_batch=3,
                     incremental=True)
     doc = flow.model_dump(by_alias=True, mode="json", exclude_none=True)
-    doc["spec"]["transform"] = [{"python": "tests.test_executor:paid_doubled"}]
+    doc["spec"]["transform"] = [{"python": "tests.runner.test_executor:paid_doubled"}]
     store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     executor = FlowExecutor(store)
     run = executor.run(executor.register(parse_dataflow(doc)), force=True).run
@@ -871,3 +871,28 @@ def test_a_due_flow_whose_claim_was_lost_says_another_runner_claimed_it(tmp_path
     current = store.get_flow(record.name, record.namespace)
     assert current is not None and (current.next_run_at is None or current.next_run_at <= utcnow())
     assert executor._why_not_claimed(record, utcnow(), "prop-flow-1") == "claimed by another runner"
+
+
+@pytest.mark.parametrize(("keep", "kept"), [("1", 1), ("0", 1), ("many", 3)])  # at least one; not a number: 100
+def test_the_history_kept_after_a_run_is_adf_keep_successful_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: str, kept: int
+) -> None:
+    monkeypatch.setenv("ADF_KEEP_SUCCESSFUL_RUNS", keep)
+    store, executor, record = _plain_flow(tmp_path)
+    names = [executor.run(record, trigger="manual", force=True).run.run_name for _ in range(3)]  # type: ignore[union-attr]
+    runs = store.list_runs(record.name, record.namespace, limit=10)
+    assert sorted(r.run_name for r in runs) == sorted(names[-kept:])
+
+
+def test_a_reflector_that_fails_never_fails_the_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    class Unreachable:  # every step of reflection fails, as with an API server that refuses connections
+        def refuse(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionRefusedError("the API server refused the connection")
+
+        run_started = run_finished = catch_up = refuse
+
+    store, _, record = _plain_flow(tmp_path)
+    executor = FlowExecutor(store, runner_id="runner-a", sleep=lambda s: None, reflector=Unreachable())
+    run = executor.run(record, trigger="manual", force=True).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert "could not reflect run into Kubernetes: the API server refused the connection" in caplog.text

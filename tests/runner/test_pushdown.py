@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.flows import dataflow, dataflow_of, manifest_of, sql_sink, sql_source
-from tests.test_fastpath import rows_of
+from tests.runner.test_fastpath import rows_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -648,7 +648,7 @@ def test_postgresql_to_sqlite_computes_the_transform_in_the_source_query(
 def test_python_takes_over_at_the_first_step_sql_cannot_compute(
         pg_url: str, pg_other: str, executor: FlowExecutor, monkeypatch: pytest.MonkeyPatch) -> None:
     setup_two(pg_url, pg_other, [src_row(i) for i in range(1, 26)], "dst", "dst_rows")
-    transform = [*TRANSFORM[:2], {"python": "tests.test_pushdown:shout"}, {"select": ["id", "i1", "f1", "s1"]}]
+    transform = [*TRANSFORM[:2], {"python": "tests.runner.test_pushdown:shout"}, {"select": ["id", "i1", "f1", "s1"]}]
     # the memory:// store is the process's: names no other test gives an incremental flow
     f = flow(pg_url, pg_other, transform=transform, incremental={"cursorColumn": "id"}, name="py-f")
     plan = plan_flow(f, pg_url, pg_other)

@@ -23,7 +23,7 @@ from activedataflow.store.redis_store import RedisStore
 from activedataflow.store.schema import flows, runs
 from activedataflow.store.sql import MIGRATIONS, SqlStore
 
-from tests.store.conftest import url_of
+from tests.core.store.conftest import url_of
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 FLOWS = 3000

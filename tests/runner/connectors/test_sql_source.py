@@ -24,7 +24,7 @@ from activedataflow.runner.connectors.sql import SqlSourceReader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.connectors.tables import T0, TIMESTAMP, create, insert, make_orders, order, sql_source
+from tests.runner.connectors.tables import T0, TIMESTAMP, create, insert, make_orders, order, sql_source
 
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

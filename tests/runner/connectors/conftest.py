@@ -52,15 +52,19 @@ def pg_schema_url(pg_connectors_db: tuple[str, sa.Engine]) -> Iterator[str]:
 
 
 SQL_BACKENDS = {"sqlite": "sqlite_db", "postgresql": "pg_schema_url", "mysql": "mysql_url"}
+# the servers a backend starts (got at run time, so not seen at collection: tests/conftest.py SERVER_MARKERS)
+BACKEND_PARAMS = {"sqlite": pytest.param("sqlite"),
+                  "postgresql": pytest.param("postgresql", marks=pytest.mark.postgres),
+                  "mysql": pytest.param("mysql", marks=pytest.mark.mysql)}
 
 
-@pytest.fixture(params=list(SQL_BACKENDS))
+@pytest.fixture(params=list(BACKEND_PARAMS.values()))
 def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on SQLite, PostgreSQL and MariaDB."""
     return request.getfixturevalue(SQL_BACKENDS[request.param])
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=[BACKEND_PARAMS["sqlite"], BACKEND_PARAMS["postgresql"]])
 def db_url_fast(request: pytest.FixtureRequest) -> str:
     """SQLite and PostgreSQL, for the heavier property tests."""
     return request.getfixturevalue(SQL_BACKENDS[request.param])

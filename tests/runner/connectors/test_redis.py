@@ -18,13 +18,13 @@ from activedataflow.runner.connectors.redis import RedisSinkWriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.connectors.tables import redis_sink, redis_source
+from tests.runner.connectors.tables import redis_sink, redis_source
 
 COLUMNS = ("id", "customer", "amount", "status", "updated_at")
 T0 = dt.datetime(2024, 3, 31, 1, 30, tzinfo=dt.UTC)
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis), "memory"])
 def rurl(request: pytest.FixtureRequest) -> str:
     """The real Redis server (flushed) and the in-process emulator (a fresh memory:// server)."""
     if request.param == "redis":

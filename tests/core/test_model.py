@@ -30,7 +30,9 @@ from activedataflow.model import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "paid-orders.yaml"
+from tests import PAID_ORDERS
+
+EXAMPLE = PAID_ORDERS
 BASE: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
 
 

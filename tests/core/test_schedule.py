@@ -1,6 +1,6 @@
 """When a flow runs next: cron (5 fields, macros, @every), intervals, time zones and DST (as the CronJob does).
 
-The agreement with robfig/cron itself is tests/test_schedule_oracle.py."""
+The agreement with robfig/cron itself is tests/core/test_schedule_oracle.py."""
 
 from __future__ import annotations
 

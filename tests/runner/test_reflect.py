@@ -12,8 +12,8 @@ from activedataflow.kube.client import DATAFLOW, DATAFLOWRUN
 from activedataflow.runner.reflect import KubeReflector, NullReflector, reflector_from_env
 from activedataflow.store.base import FlowRecord, RunRecord
 
+from tests.memkube import MemoryKube
 from tests.operator.conftest import dataflow_body
-from tests.operator.memkube import MemoryKube
 from tests.services import free_port
 
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)

@@ -13,8 +13,8 @@ from activedataflow.store.migrations import HEAD_REVISION, VERSION_TABLE
 from activedataflow.store.redis_store import RedisStore
 from activedataflow.store.sql import SqlStore
 
+from tests.core.store.conftest import url_of
 from tests.services import PG_PASSWORD
-from tests.store.conftest import url_of
 
 UNREACHABLE = [
     pytest.param("postgresql+psycopg://u:secret@127.0.0.1:1/x", id="postgresql"),

@@ -27,6 +27,7 @@ from activedataflow.operator.crdgen import dataflow_crd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests import PAID_ORDERS
 from tests.bounded import bounded as guarded
 from tests.cli_helpers import adf, sqlite_fact, sqlite_orders
 
@@ -285,7 +286,7 @@ def test_the_generator_makes_mostly_valid_manifests() -> None:
 
 # --------------------------------------------------------------------------- inputs the fuzzer found
 
-BASE: dict[str, Any] = yaml.safe_load((Path(__file__).parent.parent / "examples" / "paid-orders.yaml").read_text())
+BASE: dict[str, Any] = yaml.safe_load(PAID_ORDERS.read_text())
 
 
 @pytest.mark.parametrize(
@@ -314,7 +315,7 @@ def test_inputs_that_used_to_crash_or_name_no_field(change: Callable[[dict[str, 
     assert err.field == field and reason in str(err)
 
 
-BASE_TEXT = (Path(__file__).parent.parent / "examples" / "paid-orders.yaml").read_text()
+BASE_TEXT = PAID_ORDERS.read_text()
 WHERE_PAID = 'op: "=", value: paid}'
 
 

@@ -9,8 +9,8 @@ import pytest
 from activedataflow.cli.trigger import trigger_run
 from activedataflow.errors import UserError
 
-from tests.operator.memkube import MemoryKube
-from tests.operator.test_reflect import unreachable_kubeconfig
+from tests.memkube import MemoryKube
+from tests.runner.test_reflect import unreachable_kubeconfig
 
 
 def test_unreachable_cluster_names_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -294,7 +294,7 @@ def test_a_killed_runner_is_reaped_and_its_flow_runs_again(tmp_path: Path) -> No
     shop, wh = f"sqlite:///{tmp_path / 'shop.db'}", f"sqlite:///{tmp_path / 'wh.db'}"
     path = manifest(tmp_path, source_url=shop, sink_url=wh)
     text = path.read_text()
-    text = text[: text.index("  transform:")] + "  transform:\n    - python: tests.test_cli:held_at_row_20\n" + \
+    text = text[: text.index("  transform:")] + "  transform:\n    - python: tests.cli.test_cli:held_at_row_20\n" + \
         text[text.index("  sink:"):]
     path.write_text(text)
     gate = tmp_path / "gate"
