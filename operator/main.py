@@ -18,14 +18,13 @@ from ..model import API_GROUP, API_VERSION
 from . import app
 from .handlers.handle_delete import flow_deleted
 from .handlers.handle_reconcile import reconcile_flow, was_heartbeat
-from .handlers.handle_resync import resync_flow
+from .handlers.handle_resync import RESYNC_SECONDS, Resyncer
 from .handlers.handle_run_now import handle_run_now
 from .handlers.handle_startup import sweep_deleted_flows
 from .metrics import record_reconcile
 
 registry = kopf.OperatorRegistry()
 DATAFLOWS = (API_GROUP, API_VERSION, "dataflows")
-RESYNC_SECONDS = 600.0
 
 
 @kopf.on.startup(registry=registry)
@@ -43,8 +42,16 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_via_client(**kwargs)  # in-cluster service account, else the kubeconfig
 
 
+@kopf.on.startup(registry=registry)
+def resync(memo: kopf.Memo, **_: Any) -> None:
+    # a thread of ours, not a kopf timer: a timer would put a finalizer on every DataFlow
+    memo.resyncer = Resyncer(memo.ctx, memo.namespaces, interval=RESYNC_SECONDS, counted=_counted).start()
+
+
 @kopf.on.cleanup(registry=registry)
 def close(memo: kopf.Memo, **_: Any) -> None:
+    if "resyncer" in memo:
+        memo.resyncer.stop()
     memo.ctx.close()
 
 
@@ -59,13 +66,6 @@ def reconcile(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
         # a resume (operator restart) is a resync: nothing changed, so no repeated Event
         reconcile_flow(body, status=patch.status, ctx=memo.ctx, retry=retry, was_heartbeat=was_heartbeat(cause, old),
                        resync=cause == "resume", created=cause == "create")
-
-
-@kopf.timer(*DATAFLOWS, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, registry=registry)
-def resync(*, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any) -> None:
-    # kopf passes retry to timers too; its TimerFn protocol does not list it
-    with _counted():
-        resync_flow(body, status=patch.status, ctx=memo.ctx, retry=retry)
 
 
 @contextmanager

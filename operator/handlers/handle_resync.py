@@ -1,16 +1,107 @@
-"""The periodic resync: the reconcile pass again, which repairs drift (a CronJob deleted by hand) and
-refreshes ``nextRunAt``, repeating no Event for an unchanged invalid spec."""
+"""The periodic resync: the reconcile pass again over every DataFlow, which repairs drift (a CronJob
+deleted by hand) and refreshes ``nextRunAt``, repeating no Event for an unchanged invalid spec.
+
+Not a kopf timer: kopf puts a finalizer on every object a timer or daemon watches (a write of each new
+DataFlow, and a deletion held up while no operator runs). One thread of the operator instead lists the
+DataFlows every :data:`RESYNC_SECONDS` (one LIST per watched namespace, or of all) and writes a flow's
+status only where the pass changed it, under the listed ``resourceVersion``: a flow that changed
+meanwhile is left to the handler of that change.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+import logging
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
+import kopf
+
+from ...errors import redact
+from ...kube.client import DATAFLOW, Conflict, KubeError
 from ..config import Context
 from .handle_reconcile import reconcile_flow
 
-__all__ = ["resync_flow"]
+__all__ = ["RESYNC_SECONDS", "Resyncer", "resync_all", "resync_flow"]
+
+log = logging.getLogger("activedataflow.operator")
+
+RESYNC_SECONDS = 600.0
 
 
 def resync_flow(body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0) -> None:
     reconcile_flow(body, status=status, ctx=ctx, retry=retry, resync=True)
+
+
+def resync_all(ctx: Context, namespaces: Sequence[str] | None,
+               counted: Callable[[], AbstractContextManager[None]] | None = None) -> int:
+    """One resync pass over the DataFlows of ``namespaces`` (None: all); returns how many statuses it wrote.
+    A flow's failure (store down, API error, invalid spec) is its status, as in any reconcile, and never
+    stops the pass; the next pass retries it."""
+    written = 0
+    for namespace in [None] if namespaces is None else namespaces:
+        try:
+            flows = ctx.kube.list(DATAFLOW, namespace)
+        except (KubeError, OSError) as err:
+            log.warning("resync: DataFlows of %s not listed: %s", namespace or "all namespaces", redact(str(err)))
+            continue
+        for obj in flows:
+            written += _resync_one(ctx, obj, counted)
+    return written
+
+
+def _resync_one(ctx: Context, obj: Mapping[str, Any],
+                counted: Callable[[], AbstractContextManager[None]] | None) -> int:
+    meta = obj["metadata"]
+    name, namespace = meta["name"], meta.get("namespace") or "default"
+    status: dict[str, Any] = {}
+    try:
+        if counted is None:
+            resync_flow(obj, status=status, ctx=ctx)
+        else:
+            with counted():
+                resync_flow(obj, status=status, ctx=ctx)
+    except (kopf.PermanentError, kopf.TemporaryError) as err:  # already in ``status``: Ready=False, the reason
+        log.info("resync of DataFlow %s/%s: %s", namespace, name, err)
+    except Exception as err:  # one flow's bug never stops the pass over the others
+        log.exception("resync of DataFlow %s/%s failed: %s", namespace, name, redact(str(err)))
+        return 0
+    if not status:
+        return 0
+    try:
+        ctx.kube.patch(DATAFLOW, namespace, name, {"metadata": {"resourceVersion": meta["resourceVersion"]},
+                                                   "status": status}, status=True)
+    except Conflict:
+        return 0  # changed since the list: its own event's handler reports it
+    except (KubeError, OSError) as err:
+        log.warning("resync: status of DataFlow %s/%s not written: %s", namespace, name, redact(str(err)))
+        return 0
+    return 1
+
+
+class Resyncer:
+    """The thread that runs :func:`resync_all` every ``interval`` seconds until :meth:`stop`."""
+
+    def __init__(self, ctx: Context, namespaces: Sequence[str] | None, *, interval: float = RESYNC_SECONDS,
+                 counted: Callable[[], AbstractContextManager[None]] | None = None) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, args=(ctx, namespaces, interval, counted),
+                                        name="adf-resync", daemon=True)
+
+    def start(self) -> Resyncer:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self, ctx: Context, namespaces: Sequence[str] | None, interval: float,
+              counted: Callable[[], AbstractContextManager[None]] | None) -> None:
+        while not self._stop.wait(interval):
+            try:
+                resync_all(ctx, namespaces, counted)
+            except Exception:  # the thread outlives any one pass
+                log.exception("resync pass failed")

@@ -374,7 +374,7 @@ def test_a_new_dataflow_is_written_by_the_operator_in_its_status_alone(
     assert not obj["metadata"].get("finalizers")  # nothing holds a deletion up
     assert not [k for k in obj["metadata"].get("annotations") or {} if k.startswith("kopf.")]
     # managedFields: one entry per manager and subresource written; the object itself only by kubectl
-    fields = obj["metadata"]["managedFields"]
+    fields = kube.get("dataflow", "paid-orders", "-n", namespace, "--show-managed-fields")["metadata"]["managedFields"]
     writers = [m.get("subresource", "") for m in fields if not m["manager"].startswith("kubectl")]
     assert writers == ["status"]
 
@@ -599,11 +599,13 @@ def test_dataflowruns_beyond_the_history_limit_are_pruned_and_every_run_is_count
 def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
     kube_crds: Cluster, namespace: str, secrets: str
 ) -> None:
-    """The resync timer's handler (kopf fires it every 600 s; called here directly) on the real API server."""
+    """The resync pass (the operator's thread runs it every 600 s; called here directly) on the real API server:
+    the CronJob and the Secret are back, and the status it wrote under the listed resourceVersion is there."""
     from activedataflow.kube.client import DATAFLOW, ApiClientTransport, RestKube
     from activedataflow.operator.config import Context, OperatorConfig
     from activedataflow.operator.cronjob import RunnerSettings
     from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
+    from activedataflow.operator.handlers.handle_resync import resync_all
 
     kube = kube_crds
     api = RestKube(ApiClientTransport(kube.api_client()))
@@ -617,7 +619,7 @@ def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
             lambda: STORE_SECRET not in {s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]},
             timeout=60, what="the store Secret to be garbage-collected")
 
-        reconcile_flow(api.get(DATAFLOW, namespace, "paid-orders") or {}, status={}, ctx=ctx, resync=True)
+        assert resync_all(ctx, [namespace]) == 1  # the first pass's status was never written: this one is
     finally:
         ctx.close()
         api.close()
@@ -625,3 +627,5 @@ def test_resync_recreates_a_cronjob_deleted_by_hand_and_its_store_secret(
     assert new["metadata"]["name"] == "df-paid-orders" and new["metadata"]["uid"] != old["metadata"]["uid"]
     secret = kube.get("secret", STORE_SECRET, "-n", namespace)
     assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [new["metadata"]["uid"]]
+    conditions = kube.get("dataflow", "paid-orders", "-n", namespace)["status"]["conditions"]
+    assert [(c["type"], c["status"]) for c in conditions] == [("Ready", "True")]

@@ -13,6 +13,7 @@ from activedataflow.kube.names import STORE_SECRET
 from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.handlers.handle_delete import flow_deleted
 from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
+from activedataflow.operator.handlers.handle_resync import resync_all
 from activedataflow.operator.handlers.handle_run_now import handle_run_now
 from activedataflow.operator.handlers.handle_startup import sweep_deleted_flows
 from activedataflow.store import Counts
@@ -565,6 +566,40 @@ def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKu
     with pytest.raises(kopf.PermanentError):
         reconcile_flow(fresh(kube, body), status={}, ctx=ctx, resync=True)
     assert kube.reasons() == ["InvalidSpec"]
+
+
+def test_a_resync_pass_writes_no_status_of_an_unchanged_flow(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    kube.requests.clear()
+    assert resync_all(ctx, ["shop"]) == 0
+    assert [r for r in kube.requests if r[0].startswith("patch")] == []
+
+
+def test_a_resync_pass_repairs_each_flow_and_writes_the_status_it_changed(ctx: Context, kube: MemoryKube) -> None:
+    first = apply_flow(kube)
+    reconcile(ctx, kube, first)
+    second = apply_flow(kube, name="refunds")  # never reconciled: no status yet
+    kube.delete(CRONJOB, "shop", "df-paid-orders")
+    assert resync_all(ctx, None) == 1
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders", "df-refunds"]
+    assert ready(fresh(kube, second)["status"])["status"] == "True"
+
+
+def test_a_resync_pass_leaves_a_flow_changed_since_the_list_to_its_own_event(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    listed = fresh(kube, body)
+    kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"suspend": True}})  # a change after the list
+    kube.list = lambda *_args, **_kw: [listed]  # type: ignore[method-assign]
+    assert resync_all(ctx, ["shop"]) == 0  # the status write met the changed resourceVersion
+    assert "status" not in fresh(kube, body) or not fresh(kube, body)["status"]
+
+
+def test_a_resync_pass_goes_on_past_a_flow_that_fails(ctx: Context, kube: MemoryKube) -> None:
+    bad = apply_flow(kube, name="bad", schedule=None, interval="7m")
+    good = apply_flow(kube, name="good")
+    assert resync_all(ctx, ["shop"]) == 2  # both statuses written: the invalid spec as Ready=False
+    assert ready(fresh(kube, bad)["status"])["reason"] == "InvalidSpec"
+    assert ready(fresh(kube, good)["status"])["status"] == "True"
 
 
 def test_next_run_is_the_first_cronjob_tick_at_or_after_the_due_time(ctx: Context, kube: MemoryKube) -> None:
