@@ -164,7 +164,10 @@ def in_fresh_process(name: str) -> Callable[[str, str], tuple[int, int]]:
 
 def ours_cli(src: str, dst: str, *, pushdown: bool = True) -> tuple[int, int]:
     """``adf run flow.yaml --store URL`` as a whole process, as a user (or a runner Pod) runs it; the
-    store migrated before. The rows written are counted from the sink by the caller (-1 here)."""
+    store migrated before. The rows written are counted from the sink by the caller (-1 here).
+    With ``ADF_BENCH_PROFILE=FILE`` it runs under pyinstrument (its session to FILE.pyisession, for
+    bench/profile_parts.py)."""
+    import os
     import sys
 
     import yaml
@@ -172,8 +175,11 @@ def ours_cli(src: str, dst: str, *, pushdown: bool = True) -> tuple[int, int]:
     manifest = Path(_STORE_DIR) / "flow.yaml"
     manifest.write_text(yaml.safe_dump(_flow_manifest(src, dst), sort_keys=False))
     adf = Path(sys.executable).with_name("adf")
-    _whole_process([str(adf), "run", str(manifest), "--store", store_url()],
-                   env=None if pushdown else {"ADF_PUSHDOWN": "off"})
+    cmd = [str(adf), "run", str(manifest), "--store", store_url()]
+    if profile := os.environ.get("ADF_BENCH_PROFILE"):  # the whole process under pyinstrument, imports included
+        cmd = [sys.executable, "-m", "pyinstrument", "--interval", "0.001", "-r", "pyisession",
+               "-o", str(Path(profile).with_suffix(".pyisession")), *cmd]
+    _whole_process(cmd, env=None if pushdown else {"ADF_PUSHDOWN": "off"})
     return -1, -1
 
 

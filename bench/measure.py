@@ -67,7 +67,11 @@ def main() -> None:
     approaches.CHILD_RSS_MB.clear()
     base_mb = peak_rss_mb()  # interpreter and imports, before any row moves
     profiler: Any = None
-    if args.profile:
+    if args.profile and whole:  # the approach profiles its own process (approaches.ours_cli)
+        import os
+
+        os.environ["ADF_BENCH_PROFILE"] = args.profile
+    elif args.profile:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.001)

@@ -242,7 +242,7 @@ def measure(case: Case, src: str, dst: str, profile: Path | None, timeout: float
         return f"timeout after {timeout:.0f}s"
     if proc.returncode != 0:
         return (proc.stderr.strip().splitlines() or ["failed"])[-1][:160]
-    if profile is not None:
+    if profile is not None and case.approach not in WHOLE_PROCESS:  # a whole process writes its own
         (profile.with_suffix(".txt")).write_text(proc.stderr)
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -259,7 +259,8 @@ def main() -> None:
     ap.add_argument("--only", help="comma-separated approaches (ours_cli, sling, dlt_arrow_process, core, ...)")
     ap.add_argument("--pairs", help="comma-separated pairs (" + ", ".join(PAIRS) + ")")
     ap.add_argument("--all", action="store_true", help="also Core, the ORM loop and dlt's SQLAlchemy-row backend")
-    ap.add_argument("--profile", action="store_true", help="pyinstrument profiles of our in-process cases")
+    ap.add_argument("--profile", action="store_true",
+                    help="pyinstrument profiles of our cases (of adf run: the whole process) in bench/results/")
     ap.add_argument("--timeout", type=float, default=1200)
     args = ap.parse_args()
     only = set(args.only.split(",")) if args.only else None
@@ -303,7 +304,7 @@ def main() -> None:
                     if case.dst.startswith("pg"):
                         reset_pg(dst)
                     profile = (results_dir / f"{stamp}-{n}-{case.approach}-{case.pair}.html"
-                               if args.profile and case.approach in ("ours", "ours_rows", "ours_run") else None)
+                               if args.profile and case.approach.startswith("ours") else None)
                     r = measure(case, urls[case.src], dst, profile, args.timeout)
                     if isinstance(r, str):
                         errors[case] = r
