@@ -45,7 +45,7 @@ class Case:
     approach: str
     pair: str  # a key of PAIRS
     max_rows: int | None = None  # the naive ORM loop only at 100k
-    default: bool = True  # measured without --only (Core, the ORM loop, dlt's row backend: --only or --all)
+    default: bool = True  # measured without --only; the in-process cases with --all (or --only)
 
     @property
     def src(self) -> str:
@@ -74,24 +74,24 @@ CASES = [
     Case("Sling (query does filter + cents, incremental upsert)", "sling", "pg_pg"),
     Case("dlt, pyarrow backend + Arrow map, csv (COPY) loader, merge", "dlt_arrow_process", "pg_pg"),
     Case("COPY path script", "copy_pg_pg_process", "pg_pg"),
-    Case("in process: ours (FlowExecutor)", "ours", "pg_pg"),
-    Case("in process: ours, row path", "ours_rows", "pg_pg"),
-    Case("in process: COPY path", "copy_pg_pg", "pg_pg"),
+    Case("in process: ours (FlowExecutor)", "ours", "pg_pg", default=False),
+    Case("in process: ours, row path", "ours_rows", "pg_pg", default=False),
+    Case("in process: COPY path", "copy_pg_pg", "pg_pg", default=False),
     Case("in process: SQLAlchemy Core keyset + batched upsert", "core", "pg_pg", default=False),
     Case("in process: ORM session.merge per row", "orm", "pg_pg", max_rows=100_000, default=False),
     Case("in process: dlt sql_table (SQLAlchemy rows) -> merge", "dlt", "pg_pg", default=False),
     Case("`adf run` (push-down: one INSERT ... SELECT)", "ours_cli", "pg_same"),
     Case("Sling, source = sink database", "sling", "pg_same"),
     Case("floor: one INSERT ... SELECT ... ON CONFLICT (psycopg script)", "floor_pg_process", "pg_same"),
-    Case("in process: ours", "ours", "pg_same"),
-    Case("in process: floor", "floor_pg", "pg_same"),
+    Case("in process: ours", "ours", "pg_same", default=False),
+    Case("in process: floor", "floor_pg", "pg_same", default=False),
     Case("`adf run` (row path)", "ours_cli", "pg_sqlite"),
     Case("Sling", "sling", "pg_sqlite"),
     Case("dlt, pyarrow backend + Arrow map, parquet loader, merge", "dlt_arrow_process", "pg_sqlite"),
     Case("COPY path script (COPY out, Python, executemany)", "copy_pg_sqlite_process", "pg_sqlite"),
-    Case("in process: ours", "ours", "pg_sqlite"),
-    Case("in process: ours, transaction: run (one commit, as the COPY path)", "ours_run", "pg_sqlite"),
-    Case("in process: COPY path", "copy_pg_sqlite", "pg_sqlite"),
+    Case("in process: ours", "ours", "pg_sqlite", default=False),
+    Case("in process: ours, transaction: run (one commit, as the COPY path)", "ours_run", "pg_sqlite", default=False),
+    Case("in process: COPY path", "copy_pg_sqlite", "pg_sqlite", default=False),
     Case("`adf run` (push-down, ATTACH)", "ours_cli", "sqlite_sqlite"),
     Case("Sling", "sling", "sqlite_sqlite"),
     Case("dlt, pyarrow backend + Arrow map, parquet loader, merge", "dlt_arrow_process", "sqlite_sqlite"),
@@ -99,10 +99,10 @@ CASES = [
     Case("floor: ATTACH + one INSERT ... SELECT, cents on floats", "floor_sqlite_process", "sqlite_sqlite"),
     Case("floor, the row path's results (round(), '.000000' appended)", "floor_sqlite_exact_process",
          "sqlite_sqlite"),
-    Case("in process: ours", "ours", "sqlite_sqlite"),
-    Case("in process: ours, row path (ADF_PUSHDOWN=off)", "ours_rows", "sqlite_sqlite"),
-    Case("in process: stdlib sqlite3", "stdlib_sqlite", "sqlite_sqlite"),
-    Case("in process: floor", "floor_sqlite", "sqlite_sqlite"),
+    Case("in process: ours", "ours", "sqlite_sqlite", default=False),
+    Case("in process: ours, row path (ADF_PUSHDOWN=off)", "ours_rows", "sqlite_sqlite", default=False),
+    Case("in process: stdlib sqlite3", "stdlib_sqlite", "sqlite_sqlite", default=False),
+    Case("in process: floor", "floor_sqlite", "sqlite_sqlite", default=False),
     Case("in process: SQLAlchemy Core keyset + batched upsert", "core", "sqlite_sqlite", default=False),
     Case("in process: ORM session.merge per row", "orm", "sqlite_sqlite", max_rows=100_000, default=False),
     Case("in process: dlt sql_table (SQLAlchemy rows) -> merge", "dlt", "sqlite_sqlite", default=False),
@@ -258,7 +258,8 @@ def main() -> None:
     ap.add_argument("--pg", help="use this PostgreSQL server (a URL to its postgres database) instead of starting one")
     ap.add_argument("--only", help="comma-separated approaches (ours_cli, sling, dlt_arrow_process, core, ...)")
     ap.add_argument("--pairs", help="comma-separated pairs (" + ", ".join(PAIRS) + ")")
-    ap.add_argument("--all", action="store_true", help="also Core, the ORM loop and dlt's SQLAlchemy-row backend")
+    ap.add_argument("--all", action="store_true",
+                    help="also the in-process cases (ours, the scripts, Core, the ORM loop, dlt's row backend)")
     ap.add_argument("--profile", action="store_true",
                     help="pyinstrument profiles of our cases (of adf run: the whole process) in bench/results/")
     ap.add_argument("--timeout", type=float, default=1200)
@@ -291,43 +292,60 @@ def main() -> None:
             out(f"\n## {n:,} source rows ({time.strftime('%H:%M', time.gmtime())} UTC, load before: {load()})\n")
             urls = {**pg, "sqlite_src": f"sqlite:///{work / 'src.db'}"}
             cases = [c for c in CASES if wanted(c, n)]
-            runs: dict[Case, list[dict[str, float]]] = {c: [] for c in cases}
-            errors: dict[Case, str] = {}
-            sinks: dict[Case, set[Digest]] = {c: set() for c in cases}
-            # round robin: each round measures every case once, so that a slow spell of the machine (or of
-            # PostgreSQL's background work after loading) spreads over all cases instead of hitting one
-            for _ in range(args.repeat):
-                for case in cases:
-                    if case in errors:
-                        continue
-                    dst = fresh_sqlite_dst(work) if case.dst == "sqlite_dst" else urls[case.dst]
-                    if case.dst.startswith("pg"):
-                        reset_pg(dst)
-                    profile = (results_dir / f"{stamp}-{n}-{case.approach}-{case.pair}.html"
-                               if args.profile and case.approach.startswith("ours") else None)
-                    r = measure(case, urls[case.src], dst, profile, args.timeout)
-                    if isinstance(r, str):
-                        errors[case] = r
-                    else:
-                        table_name = "bench.fact_orders" if case.approach.startswith("dlt") else "fact_orders"
-                        digest = sink_digest(dst, table_name)
-                        sinks[case].add(digest)
-                        r["written"] = digest[0]
-                        runs[case].append(r)
-                    print(f"  {case.pair} {case.label}: {r}", file=sys.stderr, flush=True)
-            results: dict[tuple[str, str], dict[str, float] | str] = {}
-            for case in cases:
-                if case in errors:
-                    results[(case.approach, case.pair)] = errors[case]
-                else:
-                    numeric = [k for k in runs[case][0] if k != "whole_process"]
-                    results[(case.approach, case.pair)] = {
-                        k: statistics.median(r[k] for r in runs[case]) for k in numeric}
+            profiles = (results_dir / f"{stamp}-{n}") if args.profile else None
+            results, sinks = round_robin(cases, urls, work, args.repeat, profiles, args.timeout)
             table(out, results, sinks)
             out(f"\n(load after: {load()}, {time.strftime('%H:%M', time.gmtime())} UTC)")
     path = results_dir / f"{stamp}.md"
     path.write_text("\n".join(lines) + "\n")
     print(f"\nwritten to {path}")
+
+
+def measure_once(case: Case, urls: dict[str, str], work: Path, profile: Path | None, timeout: float
+                 ) -> tuple[dict[str, float] | str, Digest | None]:
+    """One run of a case on an emptied sink: its numbers (or why it failed) and its sink's digest."""
+    dst = fresh_sqlite_dst(work) if case.dst == "sqlite_dst" else urls[case.dst]
+    if case.dst.startswith("pg"):
+        reset_pg(dst)
+    r = measure(case, urls[case.src], dst, profile, timeout)
+    if isinstance(r, str):
+        return r, None
+    try:
+        digest = sink_digest(dst, "bench.fact_orders" if case.approach.startswith("dlt") else "fact_orders")
+    except Exception as err:  # a sink that cannot be read back fails its case, not the run
+        return f"sink not readable: {err}"[:160], None
+    r["written"] = digest[0]
+    return r, digest
+
+
+def round_robin(cases: list[Case], urls: dict[str, str], work: Path, repeat: int, profiles: Path | None,
+                timeout: float) -> tuple[dict[tuple[str, str], dict[str, float] | str], dict[Case, set[Digest]]]:
+    """Each round measures every case once, so that a slow spell of the machine (or of PostgreSQL's
+    background work after loading) spreads over all cases instead of hitting one; the medians."""
+    runs: dict[Case, list[dict[str, float]]] = {c: [] for c in cases}
+    errors: dict[Case, str] = {}
+    sinks: dict[Case, set[Digest]] = {c: set() for c in cases}
+    for _ in range(repeat):
+        for case in cases:
+            if case in errors:
+                continue
+            profile = (profiles.with_name(f"{profiles.name}-{case.approach}-{case.pair}.html")
+                       if profiles is not None and case.approach.startswith("ours") else None)
+            r, digest = measure_once(case, urls, work, profile, timeout)
+            if isinstance(r, str):
+                errors[case] = r
+            else:
+                runs[case].append(r)
+                sinks[case].add(digest)  # type: ignore[arg-type]
+            print(f"  {case.pair} {case.label}: {r}", file=sys.stderr, flush=True)
+    results: dict[tuple[str, str], dict[str, float] | str] = {}
+    for case in cases:
+        if case in errors:
+            results[(case.approach, case.pair)] = errors[case]
+        else:
+            numeric = [k for k in runs[case][0] if k != "whole_process"]
+            results[(case.approach, case.pair)] = {k: statistics.median(r[k] for r in runs[case]) for k in numeric}
+    return results, sinks
 
 
 def table(out: Callable[[str], None], results: dict[tuple[str, str], dict[str, float] | str],
