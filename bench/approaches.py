@@ -13,6 +13,7 @@ import functools
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 BATCH = 5000
@@ -121,46 +122,109 @@ def _flow_manifest(src: str, dst: str, batch: int = BATCH, transaction: str = "b
     }
 
 
+CHILD_RSS_MB: list[float] = []
+"""Peak RSS of each process :func:`_whole_process` ran (wait4's rusage: the child and what it waited for)."""
+
+
 def _whole_process(cmd: list[str], env: dict[str, str] | None = None) -> str:
-    """Run ``cmd`` as a process of its own (start-up and imports included); its stdout."""
+    """Run ``cmd`` as a process of its own (start-up and imports included); its stdout.
+
+    The child's peak RSS (not this measuring process's) is appended to :data:`CHILD_RSS_MB`.
+    """
     import os
     import subprocess
 
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        CHILD_RSS_MB.append(usage.ru_maxrss / 1024)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
-    return proc.stdout
+        raise RuntimeError(f"{Path(cmd[0]).name} failed ({proc.returncode}): {(stderr or stdout).strip()[-300:]}")
+    return stdout
+
+
+def in_fresh_process(name: str) -> Callable[[str, str], tuple[int, int]]:
+    """The approach ``name`` run by ``python approaches.py NAME SRC DST`` in a fresh interpreter."""
+
+    def run(src: str, dst: str) -> tuple[int, int]:
+        import json
+        import sys
+
+        out = _whole_process([sys.executable, __file__, name, src, dst])
+        read, written = json.loads(out.strip().splitlines()[-1])
+        return int(read), int(written)
+
+    run.__name__ = f"{name}_process"
+    return run
 
 
 def ours_cli(src: str, dst: str, *, pushdown: bool = True) -> tuple[int, int]:
-    """``adf run flow.yaml`` as a whole process (what a user or a runner Pod runs), the store migrated before."""
-    import json
+    """``adf run flow.yaml --store URL`` as a whole process, as a user (or a runner Pod) runs it; the
+    store migrated before. The rows written are counted from the sink by the caller (-1 here).
+    With ``ADF_BENCH_PROFILE=FILE`` it runs under pyinstrument (its session to FILE.pyisession, for
+    bench/profile_parts.py)."""
+    import os
     import sys
-    from pathlib import Path
 
-    manifest = Path(_STORE_DIR) / "flow.json"
-    manifest.write_text(json.dumps(_flow_manifest(src, dst)))
+    import yaml
+
+    manifest = Path(_STORE_DIR) / "flow.yaml"
+    manifest.write_text(yaml.safe_dump(_flow_manifest(src, dst), sort_keys=False))
     adf = Path(sys.executable).with_name("adf")
-    out = _whole_process([str(adf), "--store", store_url(), "run", "-o", "json", str(manifest)],
-                         env=None if pushdown else {"ADF_PUSHDOWN": "off"})
-    run = json.loads(out)
-    run = run[0] if isinstance(run, list) else run
-    run = run.get("run", run)
-    return int(run.get("records_read", run.get("recordsRead", 0))), int(run.get("records_written",
-                                                                             run.get("recordsWritten", 0)))
+    cmd = [str(adf), "run", str(manifest), "--store", store_url()]
+    if profile := os.environ.get("ADF_BENCH_PROFILE"):  # the whole process under pyinstrument, imports included
+        cmd = [sys.executable, "-m", "pyinstrument", "--interval", "0.001", "-r", "pyisession",
+               "-o", str(Path(profile).with_suffix(".pyisession")), *cmd]
+    _whole_process(cmd, env=None if pushdown else {"ADF_PUSHDOWN": "off"})
+    return -1, -1
 
 
-def copy_pg_pg_process(src: str, dst: str) -> tuple[int, int]:
-    """The COPY path script (:func:`copy_pg_pg`) as a whole process of its own, start-up included."""
-    import json
-    import sys
-    from pathlib import Path
+# --------------------------------------------------------------------------- Sling
 
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import approaches; "
-            "print(json.dumps(approaches.copy_pg_pg(sys.argv[2], sys.argv[3])))")
-    out = _whole_process([sys.executable, "-c", code, str(Path(__file__).resolve().parent), src, dst])
-    read, written = json.loads(out.strip().splitlines()[-1])
-    return int(read), int(written)
+
+def _sling_url(url: str) -> str:
+    """A Sling connection URL: libpq's form with ``sslmode=disable`` (loopback has no TLS), or SQLite's."""
+    if url.startswith("sqlite"):
+        return "sqlite://" + _sqlite_path(url)  # Sling reads sqlite:///tmp/x.db as the file /tmp/x.db
+    return _libpq(url) + ("&" if "?" in url else "?") + "sslmode=disable"
+
+
+def _sling_binary() -> str:
+    """The Go binary that PyPI's ``sling-linux-amd64`` ships, run directly (no Python wrapper on the clock)."""
+    import os
+
+    from sling_linux_amd64 import SLING_BIN  # type: ignore[import-not-found]
+
+    if not os.access(SLING_BIN, os.X_OK):
+        os.chmod(SLING_BIN, 0o755)
+    return str(SLING_BIN)
+
+
+def sling(src: str, dst: str) -> tuple[int, int]:
+    """Sling as a user would configure it for this flow: the source stream is a query doing the filter,
+    the rename and the cents (what SQL can compute), ``--mode incremental --primary-key id`` (full-data upsert)."""
+    import shutil
+
+    if src.startswith("sqlite"):
+        # SQLite holds NUMERIC(12,2) as REAL: round, as one knowing floats writes it (0.29 * 100 = 28.999...)
+        cents, table = "CAST(round(amount * 100) AS INTEGER)", "main.orders"
+    else:
+        cents, table = "trunc(amount * 100)::int8", "public.orders"
+    query = (f"select id, customer_id as customer, status, note, updated_at, {cents} as amount_cents "
+             f"from {table} where status = 'paid'")
+    target = "main.fact_orders" if dst.startswith("sqlite") else "public.fact_orders"
+    env = {"SLING_DISABLE_TELEMETRY": "true", "SLING_SRC": _sling_url(src), "SLING_DST": _sling_url(dst),
+           "SLING_HOME_DIR": tempfile.mkdtemp(prefix="adf-bench-sling-")}
+    if sqlite3_cli := shutil.which("sqlite3"):  # bulk import through the CLI (else a row at a time: 3x slower)
+        env["SQLITE_PATH"] = sqlite3_cli
+    _whole_process([_sling_binary(), "run", "--src-conn", "SLING_SRC", "--src-stream", query,
+                    "--tgt-conn", "SLING_DST", "--tgt-object", target,
+                    "--mode", "incremental", "--primary-key", "id"], env=env)
+    return -1, -1
 
 
 # --------------------------------------------------------------------------- SQLAlchemy Core and ORM
@@ -275,10 +339,7 @@ def dlt_merge(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
                          table_adapter_callback=nullable, reflection_level="full")
     resource = resource.add_map(transform)
     resource.apply_hints(table_name="fact_orders", write_disposition="merge", primary_key="id")
-    if dst.startswith("postgresql"):
-        destination = dlt.destinations.postgres(credentials=_libpq(dst))
-    else:
-        destination = dlt.destinations.sqlalchemy(credentials=dst)
+    destination = _dlt_destination(dst)
     counter = {"n": 0}
 
     def count(row: dict[str, Any]) -> dict[str, Any]:
@@ -288,10 +349,73 @@ def dlt_merge(src: str, dst: str, *, batch: int = BATCH) -> tuple[int, int]:
     resource = resource.add_map(count)
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = dlt.pipeline(pipeline_name="bench", pipelines_dir=tmp, destination=destination,
-                                dataset_name="bench", progress=None)
+                                dataset_name=DLT_DATASET, progress=None)
         info = pipeline.run(resource)
         info.raise_on_failed_jobs()
     del sa
+    return counter["n"], counter["n"]
+
+
+def _dlt_destination(dst: str) -> Any:
+    import dlt
+
+    if dst.startswith("postgresql"):
+        return dlt.destinations.postgres(credentials=_libpq(dst))
+    return dlt.destinations.sqlalchemy(credentials=dst)
+
+
+DLT_DATASET = "bench"
+"""dlt loads into a dataset of its own: schema ``bench`` on PostgreSQL, an ATTACHed file on SQLite."""
+
+
+def dlt_sink_table(dst: str) -> str:
+    """Where dlt's merge leaves the rows (what the sink digest reads)."""
+    return f"{DLT_DATASET}.fact_orders"
+
+
+def dlt_arrow(src: str, dst: str, *, batch: int = 50_000, file_format: str | None = None) -> tuple[int, int]:
+    """dlt at its fastest: ``sql_table(backend="pyarrow")`` (the filter in the query), the transform as a
+    vectorised Arrow map over each chunk, merge on id; PostgreSQL loads through COPY (``csv``), SQLite
+    through the file format given (``parquet`` by default: the Arrow table as it is)."""
+    import dlt
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from dlt.sources.sql_database import sql_table
+
+    def paid_only(query: Any, table: Any) -> Any:
+        return query.where(table.c.status == "paid")
+
+    def nullable(table: Any) -> Any:  # as in dlt_merge: no NOT NULL carried onto renamed columns
+        for column in table.columns:
+            column.nullable = True
+        return table
+
+    counter = {"n": 0}
+    truncate = pc.CastOptions(target_type=pa.int64(), allow_decimal_truncate=True, allow_float_truncate=True)
+
+    def transform(chunk: Any) -> Any:
+        amount = chunk.column("amount")
+        if pa.types.is_floating(amount.type):  # a REAL affinity read as float: round as Sling's query does
+            cents = pc.cast(pc.round(pc.multiply(amount, 100.0)), options=truncate)
+        else:  # NUMERIC read as decimal128: exact, truncated as int() truncates
+            cents = pc.cast(pc.multiply(amount, pa.scalar(100, pa.int64())), options=truncate)
+        counter["n"] += chunk.num_rows
+        return pa.table({"id": chunk.column("id"), "customer": chunk.column("customer_id"),
+                         "status": chunk.column("status"), "note": chunk.column("note"),
+                         "updated_at": chunk.column("updated_at"), "amount_cents": cents})
+
+    resource = sql_table(credentials=src, table="orders", chunk_size=batch, backend="pyarrow",
+                         query_adapter_callback=paid_only, table_adapter_callback=nullable,
+                         reflection_level="full_with_precision")
+    resource = resource.add_map(transform)
+    resource.apply_hints(table_name="fact_orders", write_disposition="merge", primary_key="id")
+    if file_format is None:
+        file_format = "csv" if dst.startswith("postgresql") else "parquet"
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = dlt.pipeline(pipeline_name="bench", pipelines_dir=tmp, destination=_dlt_destination(dst),
+                                dataset_name=DLT_DATASET, progress=None)
+        info = pipeline.run(resource, loader_file_format=file_format)  # type: ignore[arg-type]
+        info.raise_on_failed_jobs()
     return counter["n"], counter["n"]
 
 
@@ -401,10 +525,13 @@ APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
     "ours_rows": functools.partial(ours, pushdown=False),
     "ours_cli": ours_cli,
     "ours_cli_rows": functools.partial(ours_cli, pushdown=False),
-    "copy_pg_pg_process": copy_pg_pg_process,
+    "sling": sling,
     "core": core,
     "orm": orm,
     "dlt": dlt_merge,
+    "dlt_arrow": dlt_arrow,
+    "dlt_arrow_jsonl": functools.partial(dlt_arrow, file_format="typed-jsonl"),
+    "dlt_arrow_insert": functools.partial(dlt_arrow, file_format="insert_values"),
     "copy_pg_pg": copy_pg_pg,
     "copy_pg_sqlite": copy_pg_sqlite,
     "stdlib_sqlite": stdlib_sqlite,
@@ -412,3 +539,16 @@ APPROACHES: dict[str, Callable[..., tuple[int, int]]] = {
     "floor_sqlite": floor_sqlite,
     "floor_sqlite_exact": functools.partial(floor_sqlite, exact=True),
 }
+# each of the others also as a whole process of its own (start-up and imports included): NAME_process
+PROCESS_APPROACHES = ("dlt_arrow", "dlt_arrow_jsonl", "dlt_arrow_insert", "copy_pg_pg", "copy_pg_sqlite",
+                      "stdlib_sqlite", "floor_pg", "floor_sqlite", "floor_sqlite_exact")
+APPROACHES.update({f"{name}_process": in_fresh_process(name) for name in PROCESS_APPROACHES})
+WHOLE_PROCESS = {"ours_cli", "ours_cli_rows", "sling", *(f"{name}_process" for name in PROCESS_APPROACHES)}
+"""The approaches timed as a whole process (the RSS is that process's)."""
+
+
+if __name__ == "__main__":  # python approaches.py NAME SRC DST: one in-process approach, its counts as JSON
+    import json
+    import sys
+
+    print(json.dumps(APPROACHES[sys.argv[1]](sys.argv[2], sys.argv[3])))
