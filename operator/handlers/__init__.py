@@ -11,7 +11,7 @@ done, and the run-now acknowledgement is written only after its Job exists. The
 operator can die at any line; the next pass converges to the same state.
 
 * :mod:`.handle_reconcile`: create, update of the spec, resume (an operator start);
-* :mod:`.handle_resync`: the periodic timer that repairs drift;
+* :mod:`.handle_resync`: the periodic pass that repairs drift (a thread of the operator, not a kopf timer);
 * :mod:`.handle_run_now`: the ``activedataflow.io/run-now`` annotation;
 * :mod:`.handle_delete`: deletion (afterwards: no finalizer);
 * :mod:`.handle_startup`: the operator's start (records of DataFlows deleted meanwhile).
