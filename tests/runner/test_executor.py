@@ -549,7 +549,8 @@ def test_a_replaced_scheduled_runner_arriving_after_the_lease_lapsed_takes_the_s
     from activedataflow.runner.heartbeat import heartbeat
 
     store, _, record = _plain_flow(tmp_path)
-    held = _hold(store, record, run_name_for(record.name, time_now()), lease=0.2, require_due=True)
+    slot = time_now()  # the run's name and its slot from one instant (apart, a minute could fall between them)
+    held = _hold(store, record, run_name_for(record.name, slot), lease=0.2, require_due=True, slot=slot)
     time.sleep(0.3)
     result = heartbeat(FlowExecutor(store, runner_id="runner-b"), namespace=record.namespace, flow=record.name)
     (outcome,) = result.outcomes
@@ -583,7 +584,8 @@ def test_a_second_scheduled_runner_leaves_a_live_run_alone(tmp_path: Path) -> No
     from activedataflow.schedule import utcnow
 
     store, _, record = _plain_flow(tmp_path)
-    held = _hold(store, record, run_name_for(record.name, time_now()), lease=30, require_due=True)
+    slot = time_now()
+    held = _hold(store, record, run_name_for(record.name, slot), lease=30, require_due=True, slot=slot)
     second = FlowExecutor(store, runner_id="runner-b",
                           sleep=lambda s: store.renew_lease(held.id, now=utcnow(), lease_seconds=60))
     result = heartbeat(second, namespace=record.namespace, flow=record.name, trigger="schedule")
