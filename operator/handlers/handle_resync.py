@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import kopf
@@ -57,11 +57,8 @@ def _resync_one(ctx: Context, obj: Mapping[str, Any],
     name, namespace = meta["name"], meta.get("namespace") or "default"
     status: dict[str, Any] = {}
     try:
-        if counted is None:
+        with (counted or nullcontext)():
             resync_flow(obj, status=status, ctx=ctx)
-        else:
-            with counted():
-                resync_flow(obj, status=status, ctx=ctx)
     except (kopf.PermanentError, kopf.TemporaryError) as err:  # already in ``status``: Ready=False, the reason
         log.info("resync of DataFlow %s/%s: %s", namespace, name, err)
     except Exception as err:  # one flow's bug never stops the pass over the others
