@@ -21,6 +21,7 @@ from .handlers.handle_reconcile import reconcile_flow, was_heartbeat
 from .handlers.handle_resync import RESYNC_SECONDS, Resyncer
 from .handlers.handle_run_now import handle_run_now
 from .handlers.handle_startup import sweep_deleted_flows
+from .login import login as login_with
 from .metrics import record_reconcile
 
 registry = kopf.OperatorRegistry()
@@ -39,7 +40,7 @@ def sweep(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.login(registry=registry)
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    return kopf.login_via_client(**kwargs)  # in-cluster service account, else the kubeconfig
+    return login_with(**kwargs)
 
 
 @kopf.on.startup(registry=registry)

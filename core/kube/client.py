@@ -239,7 +239,7 @@ def request_url(server: str, path: str, query: Sequence[tuple[str, str]] = ()) -
     return f"{url}?{urlencode(list(query))}" if query else url
 
 
-def _in_cluster(env: Mapping[str, str] | None) -> tuple[str, str, str] | None:
+def pod_api_server(env: Mapping[str, str] | None = None) -> tuple[str, str, str] | None:
     """(host, port, service-account directory) of the pod's API server, None outside a pod."""
     env = os.environ if env is None else env
     host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
@@ -358,7 +358,7 @@ class ServiceAccountTransport:
     ) -> ServiceAccountTransport | None:
         """In a pod: the transport from ``KUBERNETES_SERVICE_HOST``/``_PORT`` and the service-account
         directory (``ADF_SERVICEACCOUNT_DIR``, else the standard mount); None when any is missing."""
-        found = _in_cluster(env)
+        found = pod_api_server(env)
         if found is None:
             return None
         host, port, root = found
@@ -461,7 +461,7 @@ class KubeEndpoint:
     def in_cluster(cls, env: Mapping[str, str] | None = None, *, retries: int | None = None) -> KubeEndpoint:
         """The pod's API server (``KUBERNETES_SERVICE_HOST``/``_PORT``) and CA (``ca.crt`` of the
         service-account directory, ``ADF_SERVICEACCOUNT_DIR`` in tests); UserError outside a pod."""
-        found = _in_cluster(env)
+        found = pod_api_server(env)
         if found is None:
             raise UserError("not in a cluster: KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set")
         host, port, root = found
