@@ -153,6 +153,11 @@ class RunAborted(Exception):
     pass
 
 
+# Another runner finished this runner's run (concurrencyPolicy Replace, a take-over, a reaper): the lease
+# thread sees it at its next renewal, the store at this runner's next write of the run, whichever is first.
+TAKEN_OVER = "run aborted: its lease was taken over (replaced, or reaped as lost)"
+
+
 class FlowExecutor:
     """Runs flows against one store. Thread-safe for different flows."""
 
@@ -332,7 +337,8 @@ class FlowExecutor:
         if is_lease_lost(previous):
             return previous.attempt + 1
         if previous.attempt <= retries.limit and not (previous.error_message or "").startswith(REPLACED):
-            if previous.ended_at is not None:  # the rest of the backoff its runner did not wait out
+            # the rest of the backoff its runner did not wait out
+            if previous.ended_at is not None:  # pragma: no branch - a failed run has ended_at (finish_run)
                 due = previous.ended_at + timedelta(seconds=retries.delay(previous.attempt))
                 if (left := (due - utcnow()).total_seconds()) > 0:
                     self.sleep(left)
@@ -660,7 +666,7 @@ class _RowPath:
         """Transform and write one page; commit its cursor once the sink made it durable."""
         assert self.sink is not None
         if self.lease.lost.is_set():
-            raise RunAborted("run aborted: its lease was taken over (replaced, or reaped as lost)")
+            raise RunAborted(TAKEN_OVER)
         self.read += len(batch.rows) if batch.read is None else batch.read
         self.step(self.transforming)
         rows = pipeline.apply(batch.rows, on_error=self.on_row_error)
@@ -675,8 +681,11 @@ class _RowPath:
                 self.executor.store.commit_cursor(self.flow.name, self.flow.namespace, self.cursor)
         self.failed = self.check_failures()
         self.written = self.sink.stats.written
-        self.progress.advanced(self.read, self.written, self.failed)
-        self.executor.store.update_counts(self.run.id, Counts(self.read, self.written, self.failed))
+        try:
+            self.executor.store.update_counts(self.run.id, Counts(self.read, self.written, self.failed))
+        except IllegalTransition:  # finished by another runner: its verdict stands (see _finish)
+            raise RunAborted(TAKEN_OVER) from None
+        self.progress.advanced(self.read, self.written, self.failed)  # what the store now holds
         self.step(self.reading)
 
     def write(self, rows: list[tuple[Any, ...]]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import tempfile
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -790,7 +791,7 @@ class _AfterFirstBatch:
 
 
 def test_a_run_whose_lease_is_taken_away_mid_run_aborts_before_its_next_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from activedataflow.runner.executor import Counts
     from activedataflow.schedule import utcnow
@@ -801,15 +802,44 @@ def test_a_run_whose_lease_is_taken_away_mid_run_aborts_before_its_next_batch(
 
     def taken_away(run: Any) -> None:  # another runner fails it (reaped, replaced) ...
         store.finish_run(run.id, status="failed", now=utcnow(), counts=Counts(2, 2, 0), error_message="reaped")
-        assert observed.refused.wait(30), "the runner never tried to renew its lease"  # ... and it notices
+        assert observed.refused.wait(30), "the runner never tried to renew its lease"  # ... and it notices:
+        for lease in [t for t in threading.enumerate() if t.name == f"lease-{run.id}"]:
+            lease.join(30)  # the lease thread sets `lost`, then ends, once the store refused
+            assert not lease.is_alive()
 
     executor = FlowExecutor(observed, runner_id="runner-a", lease_seconds=0.3,  # type: ignore[arg-type]
                             progress_factory=lambda: _AfterFirstBatch(taken_away))
-    run = executor.run(record, force=True).run
+    with caplog.at_level("ERROR", logger="activedataflow"):
+        run = executor.run(record, force=True).run
+    assert "run aborted: its lease was taken over" in caplog.text  # the runner stopped for that reason
     assert run is not None and run.status == "failed"
     assert run.error_message == "reaped"  # the store's answer: the run was failed by the one who took it
     assert run.records_read == 2  # the second batch was never read into the sink
     assert len(actual_sink(tmp_path / "dst.db")) == 2
+
+
+def test_a_run_failed_by_another_runner_mid_run_aborts_at_its_next_write_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before its lease thread notices (a 60 s lease is renewed every 20 s), the store refuses the run's next
+    counts: the runner stops there, and the other runner's verdict stands."""
+    from activedataflow.runner.executor import Counts
+    from activedataflow.schedule import utcnow
+
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    store, _, record = _plain_flow(tmp_path)  # 3 rows, batches of 2: two batches
+
+    def replaced(run: Any) -> None:
+        store.finish_run(run.id, status="failed", now=utcnow(), counts=Counts(2, 2, 0),
+                         error_message="replaced by a newer run (concurrencyPolicy Replace)")
+
+    executor = FlowExecutor(store, runner_id="runner-a", progress_factory=lambda: _AfterFirstBatch(replaced))
+    with caplog.at_level("ERROR", logger="activedataflow"):
+        run = executor.run(record, force=True).run
+    assert "failed: run aborted: its lease was taken over (replaced, or reaped as lost)" in caplog.text
+    assert run is not None and run.status == "failed"
+    assert run.error_message == "replaced by a newer run (concurrencyPolicy Replace)"
+    assert (run.records_read, run.records_written) == (2, 2)  # the counts of its verdict, not overwritten
 
 
 def test_lease_renewals_that_fail_are_retried_and_the_run_succeeds(
@@ -898,3 +928,186 @@ def test_a_reflector_that_fails_never_fails_the_run(tmp_path: Path, caplog: pyte
     run = executor.run(record, trigger="manual", force=True).run
     assert run is not None and run.status == "success", run and run.error_message
     assert "could not reflect run into Kubernetes: the API server refused the connection" in caplog.text
+
+
+# --------------------------------------------------------------------------- the store changing under a run
+
+
+class _StoreWith:
+    """The real store with some of its methods replaced (``overrides``: name -> callable taking the real
+    store first), for what only a store that lost its data, or another runner, can do at that moment."""
+
+    def __init__(self, inner: Any, **overrides: Any) -> None:
+        self.inner, self.overrides = inner, overrides
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.overrides:
+            return lambda *args, **kwargs: self.overrides[name](self.inner, *args, **kwargs)
+        return getattr(self.inner, name)
+
+
+def _with_backoff(record: Any, seconds: int) -> Any:
+    doc = dataflow_from_record(record).model_dump(by_alias=True, mode="json", exclude_none=True)
+    doc["spec"]["runtime"]["retries"]["backoffSeconds"] = seconds
+    return parse_dataflow(doc)
+
+
+def test_a_flow_suspended_during_a_retrys_backoff_makes_no_further_attempt(tmp_path: Path) -> None:
+    store, _, record = _plain_flow(tmp_path, retries=2)
+    (tmp_path / "src.db").unlink()  # every attempt fails: no source table
+
+    def suspend_meanwhile(seconds: float) -> None:
+        store.set_enabled(record.name, record.namespace, False)
+
+    outcome = FlowExecutor(store, runner_id="runner-a", sleep=suspend_meanwhile).run(record, force=True)
+    assert [(r.attempt, r.status) for r in outcome.attempts] == [(1, "failed")]
+    assert outcome.skipped is None  # the first attempt ran: its failure is the outcome
+    assert len(store.list_runs(record.name, record.namespace)) == 1
+
+
+def test_a_replaced_runner_continues_after_a_slot_whose_run_a_heartbeat_failed_as_lost(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+
+    store, _, record = _plain_flow(tmp_path, retries=0)  # no retries left: a lost run is not a failed attempt
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=0.01)
+    reaped = store.reap_expired(utcnow() + timedelta(seconds=1))
+    assert [r.id for r in reaped] == [held.id]
+    outcome = FlowExecutor(store, runner_id="runner-b").run(
+        record, trigger="manual", force=True, run_name=name, resume=True
+    )
+    assert [(r.run_name, r.attempt, r.status) for r in outcome.attempts] == [(f"{name}-2", 2, "success")]
+
+
+def test_a_replaced_runner_waits_out_the_rest_of_the_dead_runners_backoff(tmp_path: Path) -> None:
+    from activedataflow.schedule import utcnow
+    from activedataflow.store.base import Counts
+
+    store, _, plain = _plain_flow(tmp_path, retries=1)
+    record = FlowExecutor(store, runner_id="runner-a").register(_with_backoff(plain, 600))
+    name = manual_run_name(record.name, "1767225600")
+    held = _hold(store, record, name, lease=60)
+    failed = store.finish_run(held.id, status="failed", now=utcnow(), counts=Counts(), error_message="sink: deadlock")
+    waits: list[float] = []
+    outcome = FlowExecutor(store, runner_id="runner-b", sleep=waits.append).run(
+        record, trigger="manual", force=True, run_name=name, resume=True
+    )
+    assert [(r.attempt, r.status) for r in outcome.attempts] == [(2, "success")]
+    assert len(waits) == 1
+    assert failed.ended_at is not None
+    waited_until = (failed.ended_at + timedelta(seconds=600) - utcnow()).total_seconds()
+    assert waited_until - 5 < waits[0] <= 600  # what was left of the 600 s backoff when it looked
+
+
+def test_waiting_on_a_run_that_is_deleted_meanwhile_returns_it_as_last_seen(tmp_path: Path) -> None:
+    store, _, record = _plain_flow(tmp_path)
+    held = _hold(store, record, "prop-flow-manual-held", lease=300)
+
+    def deleted_meanwhile(seconds: float) -> None:
+        assert store.delete_flow(record.name, record.namespace)  # its runs go with it
+
+    settled = FlowExecutor(store, runner_id="runner-b", sleep=deleted_meanwhile).await_settled(held)
+    assert settled.id == held.id and settled.status == "in_progress"
+    assert store.get_run(held.id) is None
+
+
+def test_catching_up_whose_listing_fails_leaves_reflection_to_the_next_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from activedataflow.errors import StoreUnavailable
+
+    caught_up: list[Any] = []
+
+    class Reflector:
+        def catch_up(self, flow: Any, runs: Any, **kw: Any) -> None:
+            caught_up.append(runs)
+
+    def unlisted(inner: Any, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("cannot reach the store at sqlite:///store.db: injected")
+
+    store, _, record = _plain_flow(tmp_path)
+    executor = FlowExecutor(_StoreWith(store, list_runs=unlisted), runner_id="runner-a",  # type: ignore[arg-type]
+                            reflector=Reflector())
+    with caplog.at_level("WARNING", logger="activedataflow"):
+        run = executor.run(record, force=True).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert caught_up == []
+    assert "could not list the runs to reflect: cannot reach the store at sqlite:///store.db: injected" in caplog.text
+
+
+@pytest.mark.parametrize("lost_at", ["start_run", "finish_run"])
+def test_a_run_the_store_lost_while_it_ran_says_so_naming_the_store(tmp_path: Path, lost_at: str) -> None:
+    """A Redis restarted without persistence between the claim and the start, or before the finish."""
+    from activedataflow.errors import StoreUnavailable
+    from activedataflow.store.base import UnknownRun
+
+    def unknown(inner: Any, run_id: str, **kwargs: Any) -> Any:
+        raise UnknownRun(run_id)
+
+    store, _, record = _plain_flow(tmp_path)
+    executor = FlowExecutor(_StoreWith(store, **{lost_at: unknown}), runner_id="runner-a")  # type: ignore[arg-type]
+    with pytest.raises(StoreUnavailable) as caught:
+        executor.run(record, force=True)
+    message = str(caught.value)
+    assert message.startswith(f"the store at sqlite:///{tmp_path / 'store.db'} lost run ")
+    assert "of test/prop-flow while it ran" in message
+    assert message.endswith("was it restarted without persistence?")
+
+
+def test_a_run_whose_flow_record_is_gone_when_it_starts_says_the_store_lost_it(tmp_path: Path) -> None:
+    from activedataflow.errors import StoreUnavailable
+
+    store, _, record = _plain_flow(tmp_path)
+    claimed: list[Any] = []
+
+    def claim(inner: Any, *args: Any, **kwargs: Any) -> Any:
+        claimed.append(inner.claim(*args, **kwargs))
+        return claimed[-1]
+
+    def gone_once_claimed(inner: Any, *args: Any, **kwargs: Any) -> Any:  # a store restored from a backup
+        return None if claimed else inner.get_flow(*args, **kwargs)
+
+    gone = _StoreWith(store, claim=claim, get_flow=gone_once_claimed)
+    with pytest.raises(StoreUnavailable, match=r"lost run \S+ of test/prop-flow while it ran "
+                                               r"\(its flow test/prop-flow is gone\)"):
+        FlowExecutor(gone, runner_id="runner-a").run(record, force=True)  # type: ignore[arg-type]
+
+
+def test_a_run_failed_by_another_runner_after_its_last_batch_keeps_that_runners_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replaced (concurrencyPolicy Replace) between its last batch and its finish: the store refuses the
+    success, and the run stays as the other runner failed it."""
+    from activedataflow.runner.executor import Counts
+    from activedataflow.schedule import utcnow
+
+    monkeypatch.setenv("ADF_PUSHDOWN", "off")
+    store, _, record = _plain_flow(tmp_path)  # 3 rows, batches of 2
+    batches = 0
+
+    class ReplacedAfterTheLastBatch(_AfterFirstBatch):
+        def advanced(self, read: int, written: int, failed: int) -> None:
+            nonlocal batches
+            batches += 1
+            if read == 3:
+                store.finish_run(self.run.id, status="failed", now=utcnow(), counts=Counts(read, written, 0),
+                                 error_message="replaced by a newer run (concurrencyPolicy Replace)")
+
+    executor = FlowExecutor(store, runner_id="runner-a", progress_factory=lambda: ReplacedAfterTheLastBatch(None))
+    run = executor.run(record, force=True).run
+    assert batches == 2
+    assert run is not None and run.status == "failed"
+    assert run.error_message == "replaced by a newer run (concurrencyPolicy Replace)"
+    assert store.get_run(run.id).status == "failed"  # type: ignore[union-attr]
+
+
+def test_a_python_step_on_an_empty_source_never_opens_the_sink_and_succeeds(tmp_path: Path) -> None:
+    src_url, dst_url = make_dbs(tmp_path, pk=True)
+    (tmp_path / "dst.db").unlink()  # no sink table: opening the sink would fail
+    doc = flow_doc(src_url, dst_url).model_dump(by_alias=True, mode="json", exclude_none=True)
+    doc["spec"]["transform"] = [{"python": "tests.runner.test_executor:paid_doubled"}]
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    executor = FlowExecutor(store)
+    run = executor.run(executor.register(parse_dataflow(doc)), force=True).run
+    assert run is not None and run.status == "success", run and run.error_message
+    assert (run.records_read, run.records_written, run.records_failed) == (0, 0, 0)

@@ -394,3 +394,23 @@ def test_the_monitoring_page_masks_a_plain_webhook_url() -> None:
     assert masked["notify"][1] == spec["notify"][1] and masked["sink"] == spec["sink"]
     assert TOKEN in json.dumps(spec) and TOKEN not in json.dumps(masked)  # the record itself is untouched
     assert masked_webhooks({"sink": {}}) == {"sink": {}}
+
+
+def test_a_failure_is_told_of_though_the_runs_cannot_be_listed(
+    tmp_path: Path, store: Store, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Listing the flow's runs (to find runs lost by a dead runner) fails: the run's own failure is still sent."""
+    from activedataflow.errors import StoreUnavailable
+
+    class Unlisted:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def list_runs(self, *args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("cannot reach the store: injected")
+
+    with caplog.at_level(logging.WARNING, logger="activedataflow"):
+        failed = run_now(FlowExecutor(Unlisted(), notifier=FAST), make_flow(tmp_path))  # type: ignore[arg-type]
+    assert failed.status == "failed"  # no source table
+    assert [b["event"] for b in receiver.bodies] == ["failure"]
+    assert "could not list the runs of shop/orders to notify: cannot reach the store: injected" in caplog.text
