@@ -555,6 +555,8 @@ class SqlStore(Store):
             return [self._run_record(r) for r in c.execute(q)]
 
     def list_runs(self, name: str | None = None, namespace: str | None = None, *, limit: int = 50) -> list[RunRecord]:
+        if limit <= 0:  # SQLite reads LIMIT -1 as no limit, PostgreSQL and MariaDB refuse it
+            return []
         q = self._run_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if name is not None:
             q = q.where(flows.c.name == name)

@@ -424,6 +424,15 @@ def test_list_runs_newest_first_with_filters_and_limit(store: Store) -> None:
     assert store.list_runs("missing") == []
 
 
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_lists_no_runs(store: Store, limit: int) -> None:
+    add_flow(store)
+    run_once(store, T0)
+    assert store.list_runs(limit=limit) == []
+    assert store.list_runs("orders", "shop", limit=limit) == []
+    assert store.list_runs(namespace="shop", limit=limit) == []
+
+
 def test_datetimes_are_timezone_aware_utc_in_and_out(store: Store) -> None:
     berlin = datetime(2025, 3, 30, 3, 30, tzinfo=ZoneInfo("Europe/Berlin"))  # 01:30 UTC, just after DST starts
     add_flow(store, next_run_at=berlin)
