@@ -281,7 +281,8 @@ class Store(abc.ABC):
     def list_runs(
         self, name: str | None = None, namespace: str | None = None, *, limit: int = 50
     ) -> list[RunRecord]:
-        """Newest first (by created_at, then by claim order). ``None`` filters nothing."""
+        """Newest first (by created_at, then by claim order), at most ``limit`` (below 1: none). ``None``
+        filters nothing."""
 
     @abc.abstractmethod
     def reap_expired(self, now: datetime) -> list[RunRecord]:

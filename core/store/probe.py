@@ -46,13 +46,14 @@ def nothing_due(url: str, now: datetime, namespace: str | None = None) -> bool:
     """True only if the SQLite store at ``url`` certainly has no flow due by ``now`` (in ``namespace``,
     or any) and no active run whose lease lapsed by ``now``; False when unsure."""
     path = sqlite_path(url)
-    if path is None or not path.is_file():
+    if path is None:
         return False
     at = now.astimezone(UTC).replace(tzinfo=None).strftime(_SQLITE_TIME)
     active = ", ".join("?" for _ in ACTIVE_STATUSES)
     in_namespace = "" if namespace is None else " AND namespace = ?"
     try:
-        # mode=ro: never creates or changes the file; timeout=0: a writer holding the lock means "unsure".
+        # mode=ro: never creates or changes the file (no such file, or a directory, fails here);
+        # timeout=0: a writer holding the lock means "unsure".
         db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=0)
     except sqlite3.Error:
         return False

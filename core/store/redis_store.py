@@ -292,7 +292,7 @@ class RedisStore(Store):
     def _hset_or_del(pipe: Any, key: str, values: dict[str, str | None]) -> None:
         present = {k: v for k, v in values.items() if v is not None}
         absent = [k for k, v in values.items() if v is None]
-        if present:
+        if present:  # pragma: no branch - every caller sets a field (status, updated_at or last_run_at)
             pipe.hset(key, mapping=present)
         if absent:
             pipe.hdel(key, *absent)
@@ -661,7 +661,9 @@ class RedisStore(Store):
                 })
                 pipe.zrem(self._k("active"), run_id)
                 pipe.srem(self._k("flowactive", addr), run_id)
-                if flow:
+                # A run's flow goes with its runs in one transaction (delete_flow): missing here only when
+                # deleted since the read of the WATCHed run, whose deletion then aborts this transaction.
+                if flow:  # pragma: no branch - only a delete_flow racing this transaction, which aborts it
                     pipe.hset(self._flow_key(addr), mapping={
                         "last_run_at": _micros(run.started_at) or ended, "last_run_status": "failed"})
                     if make_due:  # its run never completed: the flow is due again
@@ -672,7 +674,7 @@ class RedisStore(Store):
 
             if self._transaction(write, run_key, value_from_callable=True) is not None:
                 h = self.r.hgetall(run_key)
-                if h:
+                if h:  # pragma: no branch - only a delete_flow or prune_runs since the transaction removes it
                     failed.append(self._run_record(h))
         return failed
 

@@ -305,6 +305,12 @@ class SqlStore(Store):
     def upsert_flow(self, flow: FlowUpsert) -> FlowRecord:
         next_run_at = optional_utc(flow.next_run_at, "next_run_at")
         check_json(flow.spec, "spec")
+        try:
+            return self._upsert_flow(flow, next_run_at)
+        except sa.exc.IntegrityError:  # a concurrent insert of the same flow won: now it is an update
+            return self._upsert_flow(flow, next_run_at)
+
+    def _upsert_flow(self, flow: FlowUpsert, next_run_at: datetime | None) -> FlowRecord:
         now = utcnow()
         values: dict[str, Any] = {
             "description": flow.description or "",
@@ -316,23 +322,16 @@ class SqlStore(Store):
             "concurrency_policy": flow.concurrency_policy,
             "updated_at": now,
         }
-        for attempt in (1, 2):
-            try:
-                with self._tx() as c:
-                    row = c.execute(self._flow_query(flow.name, flow.namespace, lock=True)).first()
-                    if row is None:
-                        c.execute(flows.insert().values(
-                            name=flow.name, namespace=flow.namespace, next_run_at=next_run_at, created_at=now,
-                            **values))
-                    else:
-                        if next_run_at is not None:
-                            values["next_run_at"] = next_run_at
-                        c.execute(flows.update().where(flows.c.id == row.id).values(**values))
-                    return self._flow_record(c.execute(self._flow_query(flow.name, flow.namespace)).one())
-            except sa.exc.IntegrityError:
-                if attempt == 2:  # a concurrent insert of the same flow won: now it is an update
-                    raise
-        raise AssertionError("unreachable")
+        with self._tx() as c:
+            row = c.execute(self._flow_query(flow.name, flow.namespace, lock=True)).first()
+            if row is None:
+                c.execute(flows.insert().values(
+                    name=flow.name, namespace=flow.namespace, next_run_at=next_run_at, created_at=now, **values))
+            else:
+                if next_run_at is not None:
+                    values["next_run_at"] = next_run_at
+                c.execute(flows.update().where(flows.c.id == row.id).values(**values))
+            return self._flow_record(c.execute(self._flow_query(flow.name, flow.namespace)).one())
 
     def get_flow(self, name: str, namespace: str = "default") -> FlowRecord | None:
         with self._tx(write=False) as c:
@@ -555,6 +554,8 @@ class SqlStore(Store):
             return [self._run_record(r) for r in c.execute(q)]
 
     def list_runs(self, name: str | None = None, namespace: str | None = None, *, limit: int = 50) -> list[RunRecord]:
+        if limit <= 0:  # SQLite reads LIMIT -1 as no limit, PostgreSQL and MariaDB refuse it
+            return []
         q = self._run_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         if name is not None:
             q = q.where(flows.c.name == name)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from activedataflow.errors import IllegalTransition, UnknownFlow
 from activedataflow.store import Counts, FlowUpsert, RunRecord, Store, UnknownRun
-from activedataflow.store.base import BACKTRACE_LIMIT
+from activedataflow.store.base import BACKTRACE_LIMIT, ERROR_MESSAGE_LIMIT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -189,6 +189,21 @@ def test_a_failed_run_keeps_its_error_and_the_tail_of_a_bounded_backtrace(store:
     assert flow is not None and (flow.last_run_status, flow.cursor) == ("failed", None)
 
 
+def test_a_long_error_message_is_cut_to_the_limit_keeping_its_start(store: Store) -> None:
+    add_flow(store)
+    run = claim(store)
+    assert run is not None
+    message = "ValueError: row 17 is malformed: " + "x" * (2 * ERROR_MESSAGE_LIMIT)
+    done = store.finish_run(run.id, status="failed", now=T0 + MIN, counts=Counts(), error_message=message)
+    assert done.error_message == message[: ERROR_MESSAGE_LIMIT - 3] + "..."
+    assert store.get_run(run.id) == done
+    exact = "e" * ERROR_MESSAGE_LIMIT  # at the limit: kept whole
+    second = claim(store, at=T0 + 2 * MIN, require_due=False)
+    assert second is not None
+    assert store.finish_run(second.id, status="failed", now=T0 + 3 * MIN, counts=Counts(),
+                            error_message=exact).error_message == exact
+
+
 def test_a_pending_run_may_fail_without_starting(store: Store) -> None:
     add_flow(store)
     run = claim(store)
@@ -241,6 +256,23 @@ def test_unknown_runs(store: Store) -> None:
     with pytest.raises(UnknownRun):
         store.finish_run("424242", status="failed", now=T0, counts=Counts())
     assert store.renew_lease("424242", now=T0, lease_seconds=60) is False
+    assert store.renew_lease("not-an-id", now=T0, lease_seconds=60) is False
+    assert store.renew_lease("", now=T0, lease_seconds=60) is False
+
+
+@pytest.mark.parametrize("lease_seconds", [0, -30])
+def test_a_lease_must_be_positive(store: Store, lease_seconds: float) -> None:
+    add_flow(store)
+    with pytest.raises(ValueError, match="lease_seconds must be positive"):
+        claim(store, lease_seconds=lease_seconds)
+    assert store.list_runs() == []  # nothing claimed
+    run = claim(store)
+    assert run is not None
+    with pytest.raises(ValueError, match="lease_seconds must be positive"):
+        store.start_run(run.id, now=T0, lease_seconds=lease_seconds)
+    with pytest.raises(ValueError, match="lease_seconds must be positive"):
+        store.renew_lease(run.id, now=T0, lease_seconds=lease_seconds)
+    assert store.get_run(run.id) == run  # neither started nor renewed
 
 
 def test_claim_of_an_unknown_or_not_due_flow_is_none(store: Store) -> None:
@@ -321,6 +353,22 @@ def test_reap_fails_runs_whose_lease_expired_and_makes_the_flow_due(store: Store
     assert store.get_run(alive.id).status == "pending"  # type: ignore[union-attr]
 
 
+def test_reaping_a_run_of_a_disabled_flow_fails_it_and_leaves_the_flow_off(store: Store) -> None:
+    add_flow(store, next_run_at=T0)
+    lost = claim(store, next_run_at=T0 + 15 * MIN, lease_seconds=30)
+    assert lost is not None
+    store.start_run(lost.id, now=T0, lease_seconds=30)
+    store.set_enabled("orders", "shop", False)
+
+    assert [r.id for r in store.reap_expired(T0 + MIN)] == [lost.id]
+    assert store.get_run(lost.id).status == "failed"  # type: ignore[union-attr]
+    flow = store.get_flow("orders", "shop")
+    assert flow is not None and not flow.enabled and flow.last_run_status == "failed"
+    assert store.due_flows(T0 + MIN) == []  # disabled: not due, though its run never completed
+    store.set_enabled("orders", "shop", True)
+    assert [f.name for f in store.due_flows(T0 + MIN)] == ["orders"]  # due again from the reap on
+
+
 def test_a_claim_takes_over_from_a_runner_whose_lease_expired(store: Store) -> None:
     add_flow(store, concurrency_policy="Forbid")
     lost = claim(store, lease_seconds=30, runner_id="pod-1")
@@ -346,6 +394,18 @@ def test_prune_keeps_the_newest_runs_of_each_status(store: Store) -> None:
     assert store.prune_runs("orders", "shop", keep_success=2, keep_failed=1) == 0
 
 
+def test_pruning_a_named_run_frees_its_name(store: Store) -> None:
+    add_flow(store)
+    first = run_once(store, T0, run_name="orders-29055870")
+    run_once(store, T0 + MIN, run_name="orders-29055871")
+    assert claim(store, at=T0 + 2 * MIN, run_name="orders-29055870", require_due=False) is None
+    assert store.prune_runs("orders", "shop", keep_success=1, keep_failed=0) == 1
+    assert store.get_run(first.id) is None
+    again = claim(store, at=T0 + 2 * MIN, run_name="orders-29055870", require_due=False)
+    assert again is not None and again.id != first.id
+    assert claim(store, at=T0 + 2 * MIN, run_name="orders-29055871", require_due=False) is None  # kept: still taken
+
+
 def test_list_runs_newest_first_with_filters_and_limit(store: Store) -> None:
     add_flow(store, concurrency_policy="Allow")
     add_flow(store, "other", "crm", concurrency_policy="Allow")
@@ -362,6 +422,15 @@ def test_list_runs_newest_first_with_filters_and_limit(store: Store) -> None:
     assert [r.id for r in store.list_runs("orders")] == [ids[3], ids[2], ids[0]]
     assert [r.id for r in store.list_runs(namespace="crm")] == [ids[1]]
     assert store.list_runs("missing") == []
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_below_one_lists_no_runs(store: Store, limit: int) -> None:
+    add_flow(store)
+    run_once(store, T0)
+    assert store.list_runs(limit=limit) == []
+    assert store.list_runs("orders", "shop", limit=limit) == []
+    assert store.list_runs(namespace="shop", limit=limit) == []
 
 
 def test_datetimes_are_timezone_aware_utc_in_and_out(store: Store) -> None:

@@ -97,6 +97,40 @@ def test_a_missing_file_is_left_to_the_store_and_not_created(tmp_path: Path) -> 
     assert not (tmp_path / "none.db").exists()
 
 
+def test_a_directory_at_the_path_is_left_to_the_store(tmp_path: Path) -> None:
+    (tmp_path / "adf.db").mkdir()
+    assert not nothing_due(f"sqlite:///{tmp_path / 'adf.db'}", NOW)
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(b"not a database, a text file", id="not-sqlite"),
+    pytest.param(b"", id="empty-file"),
+])
+def test_a_file_that_is_no_store_is_left_to_the_store(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "adf.db").write_bytes(content)
+    assert not nothing_due(f"sqlite:///{tmp_path / 'adf.db'}", NOW)
+    assert (tmp_path / "adf.db").read_bytes() == content  # read-only: left as found
+
+
+def test_a_sqlite_database_never_migrated_is_left_to_the_store(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "adf.db") as db:
+        db.execute("CREATE TABLE other (id INTEGER)")
+    assert not nothing_due(f"sqlite:///{tmp_path / 'adf.db'}", NOW)
+
+
+def test_a_store_locked_by_a_writer_is_left_to_the_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'adf.db'}"
+    open_store(url).close()
+    writer = sqlite3.connect(tmp_path / "adf.db", isolation_level=None)
+    try:
+        writer.execute("PRAGMA journal_mode=DELETE")  # WAL readers never wait; a rollback journal's do
+        assert nothing_due(url, NOW)
+        writer.execute("BEGIN EXCLUSIVE")
+        assert not nothing_due(url, NOW)
+    finally:
+        writer.close()
+
+
 @pytest.mark.parametrize("url", [
     "postgresql+psycopg://u:p@127.0.0.1/db", "redis://127.0.0.1:6379/0", "memory://", "sqlite://",
     "sqlite:///:memory:", "sqlite:///adf.db?mode=ro",
