@@ -13,7 +13,7 @@ can cause surfaces there, naming the field::
 
 from __future__ import annotations
 
-from ...errors import ConfigError, UserError
+from ...errors import UserError
 from ...model import RedisSink, RedisSource, SqlSink, SqlSource
 from .base import Batch, Row, SinkStats, SinkWriter, SourceReader
 
@@ -40,11 +40,9 @@ def open_source(spec: SqlSource | RedisSource, url: str, *, field: str = "spec.s
         from ..fastpath import sql_source_reader
 
         return sql_source_reader(spec, url, field=field)
-    if isinstance(spec, RedisSource):
-        from .redis import RedisSourceReader
+    from .redis import RedisSourceReader  # the model's Source union has no third type
 
-        return RedisSourceReader(spec, url, field=field)
-    raise ConfigError(f"unknown source type {getattr(spec, 'type', None)!r}", field=f"{field}.type")
+    return RedisSourceReader(spec, url, field=field)
 
 
 def open_sink(spec: SqlSink | RedisSink, url: str, *, field: str = "spec.sink") -> SinkWriter:
@@ -55,8 +53,6 @@ def open_sink(spec: SqlSink | RedisSink, url: str, *, field: str = "spec.sink") 
 
         install()  # the per-dialect write strategies (COPY on PostgreSQL, prepared executemany)
         return SqlSinkWriter(spec, url, field=field)
-    if isinstance(spec, RedisSink):
-        from .redis import RedisSinkWriter
+    from .redis import RedisSinkWriter  # the model's Sink union has no third type
 
-        return RedisSinkWriter(spec, url, field=field)
-    raise ConfigError(f"unknown sink type {getattr(spec, 'type', None)!r}", field=f"{field}.type")
+    return RedisSinkWriter(spec, url, field=field)

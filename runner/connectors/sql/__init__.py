@@ -50,7 +50,7 @@ from .engine import (
     lost,
     talking,
 )
-from .reflect import check_column, reflect_table
+from .reflect import check_column
 from .sink import (
     ExecutemanyStrategy,
     SinkTarget,
@@ -77,7 +77,6 @@ __all__ = [
     "display_url",
     "encode_cursor_value",
     "lost",
-    "reflect_table",
     "register_write_strategy",
     "talking",
     "write_strategy_for",

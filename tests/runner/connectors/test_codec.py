@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from activedataflow.model import SqlSource
+from activedataflow.runner.connectors import open_source
 from activedataflow.runner.connectors.codec import JsonText, interval_iso, json_text, sink_encoder
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -65,3 +68,54 @@ def test_an_encoder_touches_only_the_columns_that_need_it_and_names_the_column_o
     assert failed == {1: "column x: NaN cannot be stored in a SQLite REAL column (SQLite would store NULL)",
                       2: "column j: 'not json' is not JSON text"}
     assert sink_encoder(sa.Table("u", sa.MetaData(), sa.Column("id", sa.Integer)), ["id"], "sqlite") is None
+
+
+def test_json_writes_an_interval_as_iso_8601_and_refuses_a_type_it_has_no_form_for() -> None:
+    assert json_text({"wait": dt.timedelta(hours=1, minutes=30)}) == '{"wait":"PT1H30M"}'
+    with pytest.raises(TypeError, match=r"^a set value cannot be written as JSON$"):
+        json_text({"tags": {"a"}})
+
+
+def test_into_a_text_column_an_interval_is_iso_8601_and_into_a_json_column_a_value_is_its_json() -> None:
+    table = sa.Table("t", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("s", sa.Text),
+                     sa.Column("j", sa.JSON))
+    encoder = sink_encoder(table, ["id", "s", "j"], "postgresql")
+    assert encoder is not None
+    rows, failed = encoder.encode([(1, dt.timedelta(days=2, seconds=5), {"a": [1, 2.5], "b": None}),
+                                   (2, 42, [True])])
+    # a number into a text column is left to the database's own text of it
+    assert rows == [(1, "P2DT5S", '{"a": [1, 2.5], "b": null}'), (2, 42, "[true]")]
+    assert failed == {}
+
+
+
+@pytest.fixture
+def sqlite_docs(sqlite_db: str) -> str:
+    """A SQLite table with a JSON column holding a document, a number, a BLOB and NULL (SQLite keeps any value)."""
+    engine = sa.create_engine(sqlite_db)
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE docs (id INTEGER PRIMARY KEY, doc JSON)"))
+        c.execute(sa.text("INSERT INTO docs VALUES (1, '{\"a\": 1}'), (2, 42), (3, CAST('[1, 2]' AS BLOB)), (4, NULL)"))
+    engine.dispose()
+    return sqlite_db
+
+
+def read_docs(url: str, **fields: Any) -> list[tuple[Any, ...]]:
+    spec = SqlSource.model_validate({"type": "sql", "connection": {"url": url}, "table": "docs", **fields})
+    reader = open_source(spec, url)
+    try:
+        reader.open()
+        return [r for b in reader.batches() for r in b.rows]
+    finally:
+        reader.close()
+
+
+def test_a_json_column_is_read_as_its_text_whatever_sqlite_holds_in_it(sqlite_docs: str) -> None:
+    """The driver hands back a number as a number and a BLOB as bytes: both arrive as the document's text."""
+    rows = read_docs(sqlite_docs)
+    assert rows == [(1, '{"a": 1}'), (2, "42"), (3, "[1, 2]"), (4, None)]
+    assert [type(doc) for _, doc in rows[:3]] == [JsonText] * 3
+
+
+def test_a_where_value_on_a_json_column_is_compared_as_the_documents_text(sqlite_docs: str) -> None:
+    assert read_docs(sqlite_docs, where=[{"column": "doc", "op": "=", "value": '{"a": 1}'}]) == [(1, '{"a": 1}')]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
 import socket
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis
 from activedataflow.errors import ConnectorError
-from activedataflow.runner.connectors import open_sink, open_source
+from activedataflow.runner.connectors import address_of, open_sink, open_source
 from activedataflow.runner.connectors.redis import RedisSinkWriter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -147,6 +149,57 @@ def test_unreachable_redis_names_the_address_not_the_password() -> None:
     assert "s3cr3t" not in str(err.value)
 
 
+def test_literal_text_after_the_last_placeholder_is_part_of_the_key(rurl: str) -> None:
+    write(rurl, [(1, 7, None, "paid", T0)], keyTemplate="order:{id}:v1")
+    assert client(rurl).keys("order:*") == ["order:1:v1"]
+
+
+def test_a_key_template_that_does_not_parse_is_refused_at_open(rurl: str) -> None:
+    sink = open_sink(redis_sink(rurl, keyTemplate="order:{id}:{status"), rurl)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.keyTemplate: invalid key template 'order:\{id\}:\{status': "
+                                             r"expected '\}' before end of string$"):
+        sink.open(COLUMNS)
+
+
+def test_a_key_template_whose_only_braces_are_escaped_is_refused_at_open(rurl: str) -> None:
+    """``{{id}}`` is the literal text ``{id}`` (the model's check sees a placeholder in it): every row one key."""
+    sink = open_sink(redis_sink(rurl, keyTemplate="order:{{id}}"), rurl)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.keyTemplate: key template 'order:\{\{id\}\}' has no "
+                                             r"\{column\} placeholder .*every row would write the same key$"):
+        sink.open(COLUMNS)
+
+
+def test_an_interval_is_written_to_a_hash_as_iso_8601(rurl: str) -> None:
+    write(rurl, [(1, dt.timedelta(days=2, hours=1, minutes=30))], ("id", "wait"))
+    assert client(rurl).hgetall("order:1") == {"id": "1", "wait": "P2DT1H30M"}
+
+
+def test_a_url_that_is_not_a_redis_url_is_refused_without_the_password() -> None:
+    url = "http://:s3cr3t-pw@cache:6379/0"
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.connection: not a Redis URL: 'http://:\*\*\*@cache:6379/0' "
+                                             r"\(Redis URL must specify one of the following schemes") as err:
+        open_sink(redis_sink(url), url).open(COLUMNS)
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_the_address_in_messages_is_host_port_and_database() -> None:
+    assert address_of(redis_sink("redis://:pw@cache:6380/2"), "redis://:pw@cache:6380/2") == "Redis at cache:6380/2"
+    assert address_of(redis_sink("redis://cache"), "redis://cache") == "Redis at cache:6379"
+    # a port that is not a number: the connector refuses the URL when it opens; messages before that still name it
+    assert address_of(redis_sink("redis://cache:63x9/0"), "redis://cache:63x9/0") == "Redis at cache:?/0"
+
+
+@pytest.mark.redis
+def test_closing_the_sink_closes_its_connection_and_closing_again_does_nothing(redis_url: str) -> None:
+    admin = client(redis_url)
+    before = len(admin.client_list())
+    sink = write(redis_url, [(1, 7, None, "paid", T0)])  # write() closes the sink
+    assert len(admin.client_list()) == before
+    sink.close()
+    assert len(admin.client_list()) == before
+    assert admin.hgetall("order:1")["status"] == "paid"
+
+
 # --------------------------------------------------------------------------- stream source
 
 
@@ -195,6 +248,13 @@ def test_missing_stream_is_an_error(rurl: str) -> None:
         read(rurl, stream="orders")
 
 
+def test_a_committed_cursor_that_is_not_a_stream_id_is_refused(rurl: str) -> None:
+    add_events(rurl, 1)
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.incremental: the committed cursor 'order-7' is not a "
+                                             r"stream entry id$"):
+        read(rurl, "order-7", stream="orders", incremental=True)
+
+
 # --------------------------------------------------------------------------- key pattern source
 
 
@@ -233,6 +293,25 @@ def test_key_pattern_limit_and_batches(rurl: str) -> None:
 def test_key_pattern_cannot_be_incremental(rurl: str) -> None:
     with pytest.raises(ConnectorError, match=r"^spec\.source\.incremental: only a stream can be read incrementally"):
         read(rurl, keyPattern="order:*", incremental=True)
+
+
+def test_a_string_that_is_not_json_is_read_as_its_value(rurl: str) -> None:
+    client(rurl).set("greeting:1", "hello")
+    columns, rows, _ = read(rurl, keyPattern="greeting:*", columns=["_key", "value"])
+    assert columns == ("_key", "value")
+    assert rows == [("greeting:1", "hello")]
+
+
+@pytest.mark.parametrize("other_keys", [[], ["order:list"]], ids=["no key matches", "only a list matches"])
+def test_a_pattern_matching_no_hash_or_string_reads_no_rows_with_the_key_column(rurl: str,
+                                                                                  other_keys: list[str]) -> None:
+    r = client(rurl)
+    r.set("customer:1", "not matched")
+    for key in other_keys:
+        r.rpush(key, "a list is skipped")
+    columns, rows, _ = read(rurl, keyPattern="order:*")
+    assert columns == ("_key",)
+    assert rows == []
 
 
 # --------------------------------------------------------------------------- error paths, on the real Redis
@@ -353,3 +432,27 @@ def test_a_pipeline_refused_mid_batch_fails_the_sink_and_writes_none_of_the_batc
     assert password not in str(err.value)
     assert admin.keys("order:*") == []  # order:1 and order:10 were allowed, and not written either
     assert sink.stats.written == 0
+
+
+@contextlib.contextmanager
+def acl_user(redis_url: str, *rules: str) -> Iterator[tuple[str, str]]:
+    """A Redis user with ``rules`` (ACL SETUSER), deleted afterwards: (user name, URL logging in as it)."""
+    user, password = f"u{uuid.uuid4().hex[:8]}", "s3cr3t-user-pw"
+    admin = client(redis_url)
+    admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", *rules)
+    try:
+        yield user, f"redis://{user}:{password}@{redis_url.split('://', 1)[1]}"
+    finally:
+        admin.execute_command("ACL", "DELUSER", user)
+
+
+@pytest.mark.redis
+def test_a_source_not_allowed_to_read_the_stream_fails_at_open_with_the_servers_refusal(redis_url: str) -> None:
+    add_events(redis_url, 1)
+    with acl_user(redis_url, "~*", "+ping", "+client") as (_, url):
+        host_port = redis_url.split("://", 1)[1]
+        with pytest.raises(ConnectorError, match=rf"^spec\.source: reading Redis at {re.escape(host_port)} failed: "
+                                                 r".*no permissions to run the 'type' command") as err:
+            read(url, stream="orders")
+    assert "s3cr3t" not in str(err.value)
+

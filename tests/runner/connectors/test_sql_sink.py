@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -12,7 +14,12 @@ from activedataflow.errors import ConnectorError
 from activedataflow.runner.connectors import open_sink
 from activedataflow.runner.connectors import sql as sqlmod
 from activedataflow.runner.connectors.base import Row
-from activedataflow.runner.connectors.sql import ExecutemanyStrategy, SinkTarget, SqlSinkWriter
+from activedataflow.runner.connectors.sql import (
+    ExecutemanyStrategy,
+    SinkTarget,
+    SqlSinkWriter,
+    build_write_statement,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -295,6 +302,51 @@ def test_a_value_of_the_wrong_type_is_a_bad_row(db_url: str) -> None:
 
 
 @both_paths
+def test_a_value_the_postgresql_driver_cannot_adapt_is_a_bad_row(pg_schema_url: str) -> None:
+    make_fact(pg_schema_url)
+    sink = sink_for(pg_schema_url, maxFailedRecords=1)
+    sink.write([fact(1), fact(2, customer_id=1 + 2j), fact(3)])  # psycopg has no adapter for complex
+    sink.commit()
+    sink.close()
+    assert ids(pg_schema_url) == [1, 3]
+    assert sink.stats.failed == 1
+    assert re.match(r"^row 2 \(id=2\): .*(cannot|can't) adapt type 'complex'", sink.stats.errors[0]), sink.stats.errors
+
+
+@both_paths
+def test_a_last_row_its_column_cannot_hold_fails_alone(sqlite_db: str) -> None:
+    create(sqlite_db, sa.Table("fact_orders", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
+                               sa.Column("ratio", sa.Float)))
+    sink = sink_for(sqlite_db, ("id", "ratio"), maxFailedRecords=1)
+    sink.write([(1, 0.5), (2, 1.5), (3, float("nan"))])
+    sink.commit()
+    sink.close()
+    assert [(r["id"], r["ratio"]) for r in read_table(sqlite_db, "fact_orders")] == [(1, 0.5), (2, 1.5)]
+    assert sink.stats.errors == ["row 3 (id=3): column ratio: NaN cannot be stored in a SQLite REAL column "
+                                 "(SQLite would store NULL)"]
+
+
+@both_paths
+def test_a_deferred_constraint_that_fails_at_commit_fails_the_sink_and_writes_nothing(pg_schema_url: str) -> None:
+    """PostgreSQL checks a DEFERRABLE INITIALLY DEFERRED constraint at COMMIT: no row is to blame, the sink fails."""
+    make_fact(pg_schema_url)
+    engine = sa.create_engine(pg_schema_url)
+    with engine.begin() as c:
+        c.execute(sa.text("ALTER TABLE fact_orders ADD CONSTRAINT one_order_per_customer UNIQUE (customer_id) "
+                          "DEFERRABLE INITIALLY DEFERRED"))
+    engine.dispose()
+    sink = sink_for(pg_schema_url, maxFailedRecords=5)
+    sink.write([fact(1, customer_id=7), fact(2, customer_id=7)])
+    url = sa.make_url(pg_schema_url)
+    address = re.escape(f"{url.host}:{url.port}/{url.database}")
+    with pytest.raises(ConnectorError, match=rf"^spec\.sink: commit to fact_orders at {address} failed: duplicate key "
+                                             r'value violates unique constraint "one_order_per_customer"'):
+        sink.commit()
+    sink.close()
+    assert ids(pg_schema_url) == []
+
+
+@both_paths
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bad=st.lists(st.booleans(), min_size=1, max_size=40), batch_size=st.integers(1, 16))
 def test_bad_rows_are_isolated_wherever_they_are(db_url_fast: str, bad: list[bool], batch_size: int) -> None:
@@ -338,6 +390,28 @@ def test_update_only_must_exist(sqlite_db: str) -> None:
     make_fact(sqlite_db)
     with pytest.raises(ConnectorError, match=r"^spec\.sink\.updateOnly\[0\]: column 'stat' not found in table"):
         sink_for(sqlite_db, mode="upsert", uniqueBy=["id"], updateOnly=["stat"])
+
+
+def test_a_column_the_flow_writes_twice_is_refused(sqlite_db: str) -> None:
+    make_fact(sqlite_db)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.table: the flow writes column\(s\) id, note twice$"):
+        sink_for(sqlite_db, ("id", "note", "customer_id", "note", "id", "updated_at"))
+
+
+def test_update_only_must_be_written(sqlite_db: str) -> None:
+    make_fact(sqlite_db)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.updateOnly\[0\]: column 'note' is not among the columns "
+                                             r"the flow writes \(id, customer_id, updated_at\)$"):
+        sink_for(sqlite_db, ("id", "customer_id", "updated_at"), mode="upsert", uniqueBy=["id"], updateOnly=["note"])
+
+
+def test_upsert_is_refused_on_a_database_without_a_native_upsert() -> None:
+    table = orders_table(sa.MetaData(), "fact_orders")
+    target = SinkTarget(table, COLUMNS, "upsert", ("id",), ("note",), "oracle")
+    assert isinstance(build_write_statement(dataclasses.replace(target, mode="insert")), sa.Insert)
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.mode: upsert is not supported on oracle \(SQLite, "
+                                             r"PostgreSQL and MySQL are\)$"):
+        build_write_statement(target)
 
 
 def test_unreachable_sink_names_the_address_not_the_password() -> None:

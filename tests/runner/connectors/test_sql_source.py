@@ -172,6 +172,20 @@ def test_where_value_of_the_wrong_type_names_the_field(sqlite_db: str) -> None:
         read_all(sqlite_db, where=[{"column": "updated_at", "op": ">", "value": "soon"}])
 
 
+def test_a_where_number_on_a_decimal_column_compares_as_the_decimal_it_reads_as(db_url: str) -> None:
+    make_orders(db_url, [order(i) for i in range(1, 5)])  # amounts 0.26, 0.51, 0.76, 1.01
+    rows, _ = read_all(db_url, columns=["id"], where=[{"column": "amount", "op": "=", "value": 0.51}])
+    assert rows == [(2,)]
+
+
+def test_a_where_text_on_a_time_column_is_a_time_of_day(db_url: str) -> None:
+    create(db_url, sa.Table("orders", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+                            sa.Column("opens", sa.Time, nullable=False)))
+    insert(db_url, "orders", [{"id": i, "opens": dt.time(8 + i)} for i in range(4)])  # 08:00 .. 11:00
+    rows, _ = read_all(db_url, columns=["id"], where=[{"column": "opens", "op": ">=", "value": "09:30:00"}])
+    assert rows == [(2,), (3,)]
+
+
 # --------------------------------------------------------------------------- incremental
 
 
@@ -229,6 +243,23 @@ def test_incremental_initial_value_starts_there(db_url: str) -> None:
     rows, _ = read_all(db_url, columns=["id"], incremental={
         "cursorColumn": "updated_at", "initialValue": "2024-03-31T01:30:04.123456"})
     assert [r[0] for r in rows] == [4, 5]
+
+
+def test_incremental_initial_value_as_a_date_starts_at_its_midnight(db_url: str) -> None:
+    """YAML reads ``initialValue: 2024-01-03`` as a date; on a timestamp column it is that day's 00:00."""
+    make_orders(db_url, [order(i, updated_at=dt.datetime(2024, 1, i, 12)) for i in range(1, 6)])
+    rows, _ = read_all(db_url, columns=["id"], incremental={"cursorColumn": "updated_at",
+                                                            "initialValue": dt.date(2024, 1, 3)})
+    assert [r[0] for r in rows] == [3, 4, 5]
+
+
+def test_a_bare_committed_cursor_value_rereads_the_rows_equal_to_it(db_url: str) -> None:
+    """A cursor that is the cursor column's value alone (not the keyset's object) resumes at that value,
+    inclusive: rows equal to it are read again rather than skipped."""
+    make_orders(db_url, [order(i) for i in range(1, 6)])
+    rows, cursors = read_all(db_url, 3, columns=["id"], incremental={"cursorColumn": "id"})
+    assert rows == [(3,), (4,), (5,)]
+    assert cursors == [{"id": 5}]
 
 
 def short_timestamps(url: str, n: int) -> None:
@@ -332,6 +363,15 @@ def test_cursor_values_survive_json_exactly(value: Any) -> None:
 # --------------------------------------------------------------------------- read-only
 
 
+def test_a_value_with_no_json_form_cannot_be_a_cursor() -> None:
+    with pytest.raises(TypeError, match=r"^a list value cannot be used as a cursor$"):
+        sqlmod.encode_cursor_value([1, 2])
+
+
+def test_a_one_key_object_whose_key_is_no_tag_decodes_as_itself() -> None:
+    assert sqlmod.decode_cursor_value({"id": 5}) == {"id": 5}
+
+
 def test_source_transactions_are_read_only(db_url: str) -> None:
     make_orders(db_url, [order(1)])
     reader = SqlSourceReader(sql_source(db_url), db_url)
@@ -389,6 +429,23 @@ def test_table_without_a_unique_key_needs_an_order(sqlite_db: str) -> None:
     with pytest.raises(ConnectorError, match=r"^spec\.source\.orderBy: table events has no primary key or unique"):
         read_all(sqlite_db, table="events")
 
+
+def test_an_unknown_schema_lists_the_schemas(pg_url: str) -> None:
+    make_orders(pg_url, [])
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.schema: schema 'shop' not found in "
+                                             r"postgresql\+psycopg://postgres:\*\*\*@.*; schemas: .*\bpublic\b") as err:
+        read_all(pg_url, schema="shop")
+    assert sa.make_url(pg_url).password not in str(err.value)
+
+
+def test_a_unique_index_on_an_expression_is_no_keyset(pg_url: str) -> None:
+    create(pg_url, sa.Table("events", sa.MetaData(), sa.Column("name", sa.Text, nullable=False)))
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE UNIQUE INDEX events_lower_name ON events (lower(name))"))
+    engine.dispose()
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.orderBy: table events has no primary key or unique"):
+        read_all(pg_url, table="events")
 
 def test_a_unique_index_serves_as_the_keyset(db_url: str) -> None:
     table = sa.Table("events", sa.MetaData(), sa.Column("code", sa.String(10), nullable=False, unique=True),
@@ -455,6 +512,17 @@ def test_wrong_password_is_reported_without_it(pg_url: str) -> None:
 def test_unsupported_url_scheme(tmp_path) -> None:
     with pytest.raises(ConnectorError, match=r"^spec\.source\.connection: unsupported database URL scheme 'oracle"):
         read_all("oracle+nothing://u:pw@h/db")
+
+
+def test_a_url_that_is_not_a_database_url_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.connection: not a database URL: 'orders-db'$"):
+        read_all("orders-db")
+
+
+def test_a_driver_that_is_not_installed_is_named() -> None:
+    with pytest.raises(ConnectorError, match=r"^spec\.source\.connection: the driver for 'mysql\+mysqldb' is not "
+                                             r"installed \(MySQLdb\)$"):
+        read_all("mysql+mysqldb://app:pw@127.0.0.1/shop")
 
 
 def test_a_failed_open_leaves_no_connection_behind(pg_url: str) -> None:
