@@ -97,6 +97,14 @@ def phase(kube: Cluster, items: list[dict[str, Any]], done: Any) -> tuple[float,
     return elapsed, after - before
 
 
+def admin_credentials(kube: Cluster) -> tuple[str, Path]:
+    """The token and the CA file of the cluster's admin kubeconfig (tests/k8s/cluster.py writes one user)."""
+    import yaml
+
+    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    return config["users"][0]["user"]["token"], Path(config["clusters"][0]["cluster"]["certificate-authority"])
+
+
 class Lister:
     """LISTs straight from the API server (the kubeconfig's token and CA): a poll costs milliseconds, where a
     `kubectl get` of 300 objects takes seconds and would blur the time until all are Ready."""
@@ -104,12 +112,9 @@ class Lister:
     def __init__(self, kube: Cluster) -> None:
         import ssl
 
-        import yaml
-
-        config = yaml.safe_load(Path(kube.kubeconfig).read_text())
         self.server = kube.server.rstrip("/")
-        self.token = config["users"][0]["user"]["token"]
-        self.context = ssl.create_default_context(cafile=config["clusters"][0]["cluster"]["certificate-authority"])
+        self.token, ca_file = admin_credentials(kube)
+        self.context = ssl.create_default_context(cafile=str(ca_file))
 
     def items(self, path: str) -> list[dict[str, Any]]:
         import urllib.request
@@ -148,13 +153,11 @@ def as_in_a_pod(kube: Cluster, work: Path) -> dict[str, str]:
     directory (the admin token and the CA of the kubeconfig), no kubeconfig at all."""
     from urllib.parse import urlsplit
 
-    import yaml
-
-    config = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    token, ca_file = admin_credentials(kube)
     sa = work / "serviceaccount"
     sa.mkdir()
-    (sa / "token").write_text(config["users"][0]["user"]["token"])
-    (sa / "ca.crt").write_bytes(Path(config["clusters"][0]["cluster"]["certificate-authority"]).read_bytes())
+    (sa / "token").write_text(token)
+    (sa / "ca.crt").write_bytes(ca_file.read_bytes())
     server = urlsplit(kube.server)
     return {"KUBERNETES_SERVICE_HOST": server.hostname or "", "KUBERNETES_SERVICE_PORT": str(server.port),
             "ADF_SERVICEACCOUNT_DIR": str(sa)}
