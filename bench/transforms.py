@@ -20,13 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from activedataflow.model import TransformStep
 from activedataflow.runner.transforms import compile_transforms
 
-ORDERS = ("id", "customer_id", "amount", "status", "updated_at")
-CONTRACT_STEPS = [
-    {"rename": {"customer_id": "customer"}},
-    {"filter": "row.amount > 0"},
-    {"set": {"amount_cents": "int(row.amount * 100.0)"}},
-    {"drop": ["amount"]},
-]
+from tests.flows import CONTRACT_STEPS, ORDERS
 
 
 def main() -> None:

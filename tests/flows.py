@@ -8,6 +8,15 @@ from typing import Any
 
 from activedataflow.model import GROUP_VERSION, DataFlow, parse_dataflow
 
+# The orders table and the transform of the README's flow: what the transform tests and bench/transforms.py run.
+ORDERS = ("id", "customer_id", "amount", "status", "updated_at")
+CONTRACT_STEPS = [
+    {"rename": {"customer_id": "customer"}},
+    {"filter": "row.amount > 0"},
+    {"set": {"amount_cents": "int(row.amount * 100.0)"}},
+    {"drop": ["amount"]},
+]
+
 
 def manifest_of(spec: dict[str, Any], *, name: str = "f", namespace: str | None = None) -> dict[str, Any]:
     """A DataFlow manifest (a dict, as YAML or the API server has it) holding ``spec``."""

@@ -19,14 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import PAID_ORDERS
-
-ORDERS = ("id", "customer_id", "amount", "status", "updated_at")
-CONTRACT_STEPS = [
-    {"rename": {"customer_id": "customer"}},
-    {"filter": "row.amount > 0"},
-    {"set": {"amount_cents": "int(row.amount * 100.0)"}},
-    {"drop": ["amount"]},
-]
+from tests.flows import CONTRACT_STEPS, ORDERS
 
 
 def pipeline(steps: list[dict[str, Any]], columns: tuple[str, ...] = ORDERS) -> Pipeline:
