@@ -193,6 +193,20 @@ async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
     return await asyncio.wait_for(reader.read(), seconds)
 
 
+async def _answer_to(request: bytes, **timeouts: float) -> bytes:
+    """What a server started with ``timeouts`` sends back to the raw ``request`` before it closes the connection."""
+    runner, port = await _started(**timeouts)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        await writer.drain()
+        sent = await _closed_within(reader, 20)
+        writer.close()
+        return sent
+    finally:
+        await runner.cleanup()
+
+
 async def _healthz(port: int) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -230,44 +244,22 @@ def test_a_client_sending_headers_byte_by_byte_is_disconnected_while_others_are_
 
 
 def test_a_client_that_never_sends_its_body_gets_408_and_is_disconnected() -> None:
-    async def scenario() -> bytes:
-        runner, port = await _started(body_timeout=0.5)
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
-            await writer.drain()
-            sent = await _closed_within(reader, 20)
-            writer.close()
-            return sent
-        finally:
-            await runner.cleanup()
-
-    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 408")
+    request = b"POST /heartbeat HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"  # 99 bytes never come
+    assert asyncio.run(_answer_to(request, body_timeout=0.5)).startswith(b"HTTP/1.1 408")
 
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_request_body_over_the_limit_is_413(chunked: bool) -> None:
     from activedataflow.runner.server import MAX_BODY_BYTES
 
-    async def scenario() -> bytes:
-        runner, port = await _started()
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            body = b"x" * (MAX_BODY_BYTES + 1)
-            if chunked:
-                head = b"Transfer-Encoding: chunked\r\n\r\n"
-                payload = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-            else:
-                head, payload = f"Content-Length: {len(body)}\r\n\r\n".encode(), body
-            writer.write(b"POST /heartbeat HTTP/1.1\r\nHost: x\r\n" + head + payload)
-            await writer.drain()
-            sent = await _closed_within(reader, 20)
-            writer.close()
-            return sent
-        finally:
-            await runner.cleanup()
-
-    assert asyncio.run(scenario()).startswith(b"HTTP/1.1 413")
+    body = b"x" * (MAX_BODY_BYTES + 1)
+    if chunked:
+        head = b"Transfer-Encoding: chunked\r\n\r\n"
+        payload = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    else:
+        head, payload = f"Content-Length: {len(body)}\r\n\r\n".encode(), body
+    request = b"POST /heartbeat HTTP/1.1\r\nHost: x\r\n" + head + payload
+    assert asyncio.run(_answer_to(request)).startswith(b"HTTP/1.1 413")
 
 
 def test_the_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
