@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.flows import paid_cents, paid_cents_rows
+from tests.runner.stores import StoreWith
 
 
 class InjectedFault(RuntimeError):
@@ -933,19 +934,6 @@ def test_a_reflector_that_fails_never_fails_the_run(tmp_path: Path, caplog: pyte
 # --------------------------------------------------------------------------- the store changing under a run
 
 
-class _StoreWith:
-    """The real store with some of its methods replaced (``overrides``: name -> callable taking the real
-    store first), for what only a store that lost its data, or another runner, can do at that moment."""
-
-    def __init__(self, inner: Any, **overrides: Any) -> None:
-        self.inner, self.overrides = inner, overrides
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self.overrides:
-            return lambda *args, **kwargs: self.overrides[name](self.inner, *args, **kwargs)
-        return getattr(self.inner, name)
-
-
 def _with_backoff(record: Any, seconds: int) -> Any:
     doc = dataflow_from_record(record).model_dump(by_alias=True, mode="json", exclude_none=True)
     doc["spec"]["runtime"]["retries"]["backoffSeconds"] = seconds
@@ -1026,7 +1014,7 @@ def test_catching_up_whose_listing_fails_leaves_reflection_to_the_next_run(
         raise StoreUnavailable("cannot reach the store at sqlite:///store.db: injected")
 
     store, _, record = _plain_flow(tmp_path)
-    executor = FlowExecutor(_StoreWith(store, list_runs=unlisted), runner_id="runner-a",  # type: ignore[arg-type]
+    executor = FlowExecutor(StoreWith(store, list_runs=unlisted), runner_id="runner-a",  # type: ignore[arg-type]
                             reflector=Reflector())
     with caplog.at_level("WARNING", logger="activedataflow"):
         run = executor.run(record, force=True).run
@@ -1045,7 +1033,7 @@ def test_a_run_the_store_lost_while_it_ran_says_so_naming_the_store(tmp_path: Pa
         raise UnknownRun(run_id)
 
     store, _, record = _plain_flow(tmp_path)
-    executor = FlowExecutor(_StoreWith(store, **{lost_at: unknown}), runner_id="runner-a")  # type: ignore[arg-type]
+    executor = FlowExecutor(StoreWith(store, **{lost_at: unknown}), runner_id="runner-a")  # type: ignore[arg-type]
     with pytest.raises(StoreUnavailable) as caught:
         executor.run(record, force=True)
     message = str(caught.value)
@@ -1067,7 +1055,7 @@ def test_a_run_whose_flow_record_is_gone_when_it_starts_says_the_store_lost_it(t
     def gone_once_claimed(inner: Any, *args: Any, **kwargs: Any) -> Any:  # a store restored from a backup
         return None if claimed else inner.get_flow(*args, **kwargs)
 
-    gone = _StoreWith(store, claim=claim, get_flow=gone_once_claimed)
+    gone = StoreWith(store, claim=claim, get_flow=gone_once_claimed)
     with pytest.raises(StoreUnavailable, match=r"lost run \S+ of test/prop-flow while it ran "
                                                r"\(its flow test/prop-flow is gone\)"):
         FlowExecutor(gone, runner_id="runner-a").run(record, force=True)  # type: ignore[arg-type]

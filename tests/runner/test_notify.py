@@ -22,6 +22,7 @@ from activedataflow.schedule import utcnow
 from activedataflow.store import FlowRecord, RunRecord, Store, open_store
 
 from tests.flows import dataflow, sql_sink, sql_source
+from tests.runner.stores import StoreWith
 from tests.secrets_scan import register_secret
 
 TOKEN = "XyZzYSeCrEtToKeN0123"  # the credential part of a Slack-style webhook URL
@@ -402,15 +403,12 @@ def test_a_failure_is_told_of_though_the_runs_cannot_be_listed(
     """Listing the flow's runs (to find runs lost by a dead runner) fails: the run's own failure is still sent."""
     from activedataflow.errors import StoreUnavailable
 
-    class Unlisted:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
+    def unlisted(inner: Store, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("cannot reach the store: injected")
 
-        def list_runs(self, *args: Any, **kwargs: Any) -> Any:
-            raise StoreUnavailable("cannot reach the store: injected")
-
+    executor = FlowExecutor(StoreWith(store, list_runs=unlisted), notifier=FAST)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="activedataflow"):
-        failed = run_now(FlowExecutor(Unlisted(), notifier=FAST), make_flow(tmp_path))  # type: ignore[arg-type]
+        failed = run_now(executor, make_flow(tmp_path))
     assert failed.status == "failed"  # no source table
     assert [b["event"] for b in receiver.bodies] == ["failure"]
     assert "could not list the runs of shop/orders to notify: cannot reach the store: injected" in caplog.text
