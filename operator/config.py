@@ -131,6 +131,10 @@ class Context:
             return None
         return entry[1]
 
+    def forget_secrets(self) -> None:
+        """Trust no remembered Secret: the next reconcile of each namespace reads its Secret again."""
+        self._secrets.clear()
+
     def remember_secret(self, namespace: str, secret: dict[str, Any] | None) -> None:
         if secret is None:
             self._secrets.pop(namespace, None)

@@ -387,21 +387,13 @@ def build_manual_job(
     }
 
 
-def build_store_secret(namespace: str, *, url: str, owners: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The namespace's Secret ``STORE_SECRET`` holding the store URL for the runner pods, owned by the
-    CronJobs that read it (none the controller), so it is garbage-collected with the last of them.
-
-    Its owner references do not block their owner's deletion: nothing waits for a Secret, and blocking
-    would need ``update`` on ``cronjobs/finalizers`` under OwnerReferencesPermissionEnforcement."""
+def build_store_secret(namespace: str, *, url: str) -> dict[str, Any]:
+    """The namespace's Secret ``STORE_SECRET`` holding the store URL for the runner pods. No owner
+    references: the operator deletes it with the namespace's last DataFlow (see :mod:`.store_secret`)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": STORE_SECRET,
-            "namespace": namespace,
-            "labels": dict(MANAGED_BY),
-            "ownerReferences": [owner_reference(o, controller=False, block=False) for o in owners],
-        },
+        "metadata": {"name": STORE_SECRET, "namespace": namespace, "labels": dict(MANAGED_BY)},
         "type": "Opaque",
         "data": {STORE_SECRET_KEY: base64.b64encode(url.encode()).decode()},
     }

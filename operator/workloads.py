@@ -56,11 +56,11 @@ def ensure_flow_cronjob(
     idempotent; made before a restart, it is applied again unchanged and reported as created)."""
     name = cronjob_name(flow.name)
     desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=STORE_REF)
+    ensure_store_secret(ctx, flow.namespace)  # first: a CronJob never starts a pod whose Secret is missing
     if created:
         live, change = ctx.kube.apply(CRONJOB, flow.namespace, desired), "created"
     else:
         live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
-    ensure_store_secret(ctx, live)
     return live, change
 
 
@@ -91,6 +91,7 @@ def sync_heartbeat(
                 ctx.kube.delete(CRONJOB, namespace, HEARTBEAT_CRONJOB)
                 return None, "deleted"
             return None, ""
+        ensure_store_secret(ctx, namespace)  # first: a CronJob never starts a pod whose Secret is missing
         desired = build_heartbeat_cronjob(namespace, flows, runner=ctx.config.runner, store=STORE_REF)
         try:
             if current is None:
@@ -100,7 +101,6 @@ def sync_heartbeat(
                 live, change = _apply_cronjob(ctx, desired, current)
         except (AlreadyExists, Conflict):
             continue  # another flow's reconcile wrote first; recompute from the new state
-        ensure_store_secret(ctx, live)
         return live, change
     raise Conflict(409, f"CronJob {namespace}/{HEARTBEAT_CRONJOB} kept changing; will retry")
 

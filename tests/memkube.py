@@ -68,16 +68,16 @@ class MemoryKube:
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(
-        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        self.requests.append(("list", kind.plural, ""))
+        self.requests.append(("list", kind.plural, "" if limit is None else f"limit={limit}"))
         out = []
         for (plural, ns, _), obj in sorted(self.objects.items()):
             have = obj["metadata"].get("labels") or {}
             wanted = all(have.get(k) == v for k, v in (labels or {}).items())
             if plural == kind.plural and namespace in (ns, None) and wanted:
                 out.append(copy.deepcopy(obj))
-        return out
+        return out[:limit]
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]

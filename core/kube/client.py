@@ -114,9 +114,9 @@ class KubeApi(Protocol):
         """The object, or None if it does not exist."""
 
     def list(
-        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Objects of the namespace (None: of all) matching all ``labels``."""
+        """Objects of the namespace (None: of all) matching all ``labels``; ``limit``: at most that many."""
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST; raises AlreadyExists."""
@@ -568,9 +568,11 @@ class RestKube:
         return self.request("GET", f"{kind.collection(namespace)}/{name}")
 
     def list(
-        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
+        if limit is not None:
+            query.append(("limit", str(limit)))  # the first page only: what is beyond it is not wanted
         answer = self.request("GET", kind.collection(namespace), query=query) or {}
         items = answer.get("items") or []
         for item in items:  # lists omit these on items

@@ -1,5 +1,5 @@
 """The periodic resync: the reconcile pass again over every DataFlow, which repairs drift (a CronJob
-deleted by hand) and refreshes ``nextRunAt``, repeating no Event for an unchanged invalid spec.
+or store Secret deleted by hand) and refreshes ``nextRunAt``, repeating no Event for an unchanged invalid spec.
 
 Not a kopf timer: kopf puts a finalizer on every object a timer or daemon watches (a write of each new
 DataFlow, and a deletion held up while no operator runs). One thread of the operator instead lists the
@@ -38,8 +38,10 @@ def resync_all(ctx: Context, namespaces: Sequence[str] | None,
                counted: Callable[[], AbstractContextManager[None]] | None = None) -> int:
     """One resync pass over the DataFlows of ``namespaces`` (None: all); returns how many statuses it wrote.
     A flow's failure (store down, API error, invalid spec) is its status, as in any reconcile, and never
-    stops the pass; the next pass retries it."""
+    stops the pass; the next pass retries it. Remembered store Secrets are read again, so one deleted by
+    hand is made again by the pass."""
     written = 0
+    ctx.forget_secrets()
     for namespace in [None] if namespaces is None else namespaces:
         try:
             flows = ctx.kube.list(DATAFLOW, namespace)

@@ -3,10 +3,12 @@ the loop's read and its write, so the write's resourceVersion precondition is re
 loop must read again and write on top of the other client's change.
 
 The interleaving is made, not waited for: the stale read is taken before the other client writes (the
-reflector), or the other client writes from inside the loop's own read (the store Secret)."""
+reflector, the store Secret the operator remembers), or the other client writes from inside the loop's
+own read (the heartbeat CronJob)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from activedataflow.kube.client import CRONJOB, DATAFLOW, SECRET, ApiClientTrans
 from activedataflow.kube.names import STORE_SECRET
 from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.cronjob import RunnerSettings
-from activedataflow.operator.store_secret import ensure_store_secret
+from activedataflow.operator.store_secret import drop_store_secret, ensure_store_secret
 from activedataflow.runner.reflect import KubeReflector
 
 from tests.k8s.cluster import Cluster
@@ -79,26 +81,15 @@ def _context(api: RestKube, tmp_path: Path) -> Context:
                                   runner=RunnerSettings(image="registry.example/adf:test")), api)
 
 
-def _cronjob(kube: Cluster, api: RestKube, namespace: str, name: str) -> dict[str, Any]:
-    kube.apply({
-        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "namespace": namespace},
-        "spec": {"schedule": "*/15 * * * *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
-            "restartPolicy": "Never", "containers": [{"name": "adf", "image": "registry.example/adf:test"}]}}}}},
-    })
-    body = api.get(CRONJOB, namespace, name)
-    assert body is not None
-    return body
-
-
-def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_both_owners(
+def test_the_store_secret_is_reread_when_another_writer_changed_it_since_the_operator_wrote_it(
     kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
 ) -> None:
     kube = kube_crds
     ctx = _context(api, tmp_path)
-    first, second = _cronjob(kube, api, namespace, "df-one"), _cronjob(kube, api, namespace, "df-two")
-    ensure_store_secret(ctx, first)  # the operator now remembers the Secret it wrote
+    ensure_store_secret(ctx, namespace)  # the operator now remembers the Secret it wrote
     remembered = kube.get("secret", STORE_SECRET, "-n", namespace)["metadata"]["resourceVersion"]
     kube.kubectl("label", "secret", STORE_SECRET, "-n", namespace, "touched-by=another-writer")
+    ctx.config = OperatorConfig(store_url="postgresql+psycopg://adf@db.example/adf", runner=ctx.config.runner)
 
     real_get, real_patch, reads, patches = api.get, api.patch, [], []
 
@@ -115,7 +106,7 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
 
     api.get, api.patch = recorded_get, recorded_patch  # type: ignore[method-assign]
     try:
-        ensure_store_secret(ctx, second)
+        ensure_store_secret(ctx, namespace)  # the changed URL: a write against the remembered version
     finally:
         api.get, api.patch = real_get, real_patch  # type: ignore[method-assign]
         ctx.close()
@@ -123,35 +114,26 @@ def test_the_store_secret_is_reread_when_another_writer_changed_it_and_keeps_bot
     assert patches[0] == remembered and len(patches) == 2 and len(reads) == 1
     assert reads[0] != remembered and patches[1] == reads[0]
     secret = kube.get("secret", STORE_SECRET, "-n", namespace)
-    owners = {o["uid"] for o in secret["metadata"]["ownerReferences"]}
-    assert owners == {first["metadata"]["uid"], second["metadata"]["uid"]}
+    assert base64.b64decode(secret["data"]["url"]).decode() == "postgresql+psycopg://adf@db.example/adf"
     assert secret["metadata"]["labels"]["touched-by"] == "another-writer"
 
 
-def test_each_cronjob_joins_the_store_secrets_owners_with_a_patch_naming_it_alone(
+def test_the_store_secret_is_deleted_when_the_api_server_lists_no_dataflow_of_its_namespace(
     kube_crds: Cluster, namespace: str, api: RestKube, tmp_path: Path
 ) -> None:
     kube = kube_crds
     ctx = _context(api, tmp_path)
-    jobs = [_cronjob(kube, api, namespace, f"df-{n}") for n in ("one", "two", "three")]
-    real_patch, sent = api.patch, []
-
-    def recorded_patch(kind: Any, ns: str, name: str, body: Any, *args: Any, **kwargs: Any) -> Any:
-        if kind == SECRET:
-            sent.append([o["uid"] for o in body["metadata"]["ownerReferences"]])
-        return real_patch(kind, ns, name, body, *args, **kwargs)
-
-    api.patch = recorded_patch  # type: ignore[method-assign]
     try:
-        for job in jobs:
-            ensure_store_secret(ctx, job)
+        ensure_store_secret(ctx, namespace)
+        for name in ("one", "two"):
+            kube.apply(dataflow(name, namespace))
+        assert len(api.list(DATAFLOW, namespace, limit=1)) == 1  # the first page of one, as drop_store_secret asks
+        assert drop_store_secret(ctx, namespace) is False
+        kube.kubectl("delete", "dataflow", "one", "two", "-n", namespace, "--timeout=60s")
+        assert drop_store_secret(ctx, namespace) is True
     finally:
-        api.patch = real_patch  # type: ignore[method-assign]
         ctx.close()
-    uids = [j["metadata"]["uid"] for j in jobs]
-    assert sent == [[uids[1]], [uids[2]]]  # the first CronJob created the Secret; each later one sent itself
-    secret = kube.get("secret", STORE_SECRET, "-n", namespace)
-    assert sorted(o["uid"] for o in secret["metadata"]["ownerReferences"]) == sorted(uids)
+    assert STORE_SECRET not in {s["metadata"]["name"] for s in kube.get("secrets", "-n", namespace)["items"]}
 
 
 def test_the_heartbeat_cronjob_is_recomputed_when_another_writer_changed_it_between_read_and_write(

@@ -100,10 +100,6 @@ def store_ref(cronjob: dict[str, Any]) -> dict[str, Any]:
     return next(e for e in env if e["name"] == "ADF_STORE_URL")["valueFrom"]["secretKeyRef"]
 
 
-def owner_uids(obj: dict[str, Any]) -> set[str]:
-    return {o["uid"] for o in obj["metadata"].get("ownerReferences") or []}
-
-
 def test_store_url_goes_into_the_namespace_store_secret_never_into_the_cronjob(
     ctx: Context, kube: MemoryKube
 ) -> None:
@@ -112,51 +108,78 @@ def test_store_url_goes_into_the_namespace_store_secret_never_into_the_cronjob(
     secret = kube.get(SECRET, "shop", STORE_SECRET)
     assert base64.b64decode(secret["data"]["url"]).decode() == ctx.config.store_url
     assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "activedataflow"
-    assert owner_uids(secret) == {cj["metadata"]["uid"]}
+    assert "ownerReferences" not in secret["metadata"]  # the operator deletes it; no CronJob owns it
     assert store_ref(cj) == {"name": STORE_SECRET, "key": "url"}
     assert ctx.config.store_url not in str(cj)
 
 
-def test_every_cronjob_of_a_namespace_reads_the_one_store_secret_it_co_owns(ctx: Context, kube: MemoryKube) -> None:
+def test_every_cronjob_of_a_namespace_reads_the_one_store_secret(ctx: Context, kube: MemoryKube) -> None:
     reconcile(ctx, kube, apply_flow(kube, name="one"))
     reconcile(ctx, kube, apply_flow(kube, name="two"))
     reconcile(ctx, kube, apply_flow(kube, name="beat", runtime={"type": "heartbeat"}))
     cronjobs = [kube.get(CRONJOB, "shop", n) for n in ("df-one", "df-two", "adf-heartbeat")]
     assert [store_ref(cj) for cj in cronjobs] == [{"name": STORE_SECRET, "key": "url"}] * 3
     assert kube.names(SECRET, "shop") == [STORE_SECRET]
-    secret = kube.get(SECRET, "shop", STORE_SECRET)
-    assert owner_uids(secret) == {cj["metadata"]["uid"] for cj in cronjobs}
-    assert not any(o["controller"] or o["blockOwnerDeletion"] for o in secret["metadata"]["ownerReferences"])
 
 
-def test_the_store_secret_goes_with_the_last_cronjob_of_its_namespace(ctx: Context, kube: MemoryKube) -> None:
-    reconcile(ctx, kube, apply_flow(kube, name="one"))
-    reconcile(ctx, kube, apply_flow(kube, name="two"))
-    kube.delete(DATAFLOW, "shop", "one")
-    assert kube.get(SECRET, "shop", STORE_SECRET) is not None
-    kube.delete(DATAFLOW, "shop", "two")
+def test_the_store_secret_goes_with_the_last_dataflow_of_its_namespace(ctx: Context, kube: MemoryKube) -> None:
+    one, two = apply_flow(kube, name="one"), apply_flow(kube, name="two", runtime={"type": "heartbeat"})
+    reconcile(ctx, kube, one)
+    reconcile(ctx, kube, two)
+    flow_deleted(gone(kube, one), ctx=ctx)
+    assert kube.names(SECRET, "shop") == [STORE_SECRET]
+    flow_deleted(gone(kube, two), ctx=ctx)
     assert kube.names(CRONJOB, "shop") == [] and kube.names(SECRET, "shop") == []
 
 
-def test_a_further_flow_of_the_namespace_costs_one_secret_patch_and_an_unchanged_one_none(
+def test_the_deletion_of_a_flow_costs_one_small_list_while_others_are_left(ctx: Context, kube: MemoryKube) -> None:
+    one = apply_flow(kube, name="one")
+    reconcile(ctx, kube, one)
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    last = gone(kube, one)
+    kube.requests.clear()
+    flow_deleted(last, ctx=ctx)
+    assert [r for r in kube.requests if r[1] in ("secrets", "dataflows")] == [
+        ("get", "dataflows", "one"), ("list", "dataflows", "limit=1")]  # the record's check, then one listed at most
+
+
+def test_a_flow_of_the_namespace_deleted_and_made_again_finds_its_store_secret_made_again(
     ctx: Context, kube: MemoryKube
 ) -> None:
+    one = apply_flow(kube, name="one")
+    reconcile(ctx, kube, one)
+    flow_deleted(gone(kube, one), ctx=ctx)
+    assert kube.names(SECRET, "shop") == []
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    assert kube.names(SECRET, "shop") == [STORE_SECRET]
+
+
+def test_a_further_flow_of_the_namespace_costs_no_secret_request(ctx: Context, kube: MemoryKube) -> None:
     reconcile(ctx, kube, apply_flow(kube, name="one"))
     kube.requests.clear()
     two = apply_flow(kube, name="two")
     reconcile(ctx, kube, two)
-    assert [verb for verb, plural, _ in kube.requests if plural == "secrets"] == ["patch"]
-    kube.requests.clear()
     reconcile(ctx, kube, fresh(kube, two))
     assert [verb for verb, plural, _ in kube.requests if plural == "secrets"] == []
 
 
-def test_a_store_secret_gone_since_it_was_remembered_is_made_again(ctx: Context, kube: MemoryKube) -> None:
-    reconcile(ctx, kube, apply_flow(kube, name="one"))
-    kube.delete(DATAFLOW, "shop", "one")  # its CronJob, then the Secret it alone owned, go
-    reconcile(ctx, kube, apply_flow(kube, name="two"))
-    secret = kube.get(SECRET, "shop", STORE_SECRET)
-    assert owner_uids(secret) == {kube.get(CRONJOB, "shop", "df-two")["metadata"]["uid"]}
+def test_a_store_secret_deleted_by_hand_is_made_again_by_the_resync(ctx: Context, kube: MemoryKube) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    kube.delete(SECRET, "shop", STORE_SECRET)
+    resync_all(ctx, ["shop"])
+    assert base64.b64decode(kube.get(SECRET, "shop", STORE_SECRET)["data"]["url"]).decode() == ctx.config.store_url
+
+
+def test_a_store_secret_an_earlier_operator_gave_owners_loses_them(ctx: Context, kube: MemoryKube) -> None:
+    """CronJobs as owners: the garbage collector would take it with the last of them, flows still there."""
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    cj = kube.get(CRONJOB, "shop", "df-paid-orders")
+    owner = {"apiVersion": "batch/v1", "kind": "CronJob", "name": "df-paid-orders", "uid": cj["metadata"]["uid"]}
+    kube.patch(SECRET, "shop", STORE_SECRET, {"metadata": {"ownerReferences": [owner]}})
+    ctx.forget_secrets()  # as a new operator starts
+    reconcile(ctx, kube, fresh(kube, body))
+    assert "ownerReferences" not in kube.get(SECRET, "shop", STORE_SECRET)["metadata"]
 
 
 def test_flows_of_another_namespace_get_their_own_store_secret(ctx: Context, kube: MemoryKube) -> None:
@@ -167,7 +190,7 @@ def test_flows_of_another_namespace_get_their_own_store_secret(ctx: Context, kub
 
 
 def test_the_operator_touches_no_secret_but_the_store_secret(ctx: Context, kube: MemoryKube) -> None:
-    """What the chart's RBAC grants on Secrets (get/patch on STORE_SECRET alone, create) is all it calls."""
+    """What the chart's RBAC grants on Secrets (get/patch/delete on STORE_SECRET alone, create) is all it calls."""
     kube.add(SECRET, {"metadata": {"name": "shop-db", "namespace": "shop"}, "data": {"url": "eA=="}})
     kube.requests.clear()
     body = apply_flow(kube)
@@ -175,9 +198,11 @@ def test_the_operator_touches_no_secret_but_the_store_secret(ctx: Context, kube:
     reconcile(ctx, kube, apply_flow(kube, name="beat", runtime={"type": "heartbeat"}))
     ctx.config = OperatorConfig("sqlite:///elsewhere.db", ctx.config.runner)  # a changed URL: a patch
     reconcile(ctx, kube, fresh(kube, body))
+    flow_deleted(gone(kube, body), ctx=ctx)
+    flow_deleted(gone(kube, fresh(kube, {"metadata": {"namespace": "shop", "name": "beat"}})), ctx=ctx)
     calls = {(verb, name) for verb, plural, name in kube.requests if plural == "secrets"}
     assert {name for _, name in calls} == {STORE_SECRET}
-    assert {verb for verb, _ in calls} == {"get", "create", "patch"}
+    assert {verb for verb, _ in calls} == {"get", "create", "patch", "delete"}
 
 
 def test_a_changed_store_url_is_written_into_the_store_secret(ctx: Context, kube: MemoryKube, runner) -> None:
@@ -217,7 +242,7 @@ def test_an_upgrade_moves_the_cronjob_to_the_store_secret_and_leaves_the_old_mir
     reconcile(ctx, kube, fresh(kube, body))
     assert store_ref(kube.get(CRONJOB, "shop", "df-paid-orders"))["name"] == STORE_SECRET
     assert not [r for r in kube.requests if r[1] == "secrets" and r[2] != STORE_SECRET]
-    kube.delete(DATAFLOW, "shop", "paid-orders")
+    flow_deleted(gone(kube, body), ctx=ctx)  # the old mirror goes with its CronJob, the store Secret with the flow
     assert kube.names(SECRET, "shop") == []
 
 
@@ -456,11 +481,22 @@ def test_the_start_disables_the_records_of_dataflows_deleted_while_no_operator_r
     assert sweep_deleted_flows(ctx, None) == []  # only enabled records are looked at
 
 
+def test_the_start_deletes_the_store_secret_of_a_namespace_whose_dataflows_were_deleted_while_no_operator_ran(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    reconcile(ctx, kube, kube.add(DATAFLOW, dataflow_body("kept", namespace="team-a")))
+    kube.delete(DATAFLOW, "shop", "paid-orders")  # no event reaches an operator
+    assert sweep_deleted_flows(ctx, None) == [("shop", "paid-orders")]
+    assert kube.names(SECRET, "shop") == [] and kube.names(SECRET, "team-a") == [STORE_SECRET]
+
+
 def test_the_start_sweeps_only_the_watched_namespaces(ctx: Context, kube: MemoryKube) -> None:
     reconcile(ctx, kube, apply_flow(kube))
     kube.delete(DATAFLOW, "shop", "paid-orders")
     assert sweep_deleted_flows(ctx, ["other"]) == []
     assert ctx.store().get_flow("paid-orders", "shop").enabled is True
+    assert kube.names(SECRET, "shop") == [STORE_SECRET]
 
 
 def test_delete_of_an_invalid_flow_that_was_never_stored_is_fine(ctx: Context, kube: MemoryKube) -> None:
@@ -555,8 +591,7 @@ def test_resync_restores_a_cronjob_deleted_by_hand(ctx: Context, kube: MemoryKub
     status: dict[str, Any] = {}
     reconcile_flow(fresh(kube, body), status=status, ctx=ctx, resync=True)
     assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
-    assert owner_uids(kube.get(SECRET, "shop", STORE_SECRET)) >= {
-        kube.get(CRONJOB, "shop", "df-paid-orders")["metadata"]["uid"]}
+    assert kube.names(SECRET, "shop") == [STORE_SECRET]
 
 
 def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKube) -> None:
