@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..errors import UnknownFlow
 from .base import ACTIVE_STATUSES, ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
@@ -12,6 +13,19 @@ from .base import ACTIVE_STATUSES, ERROR_MESSAGE_LIMIT, RunRecord, UnknownRun
 CONNECT_TIMEOUT = 5  # seconds: an unreachable store is reported, never waited for
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def redis_database_problem(url: str) -> str | None:
+    """What is wrong with the database number of a ``redis://``/``rediss://`` URL, or None. redis-py
+    silently takes database 0 for a path that is not a number (``redis://host/flows``): refused here, so
+    a flow's or the store's keys never land in another database than the URL seems to say."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("redis", "rediss"):
+        return None  # unix:// has the socket as its path and the database in ?db=
+    path = unquote(parts.path).strip("/")
+    if path and not path.isdigit():
+        return f"the path /{path} is not a database number (redis://host:6379/0)"
+    return None
 
 
 def aware_utc(value: datetime, what: str = "datetime") -> datetime:

@@ -60,6 +60,7 @@ from .common import (
     lease_lost_message,
     lease_until,
     optional_utc,
+    redis_database_problem,
     to_micros,
     unknown_flow,
     unknown_run,
@@ -189,6 +190,8 @@ class RedisStore(Store):
 
             client: redis.Redis[str] = fakeredis.FakeRedis(server=shared_fake_server(), decode_responses=True)
             return cls(client, url_for_display=display)
+        if (problem := redis_database_problem(url)) is not None:
+            raise ConfigError(f"'{display}' is not a valid Redis URL: {problem}")
         try:
             client = redis.Redis.from_url(
                 url,

@@ -40,6 +40,7 @@ import redis
 
 from ...errors import ConnectorError, redact
 from ...model import RedisSink, RedisSource
+from ...store.common import redis_database_problem
 from ..deadline import current_deadline
 from .base import Batch, Row
 from .codec import interval_iso, json_default, json_text
@@ -88,6 +89,8 @@ def redis_client(url: str, *, field: str, decode_responses: bool = False) -> red
     options: dict[str, Any] = {"decode_responses": decode_responses}
     deadline = current_deadline()  # a run with runtime.timeoutSeconds: no reply awaited past its time
     timeout = min(SOCKET_TIMEOUT_SECONDS, deadline.statement_seconds()) if deadline else SOCKET_TIMEOUT_SECONDS
+    if (problem := redis_database_problem(url)) is not None:
+        raise ConnectorError(f"not a Redis URL: {redact(url)!r} ({problem})", field=field)
     try:
         client: redis.Redis[Any] = redis.Redis.from_url(
             url, socket_connect_timeout=min(CONNECT_TIMEOUT_SECONDS, timeout), socket_timeout=timeout, **options

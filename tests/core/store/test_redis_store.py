@@ -24,11 +24,22 @@ REDIS_BACKENDS = [
     pytest.param("redis://:secret@127.0.0.1:notaport/0", id="port-not-a-number"),
     pytest.param("redis://:secret@127.0.0.1:99999/0", id="port-out-of-range"),
     pytest.param("redis://:secret@127.0.0.1:6379/0?socket_timeout=soon", id="bad-option"),
+    pytest.param("redis://:secret@127.0.0.1:6379/flows", id="database-not-a-number"),
 ])
 def test_a_malformed_redis_url_is_a_config_error_naming_the_redacted_url(url: str) -> None:
     with pytest.raises(ConfigError, match="is not a valid Redis URL") as err:
         RedisStore.from_url(url)
     assert "secret" not in str(err.value) and "redis://:***@127.0.0.1" in str(err.value)
+
+
+def test_a_database_path_that_is_not_a_number_is_named_not_taken_as_database_0() -> None:
+    with pytest.raises(ConfigError, match=r"the path /flows is not a database number"):
+        RedisStore.from_url("redis://127.0.0.1:6379/flows")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/", "rediss://127.0.0.1/15"])
+def test_a_url_without_a_path_or_with_a_number_is_accepted(url: str) -> None:
+    RedisStore.from_url(url).close()  # no connection is made until the first command
 
 
 def test_repr_names_the_address_without_the_password() -> None:
