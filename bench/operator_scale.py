@@ -32,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.k8s.cluster import Cluster, control_plane  # noqa: E402
 
+# Once a year: no CronJob fires and no nextRunAt moves while the bench runs (a */15 tick in the idle
+# restart made Jobs and status patches that the restart was then charged with).
+SCHEDULE = "0 3 1 1 *"
 METRIC = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
 
 
@@ -55,7 +58,7 @@ def dataflow(name: str, ns: str) -> dict[str, Any]:
         "kind": "DataFlow",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "schedule": "*/15 * * * *",
+            "schedule": SCHEDULE,
             "source": {"type": "sql", "connection": {"secretRef": {"name": "shop-db", "key": "url"}},
                        "table": "orders"},
             "transform": [{"filter": "row.amount > 0"}],
@@ -71,7 +74,7 @@ def cronjob(name: str, ns: str) -> dict[str, Any]:
         "kind": "CronJob",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
-            "schedule": "*/15 * * * *",
+            "schedule": SCHEDULE,
             "jobTemplate": {"spec": {"template": {"spec": {
                 "restartPolicy": "Never",
                 "containers": [{"name": "run", "image": "registry.example/activedataflow:bench",

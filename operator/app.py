@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from ..kube.client import RestKube, load_transport
+from ..kube.client import LIST_PAGE, RestKube, load_transport
 from .config import Context, OperatorConfig
 
 __all__ = ["configure_settings", "run_operator", "watch_namespaces"]
@@ -59,6 +59,7 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = StatusDiffBaseStorage()
     settings.posting.enabled = False
+    settings.watching.chunk_size = LIST_PAGE  # kopf's initial LIST in pages, as the sweep and the resync list
     settings.watching.server_timeout = 300  # re-list now and then: never miss a change for long
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30

@@ -13,11 +13,11 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from activedataflow.kube.client import AlreadyExists, Conflict, Kind, event_body
+from activedataflow.kube.client import LIST_PAGE, AlreadyExists, Conflict, Kind, event_body
 
 from tests.secrets_scan import watch
 
@@ -78,6 +78,14 @@ class MemoryKube:
             if plural == kind.plural and namespace in (ns, None) and wanted:
                 out.append(copy.deepcopy(obj))
         return out[:limit]
+
+    def pages(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, size: int = LIST_PAGE
+    ) -> Iterator[list[dict[str, Any]]]:
+        items = self.list(kind, namespace, labels=labels)
+        chunks = [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+        self.requests.extend([("list", kind.plural, "")] * (len(chunks) - 1))  # a request per page
+        yield from chunks
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]

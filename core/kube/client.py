@@ -23,12 +23,13 @@ Nothing here imports kopf: the runner uses it too.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ __all__ = [
     "DATAFLOWRUN",
     "EVENT",
     "JOB",
+    "LIST_PAGE",
     "SECRET",
     "AlreadyExists",
     "ApiClientTransport",
@@ -66,6 +68,7 @@ log = logging.getLogger("activedataflow.kube")
 FIELD_MANAGER = "activedataflow"
 USER_AGENT = "activedataflow"
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+LIST_PAGE = 500  # objects per LIST request (kubectl's own page size): a large namespace is never one answer
 TOKEN_MAX_AGE = 60.0  # seconds; bound service-account tokens rotate, the official client re-reads each minute
 
 
@@ -117,6 +120,12 @@ class KubeApi(Protocol):
         self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Objects of the namespace (None: of all) matching all ``labels``; ``limit``: at most that many."""
+
+    def pages(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, size: int = LIST_PAGE
+    ) -> Iterator[builtins.list[dict[str, Any]]]:
+        """The objects :meth:`list` returns, ``size`` per request: a caller that handles a page before it
+        asks for the next one never holds more than a page of a large namespace."""
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """POST; raises AlreadyExists."""
@@ -570,15 +579,33 @@ class RestKube:
     def list(
         self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
+        if limit is not None:  # the first page only: what is beyond it is not wanted
+            return self._page(kind, namespace, labels, limit, "")[0]
+        return [item for page in self.pages(kind, namespace, labels=labels) for item in page]
+
+    def pages(
+        self, kind: Kind, namespace: str | None, *, labels: Mapping[str, str] | None = None, size: int = LIST_PAGE
+    ) -> Iterator[builtins.list[dict[str, Any]]]:
+        token = ""
+        while True:
+            items, token = self._page(kind, namespace, labels, size, token)
+            yield items
+            if not token:
+                return
+
+    def _page(self, kind: Kind, namespace: str | None, labels: Mapping[str, str] | None, size: int,
+              token: str) -> tuple[builtins.list[dict[str, Any]], str]:
+        """One page of a LIST and the continue token of the next ('' after the last)."""
         query = [("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items()))] if labels else []
-        if limit is not None:
-            query.append(("limit", str(limit)))  # the first page only: what is beyond it is not wanted
+        query.append(("limit", str(size)))
+        if token:
+            query.append(("continue", token))
         answer = self.request("GET", kind.collection(namespace), query=query) or {}
         items = answer.get("items") or []
         for item in items:  # lists omit these on items
             item.setdefault("apiVersion", kind.api_version)
             item.setdefault("kind", kind.kind)
-        return items
+        return items, (answer.get("metadata") or {}).get("continue") or ""
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         out = self.request("POST", kind.collection(namespace), body=dict(body))

@@ -3,7 +3,8 @@ or store Secret deleted by hand) and refreshes ``nextRunAt``, repeating no Event
 
 Not a kopf timer: kopf puts a finalizer on every object a timer or daemon watches (a write of each new
 DataFlow, and a deletion held up while no operator runs). One thread of the operator instead lists the
-DataFlows every :data:`RESYNC_SECONDS` (one LIST per watched namespace, or of all) and writes a flow's
+DataFlows every :data:`RESYNC_SECONDS` (per watched namespace, or of all, a page of ``LIST_PAGE`` at a
+time, each page reconciled before the next is asked for) and writes a flow's
 status only where the pass changed it, under the listed ``resourceVersion``: a flow that changed
 meanwhile is left to the handler of that change.
 """
@@ -44,12 +45,11 @@ def resync_all(ctx: Context, namespaces: Sequence[str] | None,
     ctx.forget_secrets()
     for namespace in [None] if namespaces is None else namespaces:
         try:
-            flows = ctx.kube.list(DATAFLOW, namespace)
+            for page in ctx.kube.pages(DATAFLOW, namespace):  # a page at a time: memory flat in the flow count
+                for obj in page:
+                    written += _resync_one(ctx, obj, counted)
         except (KubeError, OSError) as err:
             log.warning("resync: DataFlows of %s not listed: %s", namespace or "all namespaces", redact(str(err)))
-            continue
-        for obj in flows:
-            written += _resync_one(ctx, obj, counted)
     return written
 
 

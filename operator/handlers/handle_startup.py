@@ -32,7 +32,7 @@ def sweep_deleted_flows(ctx: Context, namespaces: Sequence[str] | None) -> list[
         if not records:
             return []
         present = {(o["metadata"].get("namespace") or "default", o["metadata"]["name"])
-                   for ns in scopes for o in ctx.kube.list(DATAFLOW, ns)}
+                   for ns in scopes for page in ctx.kube.pages(DATAFLOW, ns) for o in page}  # names kept, bodies not
         gone = sorted({r.key for r in records if r.enabled} - present)
         for namespace, name in gone:
             ctx.store().set_enabled(name, namespace, False)

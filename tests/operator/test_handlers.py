@@ -594,6 +594,30 @@ def test_resync_restores_a_cronjob_deleted_by_hand(ctx: Context, kube: MemoryKub
     assert kube.names(SECRET, "shop") == [STORE_SECRET]
 
 
+def test_resync_reconciles_a_page_before_it_asks_for_the_next(ctx: Context, kube: MemoryKube) -> None:
+    for name in ("one", "two", "three"):
+        reconcile(ctx, kube, apply_flow(kube, name=name))
+    kube.delete(CRONJOB, "shop", "df-three")
+    seen: list[str] = []
+    real_pages = kube.pages
+
+    def pages(*args: Any, **kwargs: Any) -> Any:
+        for page in real_pages(*args, **{**kwargs, "size": 2}):
+            seen.append(f"page of {len(page)}")
+            yield page
+
+    kube.pages = pages  # type: ignore[method-assign]
+    applied = kube.apply
+
+    def apply(kind: Any, namespace: str, body: Any, **kwargs: Any) -> Any:
+        seen.append(f"apply {body['metadata']['name']}")
+        return applied(kind, namespace, body, **kwargs)
+
+    kube.apply = apply  # type: ignore[method-assign]
+    resync_all(ctx, ["shop"])
+    assert seen == ["page of 2", "apply df-three", "page of 1"]  # pages by name: [one, three], [two]
+
+
 def test_resync_of_an_invalid_spec_repeats_no_event(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube, schedule=None, interval="7m")
     with pytest.raises(kopf.PermanentError):

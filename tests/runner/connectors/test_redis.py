@@ -184,7 +184,8 @@ def test_a_url_that_is_not_a_redis_url_is_refused_without_the_password() -> None
 
 def test_a_database_path_that_is_not_a_number_is_refused_naming_the_field() -> None:
     url = "redis://:s3cr3t-pw@cache:6379/orders"
-    with pytest.raises(ConnectorError, match=r"^spec\.sink\.connection: not a Redis URL: 'redis://:\*\*\*@cache:6379/orders' "
+    with pytest.raises(ConnectorError, match=r"^spec\.sink\.connection: not a Redis URL: "
+                                             r"'redis://:\*\*\*@cache:6379/orders' "
                                              r"\(the path /orders is not a database number") as err:
         open_sink(redis_sink(url), url).open(COLUMNS)
     assert "s3cr3t" not in str(err.value)
