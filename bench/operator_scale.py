@@ -143,12 +143,12 @@ def count_ready(lister: Lister, ns: str, n: int) -> bool:
 READS = {"GET", "LIST", "WATCH"}
 
 
-def resumed(log: Path) -> int:
-    """DataFlows the operator has handled since it started (kopf logs each handler's success)."""
+def resumed(log: Path) -> bool:
+    """Whether the operator's first resync pass (which resumes every DataFlow at its start) is done."""
     try:
-        return log.read_text(errors="replace").count("Handler 'reconcile' succeeded")
+        return "resync pass done" in log.read_text(errors="replace")
     except OSError:
-        return 0
+        return False
 
 
 def as_in_a_pod(kube: Cluster, work: Path) -> dict[str, str]:
@@ -254,7 +254,7 @@ def main() -> None:
         t0 = time.monotonic()
         op = start("operator-restart.log")
         try:
-            kube.wait_for(lambda: resumed(work / "operator-restart.log") >= n, timeout=900, interval=1.0,
+            kube.wait_for(lambda: resumed(work / "operator-restart.log"), timeout=900, interval=1.0,
                           what="every DataFlow resumed")
             restart_s = time.monotonic() - t0
             time.sleep(2)  # let trailing patches land in the counters

@@ -68,6 +68,7 @@ log = logging.getLogger("activedataflow.kube")
 FIELD_MANAGER = "activedataflow"
 USER_AGENT = "activedataflow"
 SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+POOL_CONNECTIONS = 16  # per API server address (see _verified_pool)
 LIST_PAGE = 500  # objects per LIST request (kubectl's own page size): a large namespace is never one answer
 TOKEN_MAX_AGE = 60.0  # seconds; bound service-account tokens rotate, the official client re-reads each minute
 
@@ -262,7 +263,11 @@ def _verified_pool(ca_file: Path, *, retries: int | None) -> Any:
     import urllib3
 
     pool_kw: dict[str, Any] = {} if retries is None else {"retries": retries}
-    return urllib3.PoolManager(num_pools=2, maxsize=4, cert_reqs="CERT_REQUIRED", ca_certs=str(ca_file), **pool_kw)
+    # maxsize: connections kept for reuse, made only when needed. The operator's handlers run in kopf's pool of
+    # min(32, CPUs + 4) threads beside the resync thread; at 4, urllib3 discarded connections under load
+    # ("Connection pool is full", 3,000 flows) and each next request paid a new TLS handshake on both sides.
+    return urllib3.PoolManager(num_pools=2, maxsize=POOL_CONNECTIONS, cert_reqs="CERT_REQUIRED", ca_certs=str(ca_file),
+                               **pool_kw)
 
 
 def _bearer_request(

@@ -10,8 +10,9 @@ create-or-patch (server-side apply) or a create that treats AlreadyExists as
 done, and the run-now acknowledgement is written only after its Job exists. The
 operator can die at any line; the next pass converges to the same state.
 
-* :mod:`.handle_reconcile`: create, update of the spec, resume (an operator start);
-* :mod:`.handle_resync`: the periodic pass that repairs drift (a thread of the operator, not a kopf timer);
+* :mod:`.handle_reconcile`: create, update of the spec;
+* :mod:`.handle_resync`: the pass that resumes every DataFlow at the operator's start and repairs drift
+  every 600 s after (a thread of the operator, not a kopf timer or resume handler);
 * :mod:`.handle_run_now`: the ``activedataflow.io/run-now`` annotation;
 * :mod:`.handle_delete`: deletion (afterwards: no finalizer);
 * :mod:`.handle_startup`: the operator's start (records of DataFlows deleted meanwhile).

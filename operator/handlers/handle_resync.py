@@ -36,17 +36,20 @@ def resync_flow(body: Mapping[str, Any], *, status: MutableMapping[str, Any], ct
 
 
 def resync_all(ctx: Context, namespaces: Sequence[str] | None,
-               counted: Callable[[], AbstractContextManager[None]] | None = None) -> int:
+               counted: Callable[[], AbstractContextManager[None]] | None = None, *, start: bool = False) -> int:
     """One resync pass over the DataFlows of ``namespaces`` (None: all); returns how many statuses it wrote.
     A flow's failure (store down, API error, invalid spec) is its status, as in any reconcile, and never
     stops the pass; the next pass retries it. Remembered store Secrets are read again, so one deleted by
-    hand is made again by the pass."""
+    hand is made again by the pass. ``start``: the operator's first pass, which leaves a DataFlow no
+    operator has handled yet to kopf's create handler (it runs meanwhile; both would post ``Created``)."""
     written = 0
     ctx.forget_secrets()
     for namespace in [None] if namespaces is None else namespaces:
         try:
             for page in ctx.kube.pages(DATAFLOW, namespace):  # a page at a time: memory flat in the flow count
                 for obj in page:
+                    if start and "observedGeneration" not in (obj.get("status") or {}):
+                        continue
                     written += _resync_one(ctx, obj, counted)
         except (KubeError, OSError) as err:
             log.warning("resync: DataFlows of %s not listed: %s", namespace or "all namespaces", redact(str(err)))
@@ -99,8 +102,12 @@ class Resyncer:
 
     def _loop(self, ctx: Context, namespaces: Sequence[str] | None, interval: float,
               counted: Callable[[], AbstractContextManager[None]] | None) -> None:
-        while not self._stop.wait(interval):
+        """A pass at once (the operator's start: every DataFlow resumed), then one every ``interval``."""
+        start = True
+        while start or not self._stop.wait(interval):
             try:
-                resync_all(ctx, namespaces, counted)
+                written = resync_all(ctx, namespaces, counted, start=start)
+                log.info("resync pass done: %d status(es) written", written)
             except Exception:  # the thread outlives any one pass
                 log.exception("resync pass failed")
+            start = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from activedataflow.kube.names import STORE_SECRET
 from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.handlers.handle_delete import flow_deleted
 from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
-from activedataflow.operator.handlers.handle_resync import resync_all
+from activedataflow.operator.handlers.handle_resync import Resyncer, resync_all
 from activedataflow.operator.handlers.handle_run_now import handle_run_now
 from activedataflow.operator.handlers.handle_startup import sweep_deleted_flows
 from activedataflow.store import Counts
@@ -592,6 +593,39 @@ def test_resync_restores_a_cronjob_deleted_by_hand(ctx: Context, kube: MemoryKub
     reconcile_flow(fresh(kube, body), status=status, ctx=ctx, resync=True)
     assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
     assert kube.names(SECRET, "shop") == [STORE_SECRET]
+
+
+def test_the_first_pass_at_a_start_leaves_a_dataflow_never_handled_to_kopfs_create_handler(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    reconcile(ctx, kube, apply_flow(kube, name="handled"))
+    kube.delete(CRONJOB, "shop", "df-handled")  # while no operator ran
+    apply_flow(kube, name="new")  # created while no operator ran: kopf sees a create
+    assert resync_all(ctx, ["shop"], start=True) == 0  # the status of "handled" is unchanged
+    assert kube.names(CRONJOB, "shop") == ["df-handled"]  # resumed; "new" is left to its create handler
+    assert kube.reasons() == ["Created", "Created"]  # handled's first CronJob, and its remade one
+
+
+def test_the_resync_thread_resumes_every_dataflow_at_once_then_waits_its_interval(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    reconcile(ctx, kube, apply_flow(kube))
+    kube.delete(CRONJOB, "shop", "df-paid-orders")
+    applied, real_apply = threading.Event(), kube.apply
+
+    def apply(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_apply(*args, **kwargs)
+        finally:
+            applied.set()
+
+    kube.apply = apply  # type: ignore[method-assign]
+    resyncer = Resyncer(ctx, ["shop"], interval=3600).start()
+    try:
+        assert applied.wait(10), "the first pass did not run at the start"
+    finally:
+        resyncer.stop()  # (the MemoryKube is read only once the thread is done)
+    assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
 
 
 def test_resync_reconciles_a_page_before_it_asks_for_the_next(ctx: Context, kube: MemoryKube) -> None:
