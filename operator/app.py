@@ -52,6 +52,9 @@ class StatusDiffBaseStorage(kopf.StatusDiffBaseStorage):
         return super().fetch(body=body) or self._legacy.fetch(body=body)
 
 
+IDLE_WORKER_SECONDS = 0.5
+
+
 def configure_settings(settings: kopf.OperatorSettings) -> None:
     """kopf's progress in annotations under its own prefix, its diff base in the status (see
     :class:`StatusDiffBaseStorage`), and the Events posted by the handlers alone."""
@@ -60,6 +63,9 @@ def configure_settings(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = StatusDiffBaseStorage()
     settings.posting.enabled = False
     settings.watching.chunk_size = LIST_PAGE  # kopf's initial LIST in pages, as the sweep and the resync list
+    # A per-object worker keeps its last event (the whole body) while it idles; kopf's 5 s kept every
+    # DataFlow of a restart's listing alive at once. A worker made again later costs a task, nothing more.
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     settings.watching.server_timeout = 300  # re-list now and then: never miss a change for long
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
