@@ -141,7 +141,6 @@ class MemoryKube:
         patch: Mapping[str, Any],
         *,
         status: bool = False,
-        strategic: bool = False,
     ) -> dict[str, Any] | None:
         self.requests.append(("patch-status" if status else "patch", kind.plural, name))
         current = self.objects.get((kind.plural, namespace, name))
@@ -150,11 +149,6 @@ class MemoryKube:
         self._precondition(current, patch)
         body = copy.deepcopy(dict(patch))
         (body.get("metadata") or {}).pop("resourceVersion", None)
-        if strategic and "ownerReferences" in (body.get("metadata") or {}):  # the one list merged by key here
-            added = body["metadata"]["ownerReferences"]
-            kept = [o for o in current["metadata"].get("ownerReferences") or []
-                    if o["uid"] not in {a["uid"] for a in added}]
-            body["metadata"]["ownerReferences"] = kept + added
         if kind.plural in STATUS_SUBRESOURCE:
             body = {"status": body.get("status")} if status else {k: v for k, v in body.items() if k != "status"}
         obj = merge_patch(current, body)

@@ -143,12 +143,9 @@ class KubeApi(Protocol):
         patch: Mapping[str, Any],
         *,
         status: bool = False,
-        strategic: bool = False,
     ) -> dict[str, Any] | None:
         """JSON merge patch of the object (or its status subresource); None if it does not exist.
-        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict). ``strategic``: a
-        strategic merge patch instead (built-in kinds only), where a list such as ``ownerReferences``
-        is merged by its key (``uid``) rather than replaced."""
+        A ``metadata.resourceVersion`` in ``patch`` is a precondition (Conflict)."""
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         """Delete (background propagation); False if it did not exist."""
@@ -640,11 +637,9 @@ class RestKube:
         patch: Mapping[str, Any],
         *,
         status: bool = False,
-        strategic: bool = False,
     ) -> dict[str, Any] | None:
         path = f"{kind.collection(namespace)}/{name}" + ("/status" if status else "")
-        content_type = "application/strategic-merge-patch+json" if strategic else "application/merge-patch+json"
-        return self.request("PATCH", path, body=dict(patch), content_type=content_type)
+        return self.request("PATCH", path, body=dict(patch), content_type="application/merge-patch+json")
 
     def delete(self, kind: Kind, namespace: str, name: str) -> bool:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
