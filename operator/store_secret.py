@@ -95,14 +95,12 @@ def drop_store_secret(ctx: Context, namespace: str) -> bool:
     return deleted
 
 
-def drop_store_secrets(ctx: Context, namespaces: set[str]) -> list[str]:
-    """:func:`drop_store_secret` for each of ``namespaces``; an API server that refuses one is logged."""
-    dropped = []
+def drop_store_secrets(ctx: Context, namespaces: set[str]) -> None:
+    """:func:`drop_store_secret` for each of ``namespaces`` (each deletion is logged); an API server that
+    refuses one is logged."""
     for namespace in sorted(namespaces):
         try:
-            if drop_store_secret(ctx, namespace):
-                dropped.append(namespace)
+            drop_store_secret(ctx, namespace)
         except (KubeError, OSError) as err:
             log.warning("Secret %s/%s of a namespace without DataFlows not deleted (%s)", namespace, STORE_SECRET,
                         redact(str(err)))
-    return dropped
