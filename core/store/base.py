@@ -83,6 +83,20 @@ class FlowRecord:
 
 
 @dataclass(frozen=True)
+class FlowKey:
+    """A stored flow's address and whether it is enabled: what :meth:`Store.flow_keys` reads instead of
+    whole records (no spec decoded: the operator's start-up sweep over thousands of flows)."""
+
+    namespace: str
+    name: str
+    enabled: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     id: str  # opaque, unique across the store
     flow_name: str
@@ -183,6 +197,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list_flows(self, namespace: str | None = None) -> list[FlowRecord]:
         """Ordered by namespace, name. ``None``: all namespaces."""
+
+    @abc.abstractmethod
+    def flow_keys(self, namespace: str | None = None) -> list[FlowKey]:
+        """What :meth:`list_flows` lists, as addresses and enabled flags only, in the same order."""
 
     @abc.abstractmethod
     def set_enabled(self, name: str, namespace: str, enabled: bool) -> None:

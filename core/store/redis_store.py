@@ -42,6 +42,7 @@ from ..schedule import utcnow
 from .base import (
     ACTIVE_STATUSES,
     Counts,
+    FlowKey,
     FlowRecord,
     FlowUpsert,
     RunRecord,
@@ -379,6 +380,17 @@ class RedisStore(Store):
             addrs = [a for a in addrs if a.split("/", 1)[0] == namespace]
         found = [self._flow_record(h) for h in self._hgetall_many(self._flow_key(a) for a in addrs)]
         return sorted(found, key=lambda f: (f.namespace, f.name))
+
+    def flow_keys(self, namespace: str | None = None) -> list[FlowKey]:
+        addrs = sorted(a.split("/", 1) for a in self.r.smembers(self._k("flows")))  # [namespace, name]
+        if namespace is not None:
+            addrs = [a for a in addrs if a[0] == namespace]
+        pipe = self.r.pipeline(transaction=False)
+        for ns, name in addrs:
+            pipe.hget(self._flow_key(self._addr(name, ns)), "enabled")
+        # None: deleted between SMEMBERS and HGET (list_flows' _hgetall_many drops such a flow too)
+        return [FlowKey(ns, name, enabled == "1") for (ns, name), enabled in zip(addrs, pipe.execute(), strict=True)
+                if enabled is not None]
 
     def _update_flow(self, name: str, namespace: str, values: dict[str, str | None], *, due: bool | None) -> None:
         """Change fields of an existing flow; ``due``: re-index it in adf:due (True) or drop it (False)."""

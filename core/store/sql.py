@@ -29,6 +29,7 @@ from ..schedule import utcnow
 from .base import (
     ACTIVE_STATUSES,
     Counts,
+    FlowKey,
     FlowRecord,
     FlowUpsert,
     RunRecord,
@@ -344,6 +345,13 @@ class SqlStore(Store):
             q = q.where(flows.c.namespace == namespace)
         with self._tx(write=False) as c:
             return [self._flow_record(r) for r in c.execute(q)]
+
+    def flow_keys(self, namespace: str | None = None) -> list[FlowKey]:
+        q = sa.select(flows.c.namespace, flows.c.name, flows.c.enabled).order_by(flows.c.namespace, flows.c.name)
+        if namespace is not None:
+            q = q.where(flows.c.namespace == namespace)
+        with self._tx(write=False) as c:
+            return [FlowKey(ns, name, bool(enabled)) for ns, name, enabled in c.execute(q)]
 
     @retry_deadlocks
     def _update_flow(self, name: str, namespace: str, **values: Any) -> None:

@@ -85,6 +85,18 @@ def test_name_is_unique_per_namespace_and_flows_list_in_order(store: Store) -> N
     assert store.get_flow("a", "nowhere") is None
 
 
+def test_flow_keys_list_what_list_flows_lists_with_the_enabled_flag_and_no_spec(store: Store) -> None:
+    add_flow(store, "b", "shop")
+    add_flow(store, "a", "shop", enabled=False)
+    add_flow(store, "a", "crm")
+    keys = store.flow_keys()
+    assert [(k.namespace, k.name, k.enabled) for k in keys] == [("crm", "a", True), ("shop", "a", False),
+                                                                 ("shop", "b", True)]
+    assert [k.key for k in keys] == [f.key for f in store.list_flows()]
+    assert [k.key for k in store.flow_keys("shop")] == [("shop", "a"), ("shop", "b")]
+    assert store.flow_keys("nowhere") == []
+
+
 def test_due_flows_are_enabled_and_never_run_or_past_their_time_oldest_first(store: Store) -> None:
     add_flow(store, "later", next_run_at=T0 + MIN)
     add_flow(store, "old", next_run_at=T0 - 10 * MIN)
