@@ -5,17 +5,19 @@ Secret its pods read."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import ConfigError
 from ..kube.client import CRONJOB, DATAFLOW, AlreadyExists, Conflict
-from ..kube.names import SPEC_HASH_ANNOTATION
+from ..kube.names import MANAGED_BY, SPEC_HASH_ANNOTATION
 from ..model import DataFlow, parse_dataflow
 from .config import CONFLICT_RETRIES, Context
 from .cronjob import HEARTBEAT_CRONJOB, build_flow_cronjob, build_heartbeat_cronjob, cron_schedule, cronjob_name
 from .store_secret import STORE_REF, ensure_store_secret
 
 __all__ = [
+    "CronJobIndex",
+    "cronjob_index",
     "drop_flow_from_heartbeat",
     "ensure_flow_cronjob",
     "is_heartbeat",
@@ -49,18 +51,46 @@ def _apply_cronjob(
     return live, "created" if current is None else "updated"
 
 
+CronJobIndex: TypeAlias = Mapping[tuple[str, str], str | None]
+"""(namespace, name) -> the spec hash annotation of each of the operator's CronJobs, as one LIST saw them."""
+
+
+def cronjob_index(ctx: Context, namespace: str | None) -> dict[tuple[str, str], str | None]:
+    """The operator's CronJobs of ``namespace`` (None: all), listed a page at a time and kept as names and
+    spec hashes only: what a resync pass compares each flow with instead of a GET per flow."""
+    index: dict[tuple[str, str], str | None] = {}
+    for page in ctx.kube.pages(CRONJOB, namespace, labels=MANAGED_BY):
+        for cj in page:
+            meta = cj["metadata"]
+            index[(meta.get("namespace") or "default", meta["name"])] = (
+                (meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION))
+    return index
+
+
+def _listed(index: CronJobIndex, namespace: str, name: str) -> dict[str, Any] | None:
+    """The CronJob as far as ``index`` knows it (its name and spec hash), or None if the LIST did not see it."""
+    if (namespace, name) not in index:
+        return None
+    spec_hash = index[(namespace, name)]
+    return {"metadata": {"name": name, "annotations": {} if spec_hash is None else {SPEC_HASH_ANNOTATION: spec_hash}}}
+
+
 def ensure_flow_cronjob(
-    ctx: Context, flow: DataFlow, obj: Mapping[str, Any], *, created: bool = False
+    ctx: Context, flow: DataFlow, obj: Mapping[str, Any], *, created: bool = False,
+    listed: CronJobIndex | None = None,
 ) -> tuple[dict[str, Any], str]:
     """``created``: the DataFlow is new, so its CronJob is applied without a look first (the apply is
-    idempotent; made before a restart, it is applied again unchanged and reported as created)."""
+    idempotent; made before a restart, it is applied again unchanged and reported as created).
+    ``listed``: the CronJobs a resync pass listed, looked up instead of a GET."""
     name = cronjob_name(flow.name)
     desired = build_flow_cronjob(flow, owner=obj, runner=ctx.config.runner, store=STORE_REF)
     ensure_store_secret(ctx, flow.namespace)  # first: a CronJob never starts a pod whose Secret is missing
     if created:
         live, change = ctx.kube.apply(CRONJOB, flow.namespace, desired), "created"
     else:
-        live, change = _apply_cronjob(ctx, desired, ctx.kube.get(CRONJOB, flow.namespace, name))
+        current = (ctx.kube.get(CRONJOB, flow.namespace, name) if listed is None
+                   else _listed(listed, flow.namespace, name))
+        live, change = _apply_cronjob(ctx, desired, current)
     return live, change
 
 

@@ -18,7 +18,7 @@ from ...store.registration import register_flow
 from ..conditions import not_ready, only_changes, ready, reconciled_at_this_generation, reported
 from ..config import Context
 from ..cronjob import HEARTBEAT_CRONJOB, cron_schedule, cronjob_name
-from ..workloads import drop_flow_from_heartbeat, ensure_flow_cronjob, parse_runnable, sync_heartbeat
+from ..workloads import CronJobIndex, drop_flow_from_heartbeat, ensure_flow_cronjob, parse_runnable, sync_heartbeat
 from . import plain
 
 __all__ = ["next_run_for_status", "reconcile_flow", "was_heartbeat"]
@@ -51,6 +51,7 @@ def reconcile_flow(
     resync: bool = False,
     was_heartbeat: bool | None = None,
     created: bool = False,
+    listed: CronJobIndex | None = None,
 ) -> None:
     """Create / update / resume: validate, store the flow record, keep its CronJob, report status.
 
@@ -59,10 +60,12 @@ def reconcile_flow(
     ``created``: a create event (its CronJob is applied without a GET first).
     ``was_heartbeat``: whether the flow ran in the shared heartbeat CronJob before this
     change (False on create); None when unknown (resume, resync), which costs a look.
+    ``listed``: the CronJobs a resync pass listed (:func:`~..workloads.cronjob_index`), instead of a GET.
     """
     obj = plain(body)
     with only_changes(obj, status) as out:
-        _reconcile(obj, out, ctx, retry=retry, resync=resync, was_heartbeat=was_heartbeat, created=created)
+        _reconcile(obj, out, ctx, retry=retry, resync=resync, was_heartbeat=was_heartbeat, created=created,
+                   listed=listed)
 
 
 def _reconcile(
@@ -74,6 +77,7 @@ def _reconcile(
     resync: bool,
     was_heartbeat: bool | None,
     created: bool,
+    listed: CronJobIndex | None,
 ) -> None:
     meta = obj["metadata"]
     try:
@@ -91,7 +95,7 @@ def _reconcile(
             live, change = sync_heartbeat(ctx, flow.namespace)
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:
-            live, change = ensure_flow_cronjob(ctx, flow, obj, created=created)
+            live, change = ensure_flow_cronjob(ctx, flow, obj, created=created, listed=listed)
             if was_heartbeat is not False and not reconciled_at_this_generation(obj):
                 drop_flow_from_heartbeat(ctx, flow, meta["uid"])
             zone = f" {flow.spec.timeZone}" if flow.spec.timeZone else ""

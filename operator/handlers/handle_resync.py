@@ -22,6 +22,7 @@ import kopf
 from ...errors import redact
 from ...kube.client import DATAFLOW, Conflict, KubeError
 from ..config import Context
+from ..workloads import CronJobIndex, cronjob_index
 from .handle_reconcile import reconcile_flow
 
 __all__ = ["RESYNC_SECONDS", "Resyncer", "resync_all", "resync_flow"]
@@ -31,8 +32,20 @@ log = logging.getLogger("activedataflow.operator")
 RESYNC_SECONDS = 600.0
 
 
-def resync_flow(body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0) -> None:
-    reconcile_flow(body, status=status, ctx=ctx, retry=retry, resync=True)
+def resync_flow(body: Mapping[str, Any], *, status: MutableMapping[str, Any], ctx: Context, retry: int = 0,
+                listed: CronJobIndex | None = None) -> None:
+    reconcile_flow(body, status=status, ctx=ctx, retry=retry, resync=True, listed=listed)
+
+
+def _listed_cronjobs(ctx: Context, namespace: str | None) -> CronJobIndex | None:
+    """The pass's view of the CronJobs (a few LISTs instead of a GET per flow), or None: a GET per flow, as
+    when the operator's role cannot list CronJobs (a chart older than the operator)."""
+    try:
+        return cronjob_index(ctx, namespace)
+    except (KubeError, OSError) as err:
+        log.warning("resync: CronJobs of %s not listed, each is read instead: %s", namespace or "all namespaces",
+                    redact(str(err)))
+        return None
 
 
 def resync_all(ctx: Context, namespaces: Sequence[str] | None,
@@ -46,24 +59,26 @@ def resync_all(ctx: Context, namespaces: Sequence[str] | None,
     ctx.forget_secrets()
     for namespace in [None] if namespaces is None else namespaces:
         try:
+            # listed before the DataFlows: a CronJob a flow's handler makes meanwhile is applied again, unchanged
+            listed = _listed_cronjobs(ctx, namespace)
             for page in ctx.kube.pages(DATAFLOW, namespace):  # a page at a time: memory flat in the flow count
                 for obj in page:
                     if start and "observedGeneration" not in (obj.get("status") or {}):
                         continue
-                    written += _resync_one(ctx, obj, counted)
+                    written += _resync_one(ctx, obj, counted, listed)
         except (KubeError, OSError) as err:
             log.warning("resync: DataFlows of %s not listed: %s", namespace or "all namespaces", redact(str(err)))
     return written
 
 
-def _resync_one(ctx: Context, obj: Mapping[str, Any],
-                counted: Callable[[], AbstractContextManager[None]] | None) -> int:
+def _resync_one(ctx: Context, obj: Mapping[str, Any], counted: Callable[[], AbstractContextManager[None]] | None,
+                listed: CronJobIndex | None) -> int:
     meta = obj["metadata"]
     name, namespace = meta["name"], meta.get("namespace") or "default"
     status: dict[str, Any] = {}
     try:
         with (counted or nullcontext)():
-            resync_flow(obj, status=status, ctx=ctx)
+            resync_flow(obj, status=status, ctx=ctx, listed=listed)
     except (kopf.PermanentError, kopf.TemporaryError) as err:  # already in ``status``: Ready=False, the reason
         log.info("resync of DataFlow %s/%s: %s", namespace, name, err)
     except Exception as err:  # one flow's bug never stops the pass over the others

@@ -47,7 +47,7 @@ OPERATOR_IN_A_FLOW_NAMESPACE: Table = {
     ("dataflows.activedataflow.io", ""): {"get", "list", "watch", "patch"},
     ("dataflows.activedataflow.io/status", ""): {"patch"},
     ("dataflows.activedataflow.io/finalizers", ""): {"update"},
-    ("cronjobs.batch", ""): {"get", "create", "patch", "delete"},
+    ("cronjobs.batch", ""): {"get", "list", "create", "patch", "delete"},
     ("jobs.batch", ""): {"create"},
     ("secrets", ""): {"create"},
     ("secrets", STORE_SECRET): {"get", "patch", "delete"},

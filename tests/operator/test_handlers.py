@@ -9,8 +9,8 @@ from typing import Any
 
 import kopf
 import pytest
-from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET
-from activedataflow.kube.names import STORE_SECRET
+from activedataflow.kube.client import CRONJOB, DATAFLOW, JOB, SECRET, KubeError
+from activedataflow.kube.names import SPEC_HASH_ANNOTATION, STORE_SECRET
 from activedataflow.operator.config import Context, OperatorConfig
 from activedataflow.operator.handlers.handle_delete import flow_deleted
 from activedataflow.operator.handlers.handle_reconcile import reconcile_flow
@@ -635,9 +635,10 @@ def test_resync_reconciles_a_page_before_it_asks_for_the_next(ctx: Context, kube
     seen: list[str] = []
     real_pages = kube.pages
 
-    def pages(*args: Any, **kwargs: Any) -> Any:
-        for page in real_pages(*args, **{**kwargs, "size": 2}):
-            seen.append(f"page of {len(page)}")
+    def pages(kind: Any, *args: Any, **kwargs: Any) -> Any:
+        for page in real_pages(kind, *args, **{**kwargs, "size": 2}):
+            if kind == DATAFLOW:
+                seen.append(f"page of {len(page)}")
             yield page
 
     kube.pages = pages  # type: ignore[method-assign]
@@ -666,6 +667,48 @@ def test_a_resync_pass_writes_no_status_of_an_unchanged_flow(ctx: Context, kube:
     kube.requests.clear()
     assert resync_all(ctx, ["shop"]) == 0
     assert [r for r in kube.requests if r[0].startswith("patch")] == []
+
+
+def test_a_resync_pass_lists_the_cronjobs_instead_of_reading_each(ctx: Context, kube: MemoryKube) -> None:
+    for name in ("one", "two", "three"):
+        reconcile(ctx, kube, apply_flow(kube, name=name))
+    kube.requests.clear()
+    assert resync_all(ctx, ["shop"]) == 0
+    assert [(verb, name) for verb, plural, name in kube.requests if plural == "cronjobs"] == [("list", "")]
+
+
+def test_a_resync_pass_applies_a_cronjob_the_list_shows_out_of_date_or_missing(ctx: Context, kube: MemoryKube) -> None:
+    for name in ("one", "two", "three"):
+        reconcile(ctx, kube, apply_flow(kube, name=name))
+    kube.patch(CRONJOB, "shop", "df-one", {"metadata": {"annotations": {SPEC_HASH_ANNOTATION: "edited"}},
+                                           "spec": {"schedule": "* * * * *"}})
+    kube.delete(CRONJOB, "shop", "df-two")
+    kube.requests.clear()
+    resync_all(ctx, ["shop"])
+    assert sorted(name for verb, plural, name in kube.requests if verb == "apply") == ["df-one", "df-two"]
+    assert kube.get(CRONJOB, "shop", "df-one")["spec"]["schedule"] != "* * * * *"  # type: ignore[index]
+    assert kube.names(CRONJOB, "shop") == ["df-one", "df-three", "df-two"]
+    assert kube.reasons()[-2:] == ["Updated", "Created"]  # (flows in name order: one, three, two)
+
+
+def test_a_resync_pass_that_cannot_list_cronjobs_reads_each_instead(ctx: Context, kube: MemoryKube) -> None:
+    """An operator upgraded before its role (a chart without ``list`` on cronjobs) still repairs drift."""
+    reconcile(ctx, kube, apply_flow(kube, name="one"))
+    reconcile(ctx, kube, apply_flow(kube, name="two"))
+    kube.delete(CRONJOB, "shop", "df-two")
+    real_pages = kube.pages
+
+    def pages(kind: Any, *args: Any, **kwargs: Any) -> Any:
+        if kind == CRONJOB:
+            raise KubeError(403, 'cronjobs.batch is forbidden: cannot list resource "cronjobs"')
+        return real_pages(kind, *args, **kwargs)
+
+    kube.pages = pages  # type: ignore[method-assign]
+    kube.requests.clear()
+    resync_all(ctx, ["shop"])
+    assert [(verb, name) for verb, plural, name in kube.requests if plural == "cronjobs" and verb != "create"] == [
+        ("get", "df-one"), ("get", "df-two"), ("apply", "df-two")]  # (MemoryKube's apply records a create too)
+    assert kube.names(CRONJOB, "shop") == ["df-one", "df-two"]
 
 
 def test_a_resync_pass_repairs_each_flow_and_writes_the_status_it_changed(ctx: Context, kube: MemoryKube) -> None:
