@@ -21,7 +21,8 @@ def register_flow(store: Store, flow: DataFlow, *, now: datetime) -> FlowRecord:
     ``next_run_at`` is recomputed only when the timing (schedule, interval, time
     zone) changed and the flow has run before; otherwise the stored value is kept,
     so applying a flow again (a restarted operator, a second ``adf apply``) never
-    skips a run that is due (a flow never run before stays due).
+    skips a run that is due (a flow never run before stays due). A record that would not change is not
+    written: the operator's resync pass registers every flow again every few minutes.
     """
     stored = store.get_flow(flow.name, flow.namespace)
     next_at = None
@@ -30,4 +31,15 @@ def register_flow(store: Store, flow: DataFlow, *, now: datetime) -> FlowRecord:
         timing = (spec.schedule, spec.interval_seconds, spec.timeZone)
         if timing != (stored.schedule, stored.interval_seconds, stored.time_zone):
             next_at = next_run(spec, after=now, last_run_at=stored.last_run_at)
-    return store.upsert_flow(FlowUpsert.from_dataflow(flow, next_run_at=next_at))
+    upsert = FlowUpsert.from_dataflow(flow, next_run_at=next_at)
+    if stored is not None and next_at is None and _unchanged(stored, upsert):
+        return stored
+    return store.upsert_flow(upsert)
+
+
+def _unchanged(stored: FlowRecord, upsert: FlowUpsert) -> bool:
+    """Whether writing ``upsert`` would leave ``stored`` as it is (every field an upsert writes)."""
+    return (stored.spec, stored.description, stored.enabled, stored.schedule, stored.interval_seconds,
+            stored.time_zone, stored.concurrency_policy) == (
+        upsert.spec, upsert.description or "", upsert.enabled, upsert.schedule, upsert.interval_seconds,
+        upsert.time_zone, upsert.concurrency_policy)

@@ -90,3 +90,25 @@ def test_a_new_interval_of_a_heartbeat_flow_counts_from_its_last_run(store: Stor
     run_at(store, started, due=started + timedelta(minutes=15))
     moved = register_flow(store, dataflow(interval="30m", **heartbeat), now=NOW)
     assert moved.next_run_at == started + timedelta(minutes=30)
+
+
+def test_registering_an_unchanged_flow_again_writes_nothing(store: Store) -> None:
+    first = register_flow(store, dataflow(), now=NOW)
+    writes: list[str] = []
+    upsert = store.upsert_flow
+
+    def counted(flow: Any) -> Any:
+        writes.append(flow.name)
+        return upsert(flow)
+
+    store.upsert_flow = counted  # type: ignore[method-assign]
+    assert register_flow(store, dataflow(), now=NOW + timedelta(minutes=10)) == first
+    assert writes == []
+    changed = register_flow(store, dataflow(description="paid orders, hourly"), now=NOW)
+    assert writes == ["paid-orders"] and changed.description == "paid orders, hourly"
+
+
+def test_a_disabled_record_of_a_flow_applied_again_is_enabled(store: Store) -> None:
+    register_flow(store, dataflow(), now=NOW)
+    store.set_enabled("paid-orders", "shop", False)  # its DataFlow was deleted while no operator ran
+    assert register_flow(store, dataflow(), now=NOW).enabled
