@@ -51,17 +51,15 @@ def _apply_cronjob(
     return live, "created" if current is None else "updated"
 
 
-CRONJOB_PAGE = 100  # a CronJob body is large (its pod template): pages of 500 took the peak RSS of an idle
-# restart with 3,000 flows from 95 to 117 MB (bench/operator_scale.py)
 CronJobIndex: TypeAlias = Mapping[tuple[str, str], str | None]
 """(namespace, name) -> the spec hash annotation of each of the operator's CronJobs, as one LIST saw them."""
 
 
-def cronjob_index(ctx: Context, namespace: str | None) -> dict[tuple[str, str], str | None]:
-    """The operator's CronJobs of ``namespace`` (None: all), listed a page at a time and kept as names and
+def cronjob_index(ctx: Context, namespace: str | None, *, size: int) -> dict[tuple[str, str], str | None]:
+    """The operator's CronJobs of ``namespace`` (None: all), listed ``size`` at a time and kept as names and
     spec hashes only: what a resync pass compares each flow with instead of a GET per flow."""
     index: dict[tuple[str, str], str | None] = {}
-    for page in ctx.kube.pages(CRONJOB, namespace, labels=MANAGED_BY, size=CRONJOB_PAGE):
+    for page in ctx.kube.pages(CRONJOB, namespace, labels=MANAGED_BY, size=size):
         for cj in page:
             meta = cj["metadata"]
             index[(meta.get("namespace") or "default", meta["name"])] = (
