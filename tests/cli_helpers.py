@@ -14,6 +14,14 @@ from tests.secrets_scan import seen
 ADF = [sys.executable, "-m", "activedataflow.cli"]
 
 
+def as_from_a_terminal(argv: list[str]) -> list[str]:
+    """``argv`` started with SIGINT at its default action, as a terminal starts a command, for tests that
+    send Ctrl-C. A process started from a script's background job (``cmd &`` without job control, as a CI
+    runner may start the suite) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *argv]
+
+
 def adf(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
         ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}

@@ -393,13 +393,13 @@ def test_a_postgresql_flow_loads_no_other_database_kubernetes_or_terminal_code(
 
 
 def _ui_process(store: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    from tests.cli_helpers import ADF
+    from tests.cli_helpers import ADF, as_from_a_terminal
     from tests.services import free_port
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADF_")}
-    proc = subprocess.Popen([*ADF, "--store", store, "ui", "--port", str(port), *extra], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(as_from_a_terminal([*ADF, "--store", store, "ui", "--port", str(port), *extra]), env=env,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     return proc, f"http://127.0.0.1:{port}/"
 
 

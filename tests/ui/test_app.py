@@ -18,6 +18,7 @@ from activedataflow.schedule import utcnow
 from activedataflow.store import Store
 from activedataflow.ui import make_app
 
+from tests.cli_helpers import as_from_a_terminal
 from tests.ui.helpers import T0, Client, add_flow, add_run, running
 
 HOSTILE = "<script>alert('x')</script>&\"/evil"
@@ -260,7 +261,7 @@ def test_serve_runs_until_interrupted(tmp_path) -> None:
         port = s.getsockname()[1]
     code = ("from activedataflow.ui import serve; "
             f"serve({url!r}, host='127.0.0.1', port={port}, actions=False)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(as_from_a_terminal([sys.executable, "-c", code]), stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
