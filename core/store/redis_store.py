@@ -373,18 +373,19 @@ class RedisStore(Store):
         h = self.r.hgetall(self._flow_key(self._addr(name, namespace)))
         return self._flow_record(h) if h else None
 
+    def _flow_addrs(self, namespace: str | None) -> list[tuple[str, str]]:
+        """(namespace, name) of every stored flow of ``namespace`` (None: all), in that order."""
+        addrs = sorted(tuple(a.split("/", 1)) for a in self.r.smembers(self._k("flows")))
+        return [(ns, name) for ns, name in addrs if namespace is None or ns == namespace]
+
     @_mapped
     def list_flows(self, namespace: str | None = None) -> list[FlowRecord]:
-        addrs = sorted(self.r.smembers(self._k("flows")))
-        if namespace is not None:
-            addrs = [a for a in addrs if a.split("/", 1)[0] == namespace]
-        found = [self._flow_record(h) for h in self._hgetall_many(self._flow_key(a) for a in addrs)]
-        return sorted(found, key=lambda f: (f.namespace, f.name))
+        keys = (self._flow_key(self._addr(name, ns)) for ns, name in self._flow_addrs(namespace))
+        return [self._flow_record(h) for h in self._hgetall_many(keys)]
 
+    @_mapped
     def flow_keys(self, namespace: str | None = None) -> list[FlowKey]:
-        addrs = sorted(a.split("/", 1) for a in self.r.smembers(self._k("flows")))  # [namespace, name]
-        if namespace is not None:
-            addrs = [a for a in addrs if a[0] == namespace]
+        addrs = self._flow_addrs(namespace)
         pipe = self.r.pipeline(transaction=False)
         for ns, name in addrs:
             pipe.hget(self._flow_key(self._addr(name, ns)), "enabled")

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -339,17 +339,18 @@ class SqlStore(Store):
             row = c.execute(self._flow_query(name, namespace)).first()
         return None if row is None else self._flow_record(row)
 
+    @staticmethod
+    def _flows_of(columns: Sequence[Any], namespace: str | None) -> sa.Select[Any]:
+        """``columns`` of the flows of ``namespace`` (None: all), ordered by namespace, name."""
+        q = sa.select(*columns).order_by(flows.c.namespace, flows.c.name)
+        return q if namespace is None else q.where(flows.c.namespace == namespace)
+
     def list_flows(self, namespace: str | None = None) -> list[FlowRecord]:
-        q = sa.select(flows).order_by(flows.c.namespace, flows.c.name)
-        if namespace is not None:
-            q = q.where(flows.c.namespace == namespace)
         with self._tx(write=False) as c:
-            return [self._flow_record(r) for r in c.execute(q)]
+            return [self._flow_record(r) for r in c.execute(self._flows_of([flows], namespace))]
 
     def flow_keys(self, namespace: str | None = None) -> list[FlowKey]:
-        q = sa.select(flows.c.namespace, flows.c.name, flows.c.enabled).order_by(flows.c.namespace, flows.c.name)
-        if namespace is not None:
-            q = q.where(flows.c.namespace == namespace)
+        q = self._flows_of([flows.c.namespace, flows.c.name, flows.c.enabled], namespace)
         with self._tx(write=False) as c:
             return [FlowKey(ns, name, bool(enabled)) for ns, name, enabled in c.execute(q)]
 

@@ -45,6 +45,16 @@ def test_opening_an_unreachable_store_fails_fast(url: str) -> None:
     assert "secret" not in str(err.value)
 
 
+@pytest.mark.parametrize("url", UNREACHABLE)
+def test_the_flow_listings_of_an_unreachable_store_name_the_address(url: str) -> None:
+    """The operator's start-up sweep reads ``flow_keys`` and logs StoreUnavailable; anything else stops the start."""
+    store = open_store(url, migrate=False)
+    for listing in (store.list_flows, store.flow_keys):
+        with pytest.raises(StoreUnavailable, match=r"cannot reach the store at .*127\.0\.0\.1:1") as err:
+            listing()
+        assert "secret" not in str(err.value)
+
+
 def test_sqlite_in_a_missing_directory_is_unavailable(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/missing/adf.db"
     with pytest.raises(StoreUnavailable, match=r"missing/adf\.db"):
