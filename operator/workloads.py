@@ -39,14 +39,18 @@ def is_heartbeat(obj: Mapping[str, Any]) -> bool:
     return ((obj.get("spec") or {}).get("runtime") or {}).get("type") == "heartbeat"
 
 
+def _spec_hash(cronjob: Mapping[str, Any]) -> str | None:
+    """The hash of the spec a CronJob was made from (None: not made by this operator's builder)."""
+    hash_: str | None = (cronjob["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
+    return hash_
+
+
 def _apply_cronjob(
     ctx: Context, desired: dict[str, Any], current: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], str]:
     """Create or patch; returns the live CronJob and what happened ('' / 'created' / 'updated')."""
-    if current is not None:
-        live_hash = (current["metadata"].get("annotations") or {}).get(SPEC_HASH_ANNOTATION)
-        if live_hash == desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
-            return dict(current), ""
+    if current is not None and _spec_hash(current) == desired["metadata"]["annotations"][SPEC_HASH_ANNOTATION]:
+        return dict(current), ""
     live = ctx.kube.apply(CRONJOB, desired["metadata"]["namespace"], desired)
     return live, "created" if current is None else "updated"
 
@@ -61,9 +65,7 @@ def cronjob_index(ctx: Context, namespace: str | None, *, size: int) -> dict[tup
     index: dict[tuple[str, str], str | None] = {}
     for page in ctx.kube.pages(CRONJOB, namespace, labels=MANAGED_BY, size=size):
         for cj in page:
-            meta = cj["metadata"]
-            index[(meta.get("namespace") or "default", meta["name"])] = (
-                (meta.get("annotations") or {}).get(SPEC_HASH_ANNOTATION))
+            index[(cj["metadata"].get("namespace") or "default", cj["metadata"]["name"])] = _spec_hash(cj)
     return index
 
 
