@@ -19,11 +19,14 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +55,8 @@ def request_counts(kube: Cluster) -> Counter[tuple[str, str]]:
     return counts
 
 
-def dataflow(name: str, ns: str) -> dict[str, Any]:
-    return {
+def dataflow(name: str, ns: str, runtime: str = "cronjob") -> dict[str, Any]:
+    body: dict[str, Any] = {
         "apiVersion": "activedataflow.io/v1alpha1",
         "kind": "DataFlow",
         "metadata": {"name": name, "namespace": ns},
@@ -66,6 +69,9 @@ def dataflow(name: str, ns: str) -> dict[str, Any]:
                      "table": "fact_orders", "mode": "upsert", "uniqueBy": ["id"]},
         },
     }
+    if runtime != "cronjob":
+        body["spec"]["runtime"] = {"type": runtime}
+    return body
 
 
 def cronjob(name: str, ns: str) -> dict[str, Any]:
@@ -119,16 +125,20 @@ class Lister:
         self.token, ca_file = admin_credentials(kube)
         self.context = ssl.create_default_context(cafile=str(ca_file))
 
-    def items(self, path: str) -> list[dict[str, Any]]:
+    def raw(self, path: str, timeout: float = 30) -> bytes:
         import urllib.request
 
         req = urllib.request.Request(self.server + path, headers={"Authorization": f"Bearer {self.token}"})
-        with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:
-            items: list[dict[str, Any]] = json.load(resp)["items"]
+        with urllib.request.urlopen(req, context=self.context, timeout=timeout) as resp:
+            body: bytes = resp.read()
+        return body
+
+    def items(self, path: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.raw(path))["items"]
         return items
 
 
-def count_ready(lister: Lister, ns: str, n: int) -> bool:
+def count_ready(lister: Lister, ns: str, n: int, cronjobs: int) -> bool:
     flows = lister.items(f"/apis/activedataflow.io/v1alpha1/namespaces/{ns}/dataflows")
     ready = sum(
         1 for f in flows
@@ -137,7 +147,7 @@ def count_ready(lister: Lister, ns: str, n: int) -> bool:
     )
     if ready < n:
         return False
-    return len(lister.items(f"/apis/batch/v1/namespaces/{ns}/cronjobs")) >= n
+    return len(lister.items(f"/apis/batch/v1/namespaces/{ns}/cronjobs")) >= cronjobs
 
 
 READS = {"GET", "LIST", "WATCH"}
@@ -194,17 +204,77 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+class Operator:
+    """`adf operator` as a process, optionally under py-spy (then its child is the operator)."""
+
+    def __init__(self, env: dict[str, str], log: Path, profile: Path | None = None) -> None:
+        argv = [sys.executable, "-m", "activedataflow.cli", "operator"]
+        if profile:  # --nonblocking: sampling does not stop the operator, so it is not slowed
+            argv = ["py-spy", "record", "--nonblocking", "--format", "raw", "-r", "50", "-o", str(profile),
+                    "--", *argv]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        if profile:
+            self.pid = self._child()
+
+    def _child(self) -> int:
+        for _ in range(100):
+            if kids := Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
+                return int(kids[0])
+            time.sleep(0.1)
+        raise RuntimeError("py-spy started no operator")
+
+    def stop(self) -> None:
+        os.kill(self.pid, signal.SIGTERM)  # under py-spy: it writes its profile when the operator exits
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(20)
+
+
+@contextlib.contextmanager
+def apiserver_profile(lister: Lister, path: Path | None) -> Iterator[None]:
+    """A Go CPU profile of kube-apiserver over the block's first 30 s (needs ``--profiling=true``)."""
+    if path is None:
+        yield
+        return
+    profiler = threading.Thread(target=lambda: path.write_bytes(
+        lister.raw("/debug/pprof/profile?seconds=30", timeout=60)))
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.join()
+
+
+def operator_env(kube: Cluster, work: Path, store_url: str, ns: str, *, kubeconfig: bool) -> dict[str, str]:
+    env = {k: v for k, v in kube.env.items() if not k.startswith("ADF_")}
+    if not kubeconfig:
+        del env["KUBECONFIG"]
+        env.update(as_in_a_pod(kube, work))
+    env.update(ADF_STORE_URL=store_url, ADF_RUNNER_IMAGE="registry.example/activedataflow:bench",
+               ADF_WATCH_NAMESPACES=ns)
+    return env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", type=int, default=300)
     ap.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    ap.add_argument("--runtime", choices=["cronjob", "heartbeat"], default="cronjob",
+                    help="the DataFlows' spec.runtime.type (heartbeat: all share the namespace's one CronJob)")
     ap.add_argument("--kubeconfig", action="store_true",
                     help="run the operator with the kubeconfig (default: as in a Pod, with a service account)")
+    ap.add_argument("--profile", metavar="PATH", type=Path,
+                    help="sample the first operator with py-spy (pip install py-spy) into PATH, collapsed stacks")
+    ap.add_argument("--apiserver-profile", metavar="PATH", type=Path,
+                    help="a Go CPU profile of kube-apiserver over the DataFlow phase's first 30 s into PATH "
+                         "(read with `go tool pprof -top PATH`)")
     args = ap.parse_args()
     n = args.flows
     work = Path(tempfile.mkdtemp(prefix="adf-opbench-"))
     with contextlib.ExitStack() as stack:
-        kube = stack.enter_context(control_plane())
+        kube = stack.enter_context(control_plane(
+            apiserver_flags=["--profiling=true"] if args.apiserver_profile else []))
         kube.apply_crds()
         lister = Lister(kube)
         # Baseline: plain CronJobs, applied at once.
@@ -212,6 +282,13 @@ def main() -> None:
         base_s, base_req = phase(
             kube, [cronjob(f"flow-{i}", base_ns) for i in range(n)],
             lambda: len(lister.items(f"/apis/batch/v1/namespaces/{base_ns}/cronjobs")) >= n,
+        )
+        # The floor: the same DataFlows with no operator at all. Any operator that keeps one CronJob per
+        # DataFlow (CONTRACT.md: type cronjob, the default) takes at least this plus the CronJobs' time.
+        bare_ns = kube.namespace("bare")
+        bare_s, _ = phase(
+            kube, [dataflow(f"flow-{i}", bare_ns) for i in range(n)],
+            lambda: len(lister.items(f"/apis/activedataflow.io/v1alpha1/namespaces/{bare_ns}/dataflows")) >= n,
         )
         # Ours: DataFlows reconciled by `adf operator` into flow records + CronJobs.
         ns = kube.namespace("flows")
@@ -221,38 +298,23 @@ def main() -> None:
             store_url = stack.enter_context(redis_server())
         else:
             store_url = f"sqlite:///{work / 'adf.db'}"
-        env = {k: v for k, v in kube.env.items() if not k.startswith("ADF_")}
-        if not args.kubeconfig:
-            del env["KUBECONFIG"]
-            env.update(as_in_a_pod(kube, work))
-        env.update(ADF_STORE_URL=store_url, ADF_RUNNER_IMAGE="registry.example/activedataflow:bench",
-                   ADF_WATCH_NAMESPACES=ns)
-
-        def start(log_name: str) -> subprocess.Popen[bytes]:
-            log = open(work / log_name, "wb")  # noqa: SIM115
-            return subprocess.Popen([sys.executable, "-m", "activedataflow.cli", "operator"], env=env,
-                                    stdout=log, stderr=subprocess.STDOUT)
-
-        def stop(proc: subprocess.Popen[bytes]) -> None:
-            proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(20)
-
-        op = start("operator.log")
+        env = operator_env(kube, work, store_url, ns, kubeconfig=args.kubeconfig)
+        op = Operator(env, work / "operator.log", args.profile)
         try:
             time.sleep(3)  # kopf start-up, outside the measured phase
             cpu_before, plane_before = cpu_seconds(op.pid), control_plane_cpu()
-            ours_s, ours_req = phase(kube, [dataflow(f"flow-{i}", ns) for i in range(n)],
-                                     lambda: count_ready(lister, ns, n))
+            with apiserver_profile(lister, args.apiserver_profile):
+                ours_s, ours_req = phase(kube, [dataflow(f"flow-{i}", ns, args.runtime) for i in range(n)],
+                                         lambda: count_ready(lister, ns, n, n if args.runtime == "cronjob" else 1))
             rss = vm_hwm_mb(op.pid)
             op_cpu = cpu_seconds(op.pid) - cpu_before
             plane_cpu = {k: v - plane_before.get(k, 0.0) for k, v in control_plane_cpu().items()}
         finally:
-            stop(op)
+            op.stop()
         # An idle restart: nothing changed; counted until the new operator has resumed every DataFlow.
         before = request_counts(kube)
         t0 = time.monotonic()
-        op = start("operator-restart.log")
+        op = Operator(env, work / "operator-restart.log")
         try:
             kube.wait_for(lambda: resumed(work / "operator-restart.log"), timeout=900, interval=1.0,
                           what="every DataFlow resumed")
@@ -261,12 +323,13 @@ def main() -> None:
             restart_req = request_counts(kube) - before
             restart_rss = vm_hwm_mb(op.pid)
         finally:
-            stop(op)
+            op.stop()
     total_base, total_ours = sum(base_req.values()), sum(ours_req.values())
     print()
-    print(f"{n} objects applied at once, real kube-apiserver v1.36 on loopback, store {args.store}")
+    print(f"{n} objects applied at once, real kube-apiserver v1.36 on loopback, store {args.store}, "
+          f"runtime {args.runtime}")
     print(f"{'':34}{'plain CronJobs':>16}{'DataFlows (adf)':>18}")
-    print(f"{'seconds until all Ready':34}{base_s:>16.1f}{ours_s:>18.1f}")
+    print(f"{'seconds until all Ready':34}{base_s:>16.1f}{ours_s:>18.1f}   ({ours_s / base_s:.2f}x)")
     print(f"{'objects/s':34}{n / base_s:>16.1f}{n / ours_s:>18.1f}")
     print(f"{'API requests (all clients)':34}{total_base:>16}{total_ours:>18}")
     print(f"{'API requests per object':34}{total_base / n:>16.1f}{total_ours / n:>18.1f}")
@@ -274,6 +337,9 @@ def main() -> None:
     print(f"{'operator CPU s (DataFlow phase)':34}{'-':>16}{op_cpu:>18.1f}")
     print("control plane CPU s in the DataFlow phase: "
           + ", ".join(f"{k} {v:.1f}" for k, v in sorted(plane_cpu.items())))
+    floor = base_s + bare_s
+    print(f"floor: DataFlows with no operator {bare_s:.1f} s + the plain CronJobs {base_s:.1f} s = {floor:.1f} s "
+          f"({floor / base_s:.2f}x the plain CronJobs); adf takes {ours_s / floor:.2f}x the floor")
     print("\nrequests by (verb, resource) during the DataFlow phase, top 20:")
     for (verb, res), c in ours_req.most_common(20):
         print(f"  {verb:8} {res:32} {c:6}  ({c / n:.2f} per flow)")

@@ -27,7 +27,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -359,8 +359,11 @@ def start_api_server(procs: _Processes, work: Path, *, etcd: str, apiserver: str
 
 
 @contextlib.contextmanager
-def control_plane(*, startup_timeout: float = 90) -> Iterator[Cluster]:
-    """Start etcd, kube-apiserver and kube-controller-manager; yield a :class:`Cluster`; stop and clean up."""
+def control_plane(*, startup_timeout: float = 90, apiserver_flags: Sequence[str] = ()) -> Iterator[Cluster]:
+    """Start etcd, kube-apiserver and kube-controller-manager; yield a :class:`Cluster`; stop and clean up.
+
+    ``apiserver_flags`` come last, so they override the defaults (bench/operator_scale.py's
+    ``--profiling=true``)."""
     if existing := os.environ.get("ADF_TEST_KUBECONFIG"):
         config = yaml.safe_load(Path(existing).read_text())
         cluster = Cluster(existing, config["clusters"][0]["cluster"]["server"])
@@ -380,6 +383,7 @@ def control_plane(*, startup_timeout: float = 90) -> Iterator[Cluster]:
                                    "--disable-admission-plugins",
                                    "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,PodSecurity",
                                    "--endpoint-reconciler-type", "none",
+                                   *apiserver_flags,
                                ])
         kubeconfig, server, sa_private = api.kubeconfig, api.server, api.sa_private
         procs.start("kube-controller-manager", [
