@@ -42,6 +42,16 @@ def next_run_for_status(flow: DataFlow, record: FlowRecord, ctx: Context) -> dat
     )
 
 
+def _may_have_own_cronjob(flow: DataFlow, *, created: bool, was_heartbeat: bool | None,
+                          listed: CronJobIndex | None) -> bool:
+    """Whether a heartbeat flow may still have a CronJob of its own, from before it switched: never when new
+    or when it ran in the heartbeat before this change; per a resync pass's LIST when there is one (an idle
+    restart with 1,000 heartbeat flows made 1,000 DELETEs that answered 404)."""
+    if created or was_heartbeat:
+        return False
+    return listed is None or (flow.namespace, cronjob_name(flow.name)) in listed
+
+
 def reconcile_flow(
     body: Mapping[str, Any],
     *,
@@ -90,8 +100,8 @@ def _reconcile(
         with ctx.record_lock(flow.namespace, flow.name):
             record = register_flow(ctx.store(), flow, now=ctx.clock())
         if flow.spec.runtime.type == "heartbeat":
-            if not created:  # a new flow never had a CronJob of its own
-                ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # if it switched from cronjob
+            if _may_have_own_cronjob(flow, created=created, was_heartbeat=was_heartbeat, listed=listed):
+                ctx.kube.delete(CRONJOB, flow.namespace, cronjob_name(flow.name))  # it switched from cronjob
             live, change = sync_heartbeat(ctx, flow.namespace)
             runs_in = f"the shared CronJob {HEARTBEAT_CRONJOB} ('{ctx.config.runner.heartbeat_schedule}')"
         else:

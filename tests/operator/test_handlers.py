@@ -446,6 +446,33 @@ def test_switching_back_to_cronjob_leaves_the_heartbeat(ctx: Context, kube: Memo
     assert kube.names(CRONJOB, "shop") == ["df-paid-orders"]
 
 
+def test_a_resync_pass_over_heartbeat_flows_deletes_no_cronjob_that_was_not_listed(
+    ctx: Context, kube: MemoryKube
+) -> None:
+    for name in ("one", "two"):
+        reconcile(ctx, kube, apply_flow(kube, name=name, runtime={"type": "heartbeat"}))
+    kube.requests.clear()
+    assert resync_all(ctx, ["shop"]) == 0
+    assert not [r for r in kube.requests if r[0] == "delete"]
+
+
+def test_a_resync_pass_deletes_the_own_cronjob_a_heartbeat_flow_still_has(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube)
+    reconcile(ctx, kube, body)
+    kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"runtime": {"type": "heartbeat"}}})  # no event seen
+    resync_all(ctx, ["shop"])
+    assert kube.names(CRONJOB, "shop") == ["adf-heartbeat"]
+
+
+def test_an_update_of_a_flow_already_in_the_heartbeat_deletes_nothing(ctx: Context, kube: MemoryKube) -> None:
+    body = apply_flow(kube, runtime={"type": "heartbeat"})
+    reconcile(ctx, kube, body)
+    body = kube.patch(DATAFLOW, "shop", "paid-orders", {"spec": {"description": "nightly"}})
+    kube.requests.clear()
+    reconcile_flow(body, status={}, ctx=ctx, was_heartbeat=True)
+    assert not [r for r in kube.requests if r[0] == "delete"]
+
+
 def test_delete_disables_the_record_and_keeps_history(ctx: Context, kube: MemoryKube) -> None:
     body = apply_flow(kube)
     reconcile(ctx, kube, body)
