@@ -1,11 +1,14 @@
 """Operator at scale: N DataFlows applied at once against the real API server.
 
 Run by hand (not in CI):  .venv/bin/python bench/operator_scale.py [--flows 300] [--store sqlite|redis]
+                          [--runtime cronjob|heartbeat] [--profile PATH] [--apiserver-profile PATH]
 
 Prints, side by side with a plain `kubectl apply` of N CronJobs:
 * seconds from `kubectl apply` until every DataFlow is Ready=True with its CronJob,
 * API requests per DataFlow (apiserver_request_total, all clients, over the phase),
 * peak RSS of the operator process (VmHWM),
+* the floor: the same N DataFlows applied with no operator running, plus the plain CronJobs' time (what any
+  operator keeping one CronJob per DataFlow needs at least), and adf's time as a multiple of it,
 * then an idle restart: requests (writes apart) until the new operator has resumed every DataFlow, its RSS.
 
 It starts its own control plane (tests/k8s/cluster.py: etcd + kube-apiserver +
